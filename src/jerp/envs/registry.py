@@ -1,0 +1,47 @@
+"""Build environments and task lists by name, from the validated params."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from jerp.config import EnvParams
+from jerp.envs.base import Env, Task
+
+SPLITS = ("train", "eval_in", "eval_out")
+
+
+def data_root(p: EnvParams, environ: Mapping[str, str], project: Path) -> Path:
+    if p.name == "alfworld":
+        from jerp.envs.alfworld import resolve_data_root
+
+        return resolve_data_root(p.data_dir, environ, project)
+    from jerp.envs.webshop import resolve_data_dir
+
+    return resolve_data_dir(p.data_dir, project)
+
+
+def sample_split(p: EnvParams, root: Path, split: str, seed: int) -> list[Task]:
+    """The tasks a run uses for one split: `*_per_type` per task type, chosen by seed."""
+    per_type = p.train_per_type if split == "train" else p.eval_per_type
+    if p.name == "alfworld":
+        from jerp.envs import alfworld
+
+        tasks = alfworld.list_tasks(root, split)
+    else:
+        from jerp.envs import webshop
+
+        tasks = webshop.list_tasks(root, split, seed)
+    from jerp.envs.alfworld import sample_tasks
+
+    return sample_tasks(tasks, per_type, seed, p.task_types)
+
+
+def env_factory(p: EnvParams, root: Path) -> Callable[[], Env]:
+    if p.name == "alfworld":
+        from jerp.envs.alfworld import AlfWorldEnv
+
+        return lambda: AlfWorldEnv(root, max_steps=p.max_steps)
+    from jerp.envs.webshop import WebShopEnv
+
+    return lambda: WebShopEnv(root)

@@ -1,0 +1,27 @@
+"""Which parts of the loop each method uses: the only place that knows.
+
+Stages a method does not use pass their input through, so every method runs
+on the same DAG and `dvc exp run -S run.method=...` compares them on the same tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MethodParts:
+    rules: bool  # reflect + revise the pool, show the working set in prompts
+    finetune: bool  # update the policy (not built yet: no method enables it)
+
+
+METHODS: dict[str, MethodParts] = {
+    "react": MethodParts(rules=False, finetune=False),
+    "rules_only": MethodParts(rules=True, finetune=False),
+}
+
+
+def parts(method: str) -> MethodParts:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; accepted: {sorted(METHODS)}")
+    return METHODS[method]

@@ -1,0 +1,58 @@
+"""Where every stage output lives, relative to the project root.
+
+dvc.yaml spells the same paths; keeping them here means code never guesses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+METRICS = Path("metrics")
+REPORTS = Path("reports")
+CACHE = Path(".cache")
+
+
+def tasks_file() -> Path:
+    return DATA / "tasks.json"
+
+
+def references_file() -> Path:
+    return DATA / "references.jsonl"
+
+
+def iter_dir(i: int) -> Path:
+    return DATA / f"iter_{i}"
+
+
+def rules_file(i: int) -> Path:
+    return iter_dir(i) / "rules.json"
+
+
+def rollouts_file(i: int) -> Path:
+    return iter_dir(i) / "rollouts.jsonl"
+
+
+def proposals_file(i: int) -> Path:
+    return iter_dir(i) / "proposals.jsonl"
+
+
+def wins_file(i: int) -> Path:
+    """The agent's own successes up to iteration i (they join the references)."""
+    return iter_dir(i) / "wins.jsonl"
+
+
+def eval_file(i: int) -> Path:
+    return iter_dir(i) / "eval.jsonl"
+
+
+def metrics_file(i: int) -> Path:
+    return METRICS / f"iter_{i}.json"
+
+
+def model_cache() -> Path:
+    return CACHE / "models"
+
+
+def index_cache() -> Path:
+    return CACHE / "index"

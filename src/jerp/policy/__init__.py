@@ -1,0 +1,1 @@
+"""The policy: model loading, action scoring, prompts, rollouts and trainers."""

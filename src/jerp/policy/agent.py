@@ -1,0 +1,97 @@
+"""The acting agent: turns episode contexts into actions with the policy model.
+
+`rank` scores every admissible command (the default for small models);
+`generate` writes ReAct-style text that is parsed back into a command.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from jerp.config import PolicyParams
+from jerp.envs.base import Observation
+from jerp.policy.model import Policy
+from jerp.policy.prompts import EpisodeContext, build_prompt
+from jerp.policy.scoring import choose, encode_candidates, score_shared_prefix
+
+THINK = "think:"
+
+
+@dataclass
+class Decision:
+    action: str
+    logprob: float | None
+    valid: bool  # False: generated text that matched no admissible command
+
+
+def parse_generated(text: str, admissible: list[str]) -> tuple[str, bool]:
+    """First non-empty line, without '>' or 'Action:' prefixes, matched case-insensitively."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    for prefix in (">", "action:", "command:"):
+        if line.lower().startswith(prefix):
+            line = line[len(prefix) :].strip()
+    if line.lower().startswith(THINK):
+        return line, True
+    by_lower = {a.lower(): a for a in admissible}
+    if line.lower() in by_lower:
+        return by_lower[line.lower()], True
+    return line, False
+
+
+class Agent:
+    def __init__(self, policy: Policy, params: PolicyParams, seed: int = 0):
+        self.policy = policy
+        self.params = params
+        self.rng = random.Random(seed)
+
+    def decide(self, ctxs: list[EpisodeContext], obs: list[Observation]) -> list[Decision]:
+        if self.params.mode == "rank":
+            return [self._rank(c, o) for c, o in zip(ctxs, obs, strict=True)]
+        return self._generate(ctxs, obs)
+
+    def scores(self, ctx: EpisodeContext, ob: Observation) -> tuple[list[float], list[int]]:
+        """Log p(command | prompt) for every admissible command, and token counts."""
+        tok = self.policy.tokenizer
+        prompt = build_prompt(ctx, ob.text, self.params.history)
+        prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        cands = encode_candidates(tok, ob.admissible)
+        return score_shared_prefix(self.policy, prompt_ids, cands), [len(c) for c in cands]
+
+    def _rank(self, ctx: EpisodeContext, ob: Observation) -> Decision:
+        scores, lengths = self.scores(ctx, ob)
+        i = choose(scores, lengths, self.params.score, self.params.temperature, self.rng)
+        return Decision(ob.admissible[i], scores[i], True)
+
+    def expert_top1(self, ctx: EpisodeContext, ob: Observation, expert: str) -> bool:
+        """Would the greedy policy take the expert's action in this state?"""
+        if expert not in ob.admissible:
+            return False
+        scores, lengths = self.scores(ctx, ob)
+        best = choose(scores, lengths, self.params.score, 0.0, self.rng)
+        return ob.admissible[best] == expert
+
+    @torch.no_grad()
+    def _generate(self, ctxs: list[EpisodeContext], obs: list[Observation]) -> list[Decision]:
+        tok = self.policy.tokenizer
+        prompts = [build_prompt(c, o.text, self.params.history, o.admissible)
+                   for c, o in zip(ctxs, obs, strict=True)]
+        tok.padding_side = "left"
+        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        sample = self.params.temperature > 0
+        out = self.policy.model.generate(
+            **batch,
+            max_new_tokens=self.params.max_new_tokens,
+            do_sample=sample,
+            temperature=self.params.temperature if sample else None,
+            top_p=None, top_k=None,
+            pad_token_id=tok.pad_token_id,
+        )
+        texts = tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        decisions = []
+        for text, o in zip(texts, obs, strict=True):
+            action, valid = parse_generated(text, o.admissible)
+            decisions.append(Decision(action, None, valid))
+        return decisions

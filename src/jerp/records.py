@@ -1,0 +1,240 @@
+"""Schemas and the one reader/writer for every file that crosses a stage boundary.
+
+Every writer is atomic (temp file in the same directory, then rename), so a
+failing stage never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+from jerp.envs.base import Task
+
+# ---------------------------------------------------------------- atomic I/O
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator:
+    """Open a temp file beside `path`; rename it over `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: object) -> None:
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+
+
+def read_json(path: str | Path) -> object:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_jsonl(path: str | Path, models: Iterable[BaseModel]) -> None:
+    with atomic_open(path) as fh:
+        for m in models:
+            fh.write(m.model_dump_json())
+            fh.write("\n")
+
+
+def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    out.append(model.model_validate_json(line))
+                except ValueError as e:
+                    raise ValueError(f"{path}:{n}: not a valid {model.__name__}: {e}") from e
+    return out
+
+
+# ---------------------------------------------------------------- tasks
+
+Split = Literal["train", "eval_in", "eval_out"]
+
+
+class TaskList(BaseModel):
+    """data/tasks.json: the games each split uses in this run (written by `prepare`)."""
+
+    env: str
+    seed: int
+    splits: dict[str, list[dict]]
+
+    def tasks(self, split: str) -> list[Task]:
+        if split not in self.splits:
+            raise KeyError(f"split {split!r} not in task list; have {sorted(self.splits)}")
+        return [Task(**t) for t in self.splits[split]]
+
+
+def write_tasks(path: str | Path, tasks: TaskList) -> None:
+    write_json(path, tasks.model_dump())
+
+
+def read_tasks(path: str | Path) -> TaskList:
+    return TaskList.model_validate(read_json(path))
+
+
+# ---------------------------------------------------------------- trajectories
+
+
+class StepRecord(BaseModel):
+    observation: str
+    admissible_count: int
+    action: str
+    logprob: float | None = None  # the policy's score of the chosen action
+    valid: bool = True  # False: generate-mode text that did not parse to an admissible command
+    reward: float = 0.0
+    admissible: list[str] | None = None  # kept for reference trajectories only (re-scoring)
+
+
+class RuleShown(BaseModel):
+    id: str
+    text: str
+
+
+class Trajectory(BaseModel):
+    """One episode, as every stage after a rollout sees it."""
+
+    traj_id: str
+    task_id: str
+    env: str
+    split: str
+    task_type: str
+    goal: str
+    steps: list[StepRecord]
+    reward: float
+    won: bool
+    n_steps: int
+    invalid_actions: int = 0
+    rules_shown: list[RuleShown] = Field(default_factory=list)
+    policy_version: str = "base"
+    pool_version: str = "none"
+    method: str = "react"
+    iteration: int = 0
+    episode: int = 0  # index within a task's group of G episodes
+    seed: int = 0
+    wall_s: float = 0.0
+    source: Literal["rollout", "reference"] = "rollout"
+
+    @property
+    def actions(self) -> list[str]:
+        return [s.action for s in self.steps]
+
+
+def write_trajectories(path: str | Path, trajs: Iterable[Trajectory]) -> None:
+    write_jsonl(path, trajs)
+
+
+def read_trajectories(path: str | Path) -> list[Trajectory]:
+    return read_jsonl(path, Trajectory)
+
+
+# ---------------------------------------------------------------- rules
+
+Scope = str  # a task type, or "general"
+Level = Literal["rule", "planning", "execution"]  # H2R adds the two hierarchical levels
+
+
+class Rule(BaseModel):
+    id: str
+    text: str
+    score: int
+    scope: Scope = "general"
+    level: Level = "rule"
+    created: int  # iteration that created it
+    updated: int  # iteration that last changed it
+    provenance: list[str] = Field(default_factory=list)  # trajectory ids
+
+
+class RuleSnapshot(BaseModel):
+    """data/iter_<i>/rules.json: the pool after revision at iteration i. Immutable."""
+
+    iteration: int
+    capacity: int
+    rules: list[Rule]
+    next_id: int = 1
+
+
+def write_snapshot(path: str | Path, snap: RuleSnapshot) -> None:
+    """Snapshots are immutable: written once, then made read-only."""
+    write_json(path, snap.model_dump())
+    os.chmod(path, 0o444)
+
+
+def read_snapshot(path: str | Path) -> RuleSnapshot:
+    return RuleSnapshot.model_validate(read_json(path))
+
+
+OpName = Literal["ADD", "EDIT", "UPVOTE", "DOWNVOTE", "MERGE"]
+
+
+class Evidence(BaseModel):
+    failed: str | None = None  # trajectory id
+    reference: str | None = None  # trajectory id (walkthrough or earlier win)
+    diverge_step: int | None = None
+
+
+class Proposal(BaseModel):
+    """One proposed pool operation (reflect stage output, one per line)."""
+
+    op: OpName
+    rule_ids: list[str] = Field(default_factory=list)
+    text: str | None = None
+    scope: Scope = "general"
+    evidence: Evidence = Field(default_factory=Evidence)
+    rationale: str = ""
+    accepted: bool = True
+    reject_reason: str | None = None
+
+
+def write_proposals(path: str | Path, props: Iterable[Proposal]) -> None:
+    write_jsonl(path, props)
+
+
+def read_proposals(path: str | Path) -> list[Proposal]:
+    return read_jsonl(path, Proposal)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Build a directory beside `path`, then swap it in whole (old one removed after)."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,53 @@
+"""What several stages share: loading the agent, retrieving working sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jerp import paths
+from jerp.config import Params
+from jerp.envs.base import Task
+from jerp.policy.agent import Agent
+from jerp.policy.model import load_policy, set_threads
+from jerp.policy.rollout import Retrieve
+from jerp.records import RuleShown, RuleSnapshot
+
+
+def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None) -> Agent:
+    set_threads(p.policy.threads)
+    policy = load_policy(p.policy.model, root / paths.model_cache(), p.policy.dtype, adapter)
+    return Agent(policy, p.policy, seed=seed)
+
+
+def retriever(p: Params, root: Path, pool: RuleSnapshot | None) -> Retrieve | None:
+    """The per-episode working-set lookup, or None when no rules are shown."""
+    if pool is None or not pool.rules or not p.rules.top_k:
+        return None
+    from jerp.memory.retrieve import working_set
+
+    def retrieve(task: Task, goal: str) -> list[RuleShown]:
+        rules = working_set(pool, task.task_type, goal, p.rules.top_k, p.rules.retrieval,
+                            root / paths.index_cache())
+        return [RuleShown(id=r.id, text=r.text) for r in rules]
+
+    return retrieve
+
+
+def local_generate(p: Params, root: Path):
+    """A text-in, text-out callable over a locally loaded model (LLM reflector)."""
+    import torch
+
+    policy = load_policy(p.rules.llm_model, root / paths.model_cache(), p.policy.dtype)
+    tok = policy.tokenizer
+
+    @torch.no_grad()
+    def generate(prompt: str) -> str:
+        msgs = [{"role": "user", "content": prompt}]
+        ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt")
+        if not isinstance(ids, torch.Tensor):
+            ids = ids["input_ids"]
+        out = policy.model.generate(ids, max_new_tokens=200, do_sample=False,
+                                    pad_token_id=tok.pad_token_id)
+        return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    return generate

@@ -1,0 +1,25 @@
+"""prepare: the task lists of this run, and iteration 0's (empty) rule pool."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jerp import paths
+from jerp.config import Params
+from jerp.envs.registry import SPLITS, data_root, sample_split
+from jerp.records import RuleSnapshot, TaskList, write_jsonl, write_snapshot, write_tasks
+
+
+def run(p: Params, root: Path) -> TaskList:
+    droot = data_root(p.env, os.environ, root)
+    splits = {}
+    for split in SPLITS:
+        tasks = sample_split(p.env, droot, split, p.run.seed)
+        splits[split] = [t.__dict__ for t in tasks]
+    tl = TaskList(env=p.env.name, seed=p.run.seed, splits=splits)
+    write_tasks(root / paths.tasks_file(), tl)
+    write_snapshot(root / paths.rules_file(0),
+                   RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]))
+    write_jsonl(root / paths.wins_file(0), [])
+    return tl

@@ -1,0 +1,33 @@
+"""references: replay each game's reference solution (walkthrough / scripted purchase).
+
+Train references are what reflection contrasts failures with; eval references
+give the states at which `evaluate` measures expert-action accuracy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from jerp import paths
+from jerp.config import Params
+from jerp.envs.registry import data_root, env_factory
+from jerp.policy.rollout import replay_reference
+from jerp.records import Trajectory, read_tasks, write_trajectories
+
+
+def run(p: Params, root: Path) -> list[Trajectory]:
+    tl = read_tasks(root / paths.tasks_file())
+    tasks = tl.tasks("train") + tl.tasks(p.env.eval_split)
+    env = env_factory(p.env, data_root(p.env, os.environ, root))()
+    try:
+        refs = [replay_reference(env, t) for t in tqdm(tasks, desc="references", unit="game")]
+    finally:
+        env.close()
+    lost = [r.task_id for r in refs if not r.won]
+    if lost:
+        print(f"warning: {len(lost)} reference solutions did not win: {lost[:5]}")
+    write_trajectories(root / paths.references_file(), refs)
+    return refs

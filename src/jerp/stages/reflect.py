@@ -1,0 +1,69 @@
+"""reflect@i: contrast iteration i's rollouts with reference successes; propose pool ops.
+
+References are the environment's reference solutions for train tasks plus the
+agent's own wins, which accumulate across iterations in wins.jsonl.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jerp import paths
+from jerp.config import Params
+from jerp.methods import parts
+from jerp.records import (
+    Proposal,
+    read_snapshot,
+    read_trajectories,
+    write_proposals,
+    write_trajectories,
+)
+
+
+def run(p: Params, root: Path, iteration: int, prev: int, environ: dict) -> list[Proposal]:
+    rollouts = read_trajectories(root / paths.rollouts_file(iteration))
+    wins = read_trajectories(root / paths.wins_file(prev))
+    wins += [t for t in rollouts if t.won]
+    write_trajectories(root / paths.wins_file(iteration), wins)
+    if not parts(p.run.method).rules:
+        write_proposals(root / paths.proposals_file(iteration), [])
+        return []
+    pool = read_snapshot(root / paths.rules_file(prev))
+    refs = [r for r in read_trajectories(root / paths.references_file()) if r.split == "train"]
+    refs += wins
+    if p.rules.reflector == "contrastive":
+        from jerp.memory.reflect.contrastive import reflect_contrastive
+
+        props = reflect_contrastive(rollouts, refs, pool, p.rules.max_ops)
+    else:
+        props = _reflect_llm(p, root, rollouts, refs, pool, environ)
+    write_proposals(root / paths.proposals_file(iteration), props)
+    return props
+
+
+def _reflect_llm(p: Params, root: Path, rollouts, refs, pool, environ: dict) -> list[Proposal]:
+    """One LLM call per failed rollout, against a reference for the same task (or type)."""
+    from jerp.memory.reflect.llm import openai_generate, reflect_llm
+
+    if p.rules.llm_endpoint:
+        key = environ.get("OPENAI_API_KEY", "")
+        generate = openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
+    else:
+        from jerp.stages.common import local_generate
+
+        generate = local_generate(p, root)
+    props: list[Proposal] = []
+    by_task = {r.task_id: r for r in refs}
+    by_type = {r.task_type: r for r in refs}
+    for t in rollouts:
+        if t.won:
+            continue
+        ref = by_task.get(t.task_id) or by_type.get(t.task_type)
+        if ref is None:
+            continue
+        budget = p.rules.max_ops - sum(x.accepted for x in props)
+        if budget <= 0:
+            break
+        props += reflect_llm(generate, t, ref, pool, max_ops=budget,
+                             max_chars=p.rules.max_rule_chars)
+    return props
