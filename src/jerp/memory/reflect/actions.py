@@ -202,7 +202,9 @@ def with_pronoun(phrase: str, obj: str) -> str:
 
 def second_mention(phrase: str, first: str) -> str:
     """After 'go to a microwave', say 'the microwave' in the same sentence."""
-    return phrase.replace(first, _definite(first)) if first.startswith(("a ", "an ")) else phrase
+    if first.startswith(("a ", "an ")):
+        return phrase.replace(first, _definite(first))
+    return phrase.replace(f" in {first}", " there")
 
 
 # ---------------------------------------------------------------- does a trajectory follow a rule

@@ -13,8 +13,8 @@ there. The algorithm, per failed rollout:
    a. the first state-changing action of the reference (counted with
       multiplicity, so the second "take" of a pick-two task counts) that never
       occurs in the failure;
-   b. else the first reference milestone out of order in the failure
-      (longest common subsequence of the two milestone sequences);
+   b. else the first reference milestone at which the failure's sequence of
+      milestones departs from the reference's (a milestone done out of order);
    c. else the first aligned step where the two differ.
 4. Write the rule around it: the reference's previous milestone as context,
    the navigation step leading to it when it goes to the tool or destination,
@@ -91,14 +91,13 @@ def _missing_milestone(ref: list[Act], failed: list[Act]) -> int | None:
 
 
 def _out_of_order_milestone(ref: list[Act], failed: list[Act]) -> int | None:
-    """First reference milestone outside the LCS of the two milestone sequences."""
+    """First reference milestone where the failure's milestone sequence departs from it."""
     r_idx = [i for i, a in enumerate(ref) if a.is_milestone]
-    r_keys = [ref[i].key for i in r_idx]
     f_keys = [a.key for a in failed if a.is_milestone]
-    matched: set[int] = set()
-    for block in SequenceMatcher(None, r_keys, f_keys, autojunk=False).get_matching_blocks():
-        matched.update(range(block.a, block.a + block.size))
-    return next((r_idx[n] for n in range(len(r_keys)) if n not in matched), None)
+    for n, i in enumerate(r_idx):
+        if n >= len(f_keys) or f_keys[n] != ref[i].key:
+            return i
+    return None
 
 
 def _aligned_position(opcodes: list[tuple], ref_step: int) -> int:
