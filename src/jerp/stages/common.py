@@ -13,9 +13,13 @@ from jerp.policy.rollout import Retrieve
 from jerp.records import RuleShown, RuleSnapshot
 
 
+def model_cache(p: Params, root: Path) -> Path:
+    return Path(p.policy.cache_dir) if p.policy.cache_dir else root / paths.model_cache()
+
+
 def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None) -> Agent:
     set_threads(p.policy.threads)
-    policy = load_policy(p.policy.model, root / paths.model_cache(), p.policy.dtype, adapter)
+    policy = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter)
     return Agent(policy, p.policy, seed=seed)
 
 
@@ -37,7 +41,7 @@ def local_generate(p: Params, root: Path):
     """A text-in, text-out callable over a locally loaded model (LLM reflector)."""
     import torch
 
-    policy = load_policy(p.rules.llm_model, root / paths.model_cache(), p.policy.dtype)
+    policy = load_policy(p.rules.llm_model, model_cache(p, root), p.policy.dtype)
     tok = policy.tokenizer
 
     @torch.no_grad()

@@ -1,0 +1,42 @@
+"""params.yaml validation: bad keys and values are named, with what is accepted."""
+
+import pytest
+import yaml
+
+from jerp.config import ParamsError, load_params, parse_params
+
+
+def test_repo_params_and_presets_validate(root):
+    p = load_params(root / "params.yaml")
+    assert p.eval_iterations == [0, *sorted(p.iterations)]
+    with open(root / "presets/tiny.yaml") as fh:
+        parse_params(yaml.safe_load(fh))
+
+
+def test_bad_value_names_key_value_and_accepted():
+    with pytest.raises(ParamsError) as e:
+        parse_params({"policy": {"mode": "beam"}})
+    msg = str(e.value)
+    assert "policy.mode" in msg and "'beam'" in msg and "rank" in msg and "generate" in msg
+
+
+def test_out_of_range_number():
+    with pytest.raises(ParamsError, match=r"env\.max_steps.*-3"):
+        parse_params({"env": {"max_steps": -3}})
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(ParamsError, match=r"unknown key 'rules\.capacty'"):
+        parse_params({"rules": {"capacty": 3}})
+
+
+def test_iterations_must_chain_and_match_eval_iterations():
+    with pytest.raises(ParamsError, match="prev"):
+        parse_params({"iterations": {1: {"prev": 0}, 2: {"prev": 0}}, "eval_iterations": [0, 1, 2]})
+    with pytest.raises(ParamsError, match="eval_iterations"):
+        parse_params({"iterations": {1: {"prev": 0}}, "eval_iterations": [0]})
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
