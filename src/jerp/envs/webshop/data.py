@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "webshop"
 DATA_ENV_VAR = "JERP_WEBSHOP_DATA"
 
 PROCESSED_NAMES = ("products_1000.json",)
@@ -60,13 +59,17 @@ class Catalogue:
     data_dir: Path
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Explicit argument, else $JERP_WEBSHOP_DATA, else ../shared/webshop beside the repo."""
+def resolve_data_dir(
+    data_dir: str | os.PathLike | None = None, project: str | os.PathLike | None = None
+) -> Path:
+    """Explicit argument (relative to `project` if given), else $JERP_WEBSHOP_DATA, else
+    ../shared/webshop beside the project (default: this repository)."""
+    base = Path(project).expanduser().resolve() if project is not None else REPO_ROOT
     tried: list[Path] = []
-    for cand in (data_dir, os.environ.get(DATA_ENV_VAR), DEFAULT_DATA_DIR):
+    for cand in (data_dir, os.environ.get(DATA_ENV_VAR), base.parent / "shared" / "webshop"):
         if cand is None or cand == "":
             continue
-        path = Path(cand).expanduser().resolve()
+        path = (base / Path(cand).expanduser()).resolve()
         tried.append(path)
         if _find(path, PROCESSED_NAMES + RAW_NAMES) and _find(path, INS_NAMES):
             return path

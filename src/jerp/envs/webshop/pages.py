@@ -30,10 +30,6 @@ def clicked(label: str) -> str:
     return f"[clicked button] {label} [clicked button_]"
 
 
-def _lines(*parts: str) -> str:
-    return "\n".join(p.strip("\n") if p.startswith("[") else p for p in parts if p != "")
-
-
 def search_page(instruction: str) -> tuple[str, list[str]]:
     text = "\n".join(["WebShop", "Instruction:", instruction, button("Search")])
     return text, []  # `click[search]` is refused; the page takes `search[...]`
