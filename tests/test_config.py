@@ -40,3 +40,21 @@ def test_iterations_must_chain_and_match_eval_iterations():
 def test_missing_file(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "params.yaml")
+
+
+def _keys(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        out.add(f"{prefix}{k}")
+        if isinstance(v, dict) and k != "iterations":
+            out |= _keys(v, f"{prefix}{k}.")
+    return out
+
+
+def test_presets_name_every_key_dvc_reads(root):
+    """DVC refuses a params file that lacks a key a stage lists, so presets are complete."""
+    with open(root / "params.yaml") as fh:
+        full = _keys(yaml.safe_load(fh))
+    for preset in (root / "presets").glob("*.yaml"):
+        with open(preset) as fh:
+            assert _keys(yaml.safe_load(fh)) == full, preset.name

@@ -1,0 +1,110 @@
+"""The real pipeline on the tiny preset: `dvc repro` through Prefect flows into MLflow.
+
+One copy of the project in a temp folder, then a sequence of checks in the
+order a user would meet them (the pipeline takes a few minutes, so it runs once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    for k in ("PREFECT_HOME", "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+        env.pop(k, None)  # the copy gets its own, inside the project
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n"
+                             f"{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, root, alf_root, model_cache):
+    proj = tmp_path_factory.mktemp("jerp") / "proj"
+    proj.mkdir()
+    for item in ("dvc.yaml", "flows", "src", ".dvcignore"):
+        src = root / item
+        if src.is_dir():
+            shutil.copytree(src, proj / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, proj / item)
+    params = yaml.safe_load((root / "presets/tiny.yaml").read_text())
+    params["env"]["data_dir"] = str(alf_root)
+    params["policy"]["cache_dir"] = str(model_cache)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (proj / ".gitignore").write_text(".prefect/\nmlflow.db\n.cache/\n")
+    sh(["git", "init", "-q"], proj)
+    sh(["dvc", "init", "-q"], proj)
+    sh(["dvc", "repro"], proj)
+    return proj
+
+
+def test_repro_writes_every_stage_output(project):
+    for rel in ("data/tasks.json", "data/references.jsonl", "data/iter_0/rules.json",
+                "data/iter_0/eval.jsonl", "data/iter_1/rollouts.jsonl",
+                "data/iter_1/proposals.jsonl", "data/iter_1/rules.json",
+                "data/iter_1/eval.jsonl", "metrics/iter_0.json", "metrics/iter_1.json",
+                "reports/index.md", "reports/success.png", "reports/iterations.csv"):
+        assert (project / rel).exists(), rel
+    evals = [json.loads(x) for x in (project / "data/iter_0/eval.jsonl").read_text().splitlines()]
+    assert len(evals) == 2 and all(1 <= e["n_steps"] <= 4 for e in evals)
+    assert all(e["steps"][0]["observation"] for e in evals)
+
+
+def test_metrics_show_success_per_task_type(project):
+    out = sh(["dvc", "metrics", "show", "--json"], project).stdout
+    assert "success_by_type" in out and "pick_heat_then_place_in_recep" in out
+
+
+def test_rerun_is_a_no_op(project):
+    out = sh(["dvc", "repro"], project).stdout
+    assert "up to date" in out.lower()
+
+
+def test_reflection_changed_the_pool(project):
+    props = (project / "data/iter_1/proposals.jsonl").read_text().splitlines()
+    assert props, "the contrastive reflector proposed nothing for failed rollouts"
+    diff = json.loads(sh(["jerp", "rules", "diff", "0", "1", "--json"], project).stdout)
+    assert diff["added"], diff
+    shown = sh(["jerp", "rules", "show", "--iteration", "1"], project).stdout
+    assert diff["added"][0]["id"] in shown
+
+
+def test_runs_are_in_mlflow_and_prefect(project):
+    con = sqlite3.connect(project / "mlflow.db")
+    names = {r[0] for r in con.execute("select name from runs")}
+    assert {"prepare", "evaluate@0", "rollout@1", "revise@1", "evaluate@1"} <= names
+    keys = {r[0] for r in con.execute("select key from metrics")}
+    assert "success" in keys and "rules" in keys
+    pdb = project / ".prefect" / "prefect.db"
+    flows = {r[0] for r in sqlite3.connect(pdb).execute("select name from flow")}
+    assert {"prepare", "evaluate", "rollout", "reflect", "revise", "report"} <= flows
+
+
+def test_bad_params_fail_cleanly_and_keep_outputs(project):
+    before = (project / "data/iter_0/eval.jsonl").read_text()
+    params = project / "params.yaml"
+    good = params.read_text()
+    params.write_text(good.replace("mode: rank", "mode: beam"))
+    try:
+        res = sh(["dvc", "repro"], project, check=False)
+    finally:
+        params.write_text(good)
+    assert res.returncode != 0
+    assert "policy.mode" in res.stderr + res.stdout and "'beam'" in res.stderr + res.stdout
+    assert (project / "data/iter_0/eval.jsonl").read_text() == before
