@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,12 +58,22 @@ class PolicyParams(Section):
     score: Literal["sum", "mean"] = Field(
         "sum", description="Candidate score: summed or per-token mean log-probability."
     )
-    history: int = Field(3, ge=0, description="Earlier (observation, action) pairs in the prompt.")
+    history: int = Field(
+        3, ge=0,
+        description="History window h: the prompt shows the last h to 2h-1 (observation, "
+        "action) pairs, the oldest h dropped at once, so the cached prompt is rebuilt once "
+        "per h steps; 0 = none.",
+    )
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         "auto", description="auto: bf16 where the CPU has native bf16, else fp32."
     )
     threads: int = Field(0, ge=0, description="torch threads; 0 = the cores available.")
     batch_envs: int = Field(4, ge=1, description="Environments stepping in lockstep.")
+    env_workers: int = Field(
+        4, ge=0,
+        description="How many of the batch_envs environments run in their own worker "
+        "process (engine steps overlap the model); 0 = all in the main process.",
+    )
     max_new_tokens: int = Field(24, ge=1, description="generate mode only.")
 
     @field_validator("model")

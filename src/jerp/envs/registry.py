@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 from jerp.config import EnvParams
@@ -38,10 +39,11 @@ def sample_split(p: EnvParams, root: Path, split: str, seed: int) -> list[Task]:
 
 
 def env_factory(p: EnvParams, root: Path) -> Callable[[], Env]:
+    """A picklable factory (a partial, not a lambda): env worker processes call it."""
     if p.name == "alfworld":
         from jerp.envs.alfworld import AlfWorldEnv
 
-        return lambda: AlfWorldEnv(root, max_steps=p.max_steps)
+        return partial(AlfWorldEnv, root, max_steps=p.max_steps)
     from jerp.envs.webshop import WebShopEnv
 
-    return lambda: WebShopEnv(root)
+    return partial(WebShopEnv, root)

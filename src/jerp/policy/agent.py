@@ -13,9 +13,10 @@ import torch
 
 from jerp.config import PolicyParams
 from jerp.envs.base import Observation
+from jerp.policy.kvcache import PrefixCache, score_trie
 from jerp.policy.model import Policy
-from jerp.policy.prompts import EpisodeContext, build_prompt
-from jerp.policy.scoring import choose, encode_candidates, score_shared_prefix
+from jerp.policy.prompts import EpisodeContext, build_prompt, prompt_pieces
+from jerp.policy.scoring import choose, encode_candidates
 
 THINK = "think:"
 
@@ -41,11 +42,45 @@ def parse_generated(text: str, admissible: list[str]) -> tuple[str, bool]:
     return line, False
 
 
+@dataclass
+class EpisodeState:
+    """Per-episode scratch kept on `EpisodeContext.state`: the prompt's KV cache, the
+    tokens of each prompt piece, and the episode's own sampling stream (so sampled
+    decisions do not depend on which episodes share a batch or a worker)."""
+
+    cache: PrefixCache
+    pieces: dict[str, list[int]]
+    rng: random.Random
+
+
 class Agent:
     def __init__(self, policy: Policy, params: PolicyParams, seed: int = 0):
         self.policy = policy
         self.params = params
+        self.seed = seed
         self.rng = random.Random(seed)
+
+    def _state(self, ctx: EpisodeContext) -> EpisodeState:
+        if not isinstance(ctx.state, EpisodeState):
+            ctx.state = EpisodeState(PrefixCache(), {}, random.Random(f"{self.seed}:{ctx.seed}"))
+        return ctx.state
+
+    def prompt_ids(self, ctx: EpisodeContext, observation: str) -> list[int]:
+        """The prompt's tokens: its pieces tokenized one by one (each once per episode).
+
+        The concatenation is what both the cached and the naive scorers encode;
+        it matches tokenizing `build_prompt`'s text whole (pieces start at a
+        word or line boundary; checked on real games in tests/test_kvcache.py).
+        """
+        st = self._state(ctx)
+        tok = self.policy.tokenizer
+        ids: list[int] = []
+        for piece in prompt_pieces(ctx, observation, self.params.history):
+            got = st.pieces.get(piece)
+            if got is None:
+                got = st.pieces[piece] = tok(piece, add_special_tokens=False)["input_ids"]
+            ids += got
+        return ids
 
     def decide(self, ctxs: list[EpisodeContext], obs: list[Observation]) -> list[Decision]:
         if self.params.mode == "rank":
@@ -53,16 +88,24 @@ class Agent:
         return self._generate(ctxs, obs)
 
     def scores(self, ctx: EpisodeContext, ob: Observation) -> tuple[list[float], list[int]]:
-        """Log p(command | prompt) for every admissible command, and token counts."""
-        tok = self.policy.tokenizer
-        prompt = build_prompt(ctx, ob.text, self.params.history)
-        prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        cands = encode_candidates(tok, ob.admissible)
-        return score_shared_prefix(self.policy, prompt_ids, cands), [len(c) for c in cands]
+        """Log p(command | prompt) for every admissible command, and token counts.
+
+        The episode's cached prefix is extended with what is new since the last
+        call on this context, then the commands are scored as a trie continuing it.
+        """
+        st = self._state(ctx)
+        st.cache.extend(self.policy, self.prompt_ids(ctx, ob.text))
+        cands = encode_candidates(self.policy.tokenizer, ob.admissible)
+        return score_trie(self.policy, st.cache, cands), [len(c) for c in cands]
+
+    def release(self, ctx: EpisodeContext) -> None:
+        """Free an ended episode's KV cache."""
+        ctx.state = None
 
     def _rank(self, ctx: EpisodeContext, ob: Observation) -> Decision:
         scores, lengths = self.scores(ctx, ob)
-        i = choose(scores, lengths, self.params.score, self.params.temperature, self.rng)
+        rng = self._state(ctx).rng
+        i = choose(scores, lengths, self.params.score, self.params.temperature, rng)
         return Decision(ob.admissible[i], scores[i], True)
 
     def expert_top1(self, ctx: EpisodeContext, ob: Observation, expert: str) -> bool:

@@ -2,6 +2,21 @@
 
 Templates live beside the environments (envs/prompts/<env>.txt) so that each
 world words its own instructions; this module only fills the slots.
+
+The rendered prompt is append-only within an episode, so the policy can keep
+its KV cache from step to step (policy/kvcache.py):
+
+    header   = the template up to `{history}`, with goal and rules filled in
+    step i   = "Observation: <o_i>\\n>"  then  " <a_i>\\n"
+    now      = "Observation: <o_t>\\n>"   (+ "Valid commands: ..." in generate mode)
+
+The action piece " <a>\\n" is exactly a rank-mode candidate (scoring.py's
+`encode_candidates`), so the chosen command's tokens join the prefix as they
+were scored. With `window` = h > 0 the prompt shows the past steps from
+`window_start(t, h)` on: all of them while t < 2h, then between h and 2h - 1
+of them, the oldest h dropped at once every h steps, so a cached prefix is
+rebuilt (from the header on) once per h steps instead of every step.
+`window` = 0 shows no past step: header + current observation only.
 """
 
 from __future__ import annotations
@@ -9,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+
+HISTORY_SLOT = "{history}"
 
 
 @cache
@@ -19,14 +36,39 @@ def template(env: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+@cache
+def split_template(env: str) -> tuple[str, str]:
+    """(header part, step part) of the template, split at `{history}`.
+
+    The step part renders the current observation; a past step is the same text
+    (without commands) followed by its action, which keeps the prompt append-only.
+    """
+    text = template(env)
+    if text.count(HISTORY_SLOT) != 1:
+        raise ValueError(f"prompt template {env!r} must contain {HISTORY_SLOT} exactly once")
+    head, step = text.split(HISTORY_SLOT)
+    # The file's final newline is not part of the prompt: the action follows '>' on
+    # the same line, as in the history blocks ("> <action>\n").
+    step = step.removesuffix("\n")
+    if not step.endswith(">"):
+        raise ValueError(f"prompt template {env!r} must end with '>' (the action follows it)")
+    return head, step
+
+
 @dataclass
 class EpisodeContext:
-    """What the agent knows in one episode; `rules` stay fixed for the episode."""
+    """What the agent knows in one episode; `rules` stay fixed for the episode.
+
+    `seed` tells episodes apart for sampled decisions (independent of scheduling);
+    `state` is the agent's per-episode scratch (its KV cache), opaque to others.
+    """
 
     env: str
     goal: str
     rules: list[str] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)  # (observation, action)
+    seed: int = 0
+    state: object | None = field(default=None, repr=False, compare=False)
 
 
 def render_rules(rules: list[str]) -> str:
@@ -35,16 +77,44 @@ def render_rules(rules: list[str]) -> str:
     return "Rules learned from experience:\n" + "".join(f"- {r}\n" for r in rules)
 
 
+def window_start(t: int, window: int) -> int:
+    """First past step shown at step t: keeps between `window` and 2*`window` - 1 steps
+    (all while fewer), so the shown history changes its start once per `window` steps."""
+    if window <= 0:
+        return t
+    return max(0, (t - window) // window * window)
+
+
+def header(ctx: EpisodeContext) -> str:
+    head, _ = split_template(ctx.env)
+    return head.format(goal=ctx.goal, rules=render_rules(ctx.rules))
+
+
+def observation_piece(env: str, observation: str, commands: list[str] | None = None) -> str:
+    _, step = split_template(env)
+    cmds = "Valid commands: " + ", ".join(commands) + "\n" if commands else ""
+    return step.format(observation=observation, commands=cmds)
+
+
+def action_piece(action: str) -> str:
+    """Same text as a rank-mode candidate (scoring.encode_candidates)."""
+    return " " + action + "\n"
+
+
+def prompt_pieces(ctx: EpisodeContext, observation: str, window: int) -> list[str]:
+    """The prompt as its append-only pieces: header, (observation, action) per shown
+    step, the current observation. Their concatenation is `build_prompt`'s text."""
+    pieces = [header(ctx)]
+    for o, a in ctx.history[window_start(len(ctx.history), window):]:
+        pieces += [observation_piece(ctx.env, o), action_piece(a)]
+    pieces.append(observation_piece(ctx.env, observation))
+    return pieces
+
+
 def build_prompt(
     ctx: EpisodeContext, observation: str, window: int, commands: list[str] | None = None
 ) -> str:
-    recent = ctx.history[-window:] if window else []
-    history = "".join(f"Observation: {o}\n> {a}\n" for o, a in recent)
-    cmds = "Valid commands: " + ", ".join(commands) + "\n" if commands else ""
-    return template(ctx.env).format(
-        goal=ctx.goal,
-        rules=render_rules(ctx.rules),
-        history=history,
-        observation=observation,
-        commands=cmds,
-    )
+    pieces = prompt_pieces(ctx, observation, window)
+    if commands:
+        pieces[-1] = observation_piece(ctx.env, observation, commands)
+    return "".join(pieces)

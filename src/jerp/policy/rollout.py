@@ -2,6 +2,9 @@
 
 Each slot holds one environment, reset to the next queued task when its
 episode ends (never an environment per game: that leaks memory in ALFWorld).
+A slot's environment lives in this process or in a worker process
+(policy/envproc.py); with workers, the engine steps while the model decides
+for the other slots.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from tqdm import tqdm
 
 from jerp.envs.base import Env, Observation, Task
 from jerp.policy.agent import Agent
+from jerp.policy.envproc import EnvHandle, LocalEnv, RemoteEnv, wait_any
 from jerp.policy.prompts import EpisodeContext
 from jerp.records import RuleShown, StepRecord, Trajectory
-
 
 Retrieve = Callable[[Task, str], list[RuleShown]]  # (task, goal) -> working set
 
@@ -32,7 +35,7 @@ class EpisodeSpec:
 
 @dataclass
 class _Slot:
-    env: Env
+    env: EnvHandle
     spec: EpisodeSpec | None = None
     rules: list[RuleShown] = field(default_factory=list)
     ctx: EpisodeContext | None = None
@@ -41,6 +44,7 @@ class _Slot:
     reward: float = 0.0
     won: bool = False
     t0: float = 0.0
+    pending: tuple | None = None  # (kind, action, logprob, valid) while the env works
 
 
 def play(
@@ -52,33 +56,54 @@ def play(
     meta: dict,
     retrieve: Retrieve | None = None,
     desc: str = "episodes",
+    env_workers: int | None = None,
 ) -> list[Trajectory]:
     """Play every spec; returns trajectories in the order of `specs`.
 
     `retrieve` gives each episode its working set once, right after reset (the
     goal is known then), and it stays fixed for the episode. `meta` fills the
     bookkeeping fields of each Trajectory (stage, method, iteration,
-    policy_version, pool_version, seed).
+    policy_version, pool_version, seed). `env_workers` (default: the agent's
+    `policy.env_workers`) of the `batch_envs` environments run in their own
+    processes, so their resets and steps overlap the model's forwards; the
+    agent decides for whichever episodes have an observation, so trajectories
+    do not depend on the number of workers or on `batch_envs`.
     """
+    if env_workers is None:
+        env_workers = getattr(agent.params, "env_workers", 0)
     queue = deque(enumerate(specs))
     results: dict[int, Trajectory] = {}
-    slots = [_Slot(make_env()) for _ in range(min(batch_envs, len(specs)))]
+    n = min(batch_envs, len(specs))
+    n_remote = min(env_workers, n)
+    slots = [_Slot(RemoteEnv(make_env) if i < n_remote else LocalEnv(make_env))
+             for i in range(n)]
     order: dict[int, int] = {}
     bar = tqdm(total=len(specs), desc=desc, unit="ep", dynamic_ncols=True)
     try:
         for s in slots:
-            _start(s, queue, order, retrieve)
+            _start(s, queue, order)
         while any(s.spec for s in slots):
-            active = [s for s in slots if s.spec]
-            decisions = agent.decide([s.ctx for s in active], [s.obs for s in active])
-            for s, d in zip(active, decisions, strict=True):
-                done = _advance(s, d.action, d.logprob, d.valid, max_steps)
-                if done:
+            busy = [s for s in slots if s.spec and s.pending]
+            if len(busy) == sum(bool(s.spec) for s in slots) and not any(map(_answered, busy)):
+                wait_any([s.env for s in busy])  # nothing to decide: wait for an env
+            for s in busy:
+                if not _answered(s):
+                    continue
+                if _receive(s, max_steps, retrieve):
                     idx = order.pop(id(s))
+                    agent.release(s.ctx)
                     results[idx] = _finish(s, meta)
                     bar.update(1)
                     bar.set_postfix(won=sum(t.won for t in results.values()))
-                    _start(s, queue, order, retrieve)
+                    _start(s, queue, order)
+            active = [s for s in slots if s.spec and not s.pending]
+            # Rank mode decides per episode anyway: send each action at once so that
+            # env's step overlaps the next decision. Generate mode batches its prompts.
+            groups = [[s] for s in active] if _per_episode(agent) else [active]
+            for group in filter(None, groups):
+                decisions = agent.decide([s.ctx for s in group], [s.obs for s in group])
+                for s, d in zip(group, decisions, strict=True):
+                    _act(s, d.action, d.logprob, d.valid)
     finally:
         bar.close()
         for s in slots:
@@ -86,29 +111,57 @@ def play(
     return [results[i] for i in range(len(specs))]
 
 
-def _start(slot: _Slot, queue: deque, order: dict[int, int], retrieve: Retrieve | None) -> None:
-    slot.spec = None
+def _per_episode(agent: Agent) -> bool:
+    return getattr(agent.params, "mode", "rank") == "rank"
+
+
+def _is_thought(action: str) -> bool:
+    return action.lower().startswith("think:")
+
+
+def _answered(slot: _Slot) -> bool:
+    """The slot's environment has answered (a thought needs no answer)."""
+    return slot.pending[0] == "step" and _is_thought(slot.pending[1]) or slot.env.ready()
+
+
+def _start(slot: _Slot, queue: deque, order: dict[int, int]) -> None:
+    slot.spec, slot.pending = None, None
     if not queue:
         return
     idx, spec = queue.popleft()
     order[id(slot)] = idx
     slot.t0 = time.perf_counter()
     slot.spec = spec
-    slot.obs = slot.env.reset(spec.task)
-    slot.rules = retrieve(spec.task, slot.obs.goal) if retrieve else []
-    slot.ctx = EpisodeContext(env=spec.task.env, goal=slot.obs.goal,
-                              rules=[r.text for r in slot.rules])
+    slot.ctx = None
     slot.steps, slot.reward, slot.won = [], 0.0, False
+    slot.pending = ("reset", idx)
+    slot.env.send("reset", spec.task)
 
 
-def _advance(slot: _Slot, action: str, logprob: float | None, valid: bool, max_steps: int) -> bool:
+def _act(slot: _Slot, action: str, logprob: float | None, valid: bool) -> None:
+    slot.pending = ("step", action, logprob, valid)
+    if not _is_thought(action):
+        slot.env.send("step", action)
+
+
+def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None) -> bool:
+    """Apply the environment's answer to the slot; True when the episode has ended."""
+    kind, *rest = slot.pending
+    slot.pending = None
+    if kind == "reset":
+        slot.obs = slot.env.recv()
+        slot.rules = retrieve(slot.spec.task, slot.obs.goal) if retrieve else []
+        slot.ctx = EpisodeContext(env=slot.spec.task.env, goal=slot.obs.goal,
+                                  rules=[r.text for r in slot.rules], seed=rest[0])
+        return False
+    action, logprob, valid = rest
     obs = slot.obs
-    if action.lower().startswith("think:"):
+    if _is_thought(action):
         # A ReAct thought does not step the world.
         next_obs = Observation("OK.", obs.admissible, obs.goal, obs.task_type)
         reward, done, won = 0.0, False, False
     else:
-        res = slot.env.step(action)
+        res = slot.env.recv()
         next_obs, reward, done, won = res.observation, res.reward, res.done, res.won
     slot.steps.append(StepRecord(observation=obs.text, admissible_count=len(obs.admissible),
                                  action=action, logprob=logprob, valid=valid, reward=reward))
