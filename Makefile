@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check src flows tests bench
 
 bench: install
-	$(PY) bench/speed.py
+	$(PY) bench/speed.py && $(PY) bench/decide.py --quick && $(PY) bench/webshop_env.py
 
 # UIs, bound to 127.0.0.1. The Prefect UI shows every stage's past runs (PREFECT_HOME=.prefect).
 prefect-ui: install
