@@ -11,8 +11,8 @@ from jerp import paths
 from jerp.config import Params
 from jerp.envs.base import Observation
 from jerp.envs.registry import data_root, env_factory
-from jerp.metrics import summarize
 from jerp.methods import parts
+from jerp.metrics import summarize
 from jerp.policy.agent import Agent
 from jerp.policy.prompts import EpisodeContext
 from jerp.policy.rollout import EpisodeSpec, Retrieve, play
