@@ -108,3 +108,15 @@ def test_bad_params_fail_cleanly_and_keep_outputs(project):
     assert res.returncode != 0
     assert "policy.mode" in res.stderr + res.stdout and "'beam'" in res.stderr + res.stdout
     assert (project / "data/iter_0/eval.jsonl").read_text() == before
+
+
+def test_rules_diff_reads_a_git_revision(project):
+    """Versions at a git revision come from dvc.lock + the DVC cache (via dvc.api)."""
+    sh(["git", "add", "-A"], project)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], project)
+    here = json.loads(sh(["jerp", "rules", "diff", "0", "1", "--json"], project).stdout)
+    at_rev = json.loads(sh(["jerp", "rules", "diff", "HEAD:0", "HEAD:1", "--json"],
+                           project).stdout)
+    assert at_rev == here
+    bad = sh(["jerp", "rules", "diff", "HEAD:0", "nope"], project, check=False)
+    assert bad.returncode != 0 and "REV:I" in bad.stderr
