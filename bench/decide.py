@@ -228,16 +228,17 @@ def main() -> None:
     make_env = env_factory(EnvParams(max_steps=MAX_STEPS), root)
     r_by: dict[int, list[float]] = {}
     secs_by: dict[int, list[float]] = {}
-    for w in ([a.batch_envs, 0] if not a.quick else [a.batch_envs]):
+    default_w = PolicyParams().env_workers
+    for w in ([default_w, a.batch_envs] if not a.quick else [default_w]):
         for _ in range(max(1, runs - 1)):
             rate, secs, steps = rollouts(Agent(policy, params), make_env, roll_tasks, w,
                                          a.batch_envs)
             say(f"R = {rate:.2f} steps/s with {w} workers ({steps} steps, {secs:.0f} s)")
             r_by.setdefault(w, []).append(rate)
             secs_by.setdefault(w, []).append(secs)
-    R = med(r_by[a.batch_envs])
+    R = med(r_by[default_w])
     ideal = 1 / (1 / e_eff + 1 / M)
-    per_game = med(secs_by[a.batch_envs]) / len(roll_tasks)
+    per_game = med(secs_by[default_w]) / len(roll_tasks)
 
     rows = [
         ("E engine steps/s (no resets)", f"{E:.1f}"),
@@ -245,10 +246,10 @@ def main() -> None:
         ("E' engine steps/s, resets over 50-step episodes", f"{e_eff:.1f}"),
         ("M decisions/s (episode cache + trie)", f"{M:.2f}"),
         ("decisions/s, old (prompt re-encoded per step)", f"{old_rate:.2f}"),
-        (f"R rollout steps/s ({a.batch_envs} envs, {a.batch_envs} workers)", f"{R:.2f}"),
+        (f"R rollout steps/s ({a.batch_envs} envs, {default_w} workers)", f"{R:.2f}"),
     ]
     for w, rs in r_by.items():
-        if w != a.batch_envs:
+        if w != default_w:
             rows.append((f"R rollout steps/s ({a.batch_envs} envs, {w} workers)", f"{med(rs):.2f}"))
     rows += [
         ("R / (1/(1/E' + 1/M))", f"{R / ideal:.2f}"),
