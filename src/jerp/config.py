@@ -70,9 +70,10 @@ class PolicyParams(Section):
     threads: int = Field(0, ge=0, description="torch threads; 0 = the cores available.")
     batch_envs: int = Field(4, ge=1, description="Environments stepping in lockstep.")
     env_workers: int = Field(
-        4, ge=0,
+        0, ge=0,
         description="How many of the batch_envs environments run in their own worker "
-        "process (engine steps overlap the model); 0 = all in the main process.",
+        "process (engine steps overlap the model); 0 = all in the main process, which "
+        "measured faster on 2 cores (bench/decide.py: the engine is <10% of a step).",
     )
     max_new_tokens: int = Field(24, ge=1, description="generate mode only.")
 
