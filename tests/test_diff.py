@@ -29,6 +29,7 @@ def test_diff_added_removed_edited_scores() -> None:
     assert [r.id for r in d.added] == ["R3"] and [r.id for r in d.removed] == ["R2"]
     assert [(e.id, e.old_text, e.new_text) for e in d.edited] == [("R1", "a", "a2")]
     assert [(s.id, s.old, s.new, s.delta) for s in d.score_changes] == [("R1", 2, 3, 1)]
+    assert d.score_changes[0].text  # a score-only row still names its rule
     assert diff_snapshots(S1, S1).empty
 
 

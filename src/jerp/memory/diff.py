@@ -29,6 +29,7 @@ class ScoreChange(BaseModel):
     id: str
     old: int
     new: int
+    text: str = ""  # the rule's text in `b`, so a score-only row still says which rule
 
     @property
     def delta(self) -> int:
@@ -77,7 +78,7 @@ def diff_snapshots(a: RuleSnapshot, b: RuleSnapshot) -> SnapshotDiff:
         removed=[old[i] for i in _sorted_ids(set(old) - set(new))],
         edited=[RuleEdit(id=i, old_text=old[i].text, new_text=new[i].text)
                 for i in both if old[i].text != new[i].text],
-        score_changes=[ScoreChange(id=i, old=old[i].score, new=new[i].score)
+        score_changes=[ScoreChange(id=i, old=old[i].score, new=new[i].score, text=new[i].text)
                        for i in both if old[i].score != new[i].score],
     )
 
@@ -125,7 +126,7 @@ def diff_table(d: SnapshotDiff) -> Table:
     for e in d.edited:
         table.add_row("[yellow]edited[/]", e.id, "", f"{e.old_text}\n-> {e.new_text}")
     for s in d.score_changes:
-        table.add_row("score", s.id, f"{s.old} -> {s.new} ({s.delta:+d})", "")
+        table.add_row("score", s.id, f"{s.old} -> {s.new} ({s.delta:+d})", s.text)
     for r in d.removed:
         table.add_row("[red]removed[/]", r.id, str(r.score), r.text)
     return table
