@@ -4,19 +4,19 @@ from common import ROOT, iteration_args, load
 
 PARAMS = load()
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 
 from jerp import paths, tracking  # noqa: E402
 from jerp.stages import evaluate  # noqa: E402
 
 
-@flow(name="evaluate", log_prints=True)
+@flow(name="evaluate")
 def evaluate_flow(iteration: int) -> dict:
     metrics = task(evaluate.run, name="play eval episodes", cache_policy=NONE)(
         PARAMS, ROOT, iteration
     )
-    print(f"evaluate@{iteration}: {metrics}")
+    get_run_logger().info(f"evaluate@{iteration}: {metrics}")
     with tracking.stage_run("evaluate", iteration, PARAMS.model_dump()) as ml:
         tracking.log_metrics(ml, metrics, iteration)
         tracking.log_artifact(ml, ROOT / paths.eval_file(iteration))

@@ -4,18 +4,18 @@ from common import ROOT, load
 
 PARAMS = load()
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 
 from jerp import paths, tracking  # noqa: E402
 from jerp.stages import prepare  # noqa: E402
 
 
-@flow(name="prepare", log_prints=True)
+@flow(name="prepare")
 def prepare_flow() -> None:
     tl = task(prepare.run, name="sample tasks", cache_policy=NONE)(PARAMS, ROOT)
     counts = {f"tasks_{k}": len(v) for k, v in tl.splits.items()}
-    print(f"tasks: {counts}")
+    get_run_logger().info(f"tasks: {counts}")
     with tracking.stage_run("prepare", None, PARAMS.model_dump()) as ml:
         tracking.log_metrics(ml, counts, None)
         tracking.log_artifact(ml, ROOT / paths.tasks_file())

@@ -4,7 +4,7 @@ from common import ROOT, iteration_args, load
 
 PARAMS = load()
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 
 from jerp import paths, tracking  # noqa: E402
@@ -12,13 +12,13 @@ from jerp.metrics import summarize  # noqa: E402
 from jerp.stages import rollout  # noqa: E402
 
 
-@flow(name="rollout", log_prints=True)
+@flow(name="rollout")
 def rollout_flow(iteration: int, prev: int) -> None:
     trajs = task(rollout.run, name="play train episodes", cache_policy=NONE)(
         PARAMS, ROOT, iteration, prev
     )
     stats = summarize(trajs)
-    print(f"rollout@{iteration}: {stats}")
+    get_run_logger().info(f"rollout@{iteration}: {stats}")
     with tracking.stage_run("rollout", iteration, PARAMS.model_dump()) as ml:
         tracking.log_metrics(ml, {f"train_{k}": v for k, v in stats.items()}, iteration)
         tracking.log_artifact(ml, ROOT / paths.rollouts_file(iteration))
