@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from jerp import paths
 from jerp.config import Params
-from jerp.envs.base import Observation
+from jerp.envs.base import Observation, Task
 from jerp.envs.registry import data_root, env_factory
 from jerp.methods import parts
 from jerp.metrics import summarize
@@ -57,8 +57,6 @@ def expert_top1(agent: Agent, refs: list[Trajectory], retrieve: Retrieve | None)
     Success on a dozen games cannot separate methods with a 135M model; this
     accuracy moves long before success does and costs one decision per state.
     """
-    from jerp.envs.base import Task
-
     hits = total = 0
     for ref in tqdm(refs, desc="expert states", unit="game"):
         task = Task(ref.task_id, ref.env, ref.split, ref.task_type, "")
