@@ -61,14 +61,13 @@ def _find_task(p, root: Path, args):
 
 
 def cmd_play(args) -> None:
-    from jerp.envs.registry import data_root, env_factory
     from jerp.policy.prompts import EpisodeContext
-    from jerp.stages.common import load_agent
+    from jerp.stages.common import load_agent, make_env
 
     p = _params(args)
     task = _find_task(p, args.root, args)
     agent = load_agent(p, args.root, seed=p.run.seed, adapter=args.adapter)
-    env = env_factory(p.env, data_root(p.env, os.environ, args.root))()
+    env = make_env(p, args.root)()
     ob = env.reset(task)
     ctx = EpisodeContext(env=task.env, goal=ob.goal)
     print(f"task {task.task_id} ({task.task_type})\n{ob.text}\n")
@@ -89,21 +88,19 @@ def cmd_play(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from jerp.envs.registry import data_root, env_factory
     from jerp.metrics import summarize
-    from jerp.policy.rollout import EpisodeSpec, play
+    from jerp.policy.rollout import EpisodeSpec
     from jerp.records import read_snapshot, write_trajectories
-    from jerp.stages.common import load_agent, retriever
+    from jerp.stages.common import load_agent, play_episodes, retriever
 
     p = _params(args)
     tasks = _tasks_for(p, args.root, args.split, all_games=args.all)[: args.limit]
     pool = read_snapshot(args.rules) if args.rules else None
     agent = load_agent(p, args.root, seed=p.run.seed, adapter=args.adapter)
-    make_env = env_factory(p.env, data_root(p.env, os.environ, args.root))
     meta = dict(stage="cli", method=p.run.method, seed=p.run.seed,
                 policy_version=agent.policy.version, pool_version=str(args.rules or "none"))
-    trajs = play([EpisodeSpec(t) for t in tasks], make_env, agent, p.env.max_steps,
-                 p.policy.batch_envs, meta, retriever(p, args.root, pool), desc="evaluate")
+    trajs = play_episodes(p, args.root, agent, [EpisodeSpec(t) for t in tasks], meta,
+                          retriever(p, args.root, pool), desc="evaluate")
     if args.out:
         write_trajectories(args.out, trajs)
     print(json.dumps(summarize(trajs), indent=2))

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
-from jerp.envs.base import Task
+from jerp.envs.base import Env, Task
+from jerp.envs.registry import data_root, env_factory
 from jerp.policy.agent import Agent
 from jerp.policy.model import load_policy, set_threads
-from jerp.policy.rollout import Retrieve
-from jerp.records import RuleShown, RuleSnapshot
+from jerp.policy.rollout import EpisodeSpec, Retrieve, play
+from jerp.records import RuleShown, RuleSnapshot, Trajectory
 
 
 def model_cache(p: Params, root: Path) -> Path:
     return Path(p.policy.cache_dir) if p.policy.cache_dir else root / paths.model_cache()
+
+
+def make_env(p: Params, root: Path) -> Callable[[], Env]:
+    """The run's environment factory, with its data folder resolved at the edge."""
+    return env_factory(p.env, data_root(p.env, os.environ, root))
+
+
+def play_episodes(
+    p: Params, root: Path, agent: Agent, specs: list[EpisodeSpec], meta: dict,
+    retrieve: Retrieve | None, desc: str,
+) -> list[Trajectory]:
+    """Play specs with the run's environment, step limit and lockstep batch."""
+    return play(specs, make_env(p, root), agent, p.env.max_steps, p.policy.batch_envs, meta,
+                retrieve, desc=desc)
 
 
 def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None) -> Agent:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tqdm import tqdm
@@ -10,12 +9,11 @@ from tqdm import tqdm
 from jerp import paths
 from jerp.config import Params
 from jerp.envs.base import Observation, Task
-from jerp.envs.registry import data_root, env_factory
 from jerp.methods import parts
 from jerp.metrics import summarize
 from jerp.policy.agent import Agent
 from jerp.policy.prompts import EpisodeContext
-from jerp.policy.rollout import EpisodeSpec, Retrieve, play
+from jerp.policy.rollout import EpisodeSpec, Retrieve
 from jerp.records import (
     Trajectory,
     read_snapshot,
@@ -24,7 +22,7 @@ from jerp.records import (
     write_json,
     write_trajectories,
 )
-from jerp.stages.common import load_agent, retriever
+from jerp.stages.common import load_agent, play_episodes, retriever
 
 
 def run(p: Params, root: Path, iteration: int) -> dict:
@@ -33,12 +31,11 @@ def run(p: Params, root: Path, iteration: int) -> dict:
     use_rules = parts(p.run.method).rules
     retrieve = retriever(p, root, pool) if use_rules else None
     agent = load_agent(p, root, seed=p.run.seed)
-    make_env = env_factory(p.env, data_root(p.env, os.environ, root))
     meta = dict(stage="eval", method=p.run.method, iteration=iteration, seed=p.run.seed,
                 policy_version=agent.policy.version,
                 pool_version=str(paths.rules_file(iteration)) if retrieve else "none")
-    trajs = play([EpisodeSpec(t) for t in tasks], make_env, agent, p.env.max_steps,
-                 p.policy.batch_envs, meta, retrieve, desc=f"evaluate@{iteration}")
+    trajs = play_episodes(p, root, agent, [EpisodeSpec(t) for t in tasks], meta, retrieve,
+                          desc=f"evaluate@{iteration}")
     metrics = summarize(trajs)
     metrics["iteration"] = iteration
     metrics["rules_in_pool"] = len(pool.rules)

@@ -6,22 +6,21 @@ give the states at which `evaluate` measures expert-action accuracy.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tqdm import tqdm
 
 from jerp import paths
 from jerp.config import Params
-from jerp.envs.registry import data_root, env_factory
 from jerp.policy.rollout import replay_reference
 from jerp.records import Trajectory, read_tasks, write_trajectories
+from jerp.stages.common import make_env
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:
     tl = read_tasks(root / paths.tasks_file())
     tasks = tl.tasks("train") + tl.tasks(p.env.eval_split)
-    env = env_factory(p.env, data_root(p.env, os.environ, root))()
+    env = make_env(p, root)()
     try:
         refs = [replay_reference(env, t) for t in tqdm(tasks, desc="references", unit="game")]
     finally:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
-from jerp.envs.registry import data_root, env_factory
 from jerp.methods import parts
-from jerp.policy.rollout import EpisodeSpec, play
+from jerp.policy.rollout import EpisodeSpec
 from jerp.records import Trajectory, read_snapshot, read_tasks, write_trajectories
-from jerp.stages.common import load_agent, retriever
+from jerp.stages.common import load_agent, play_episodes, retriever
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
@@ -25,8 +23,6 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
     meta = dict(stage="roll", method=p.run.method, iteration=iteration, seed=p.run.seed,
                 policy_version=agent.policy.version,
                 pool_version=str(paths.rules_file(prev)) if retrieve else "none")
-    make_env = env_factory(p.env, data_root(p.env, os.environ, root))
-    trajs = play(specs, make_env, agent, p.env.max_steps, p.policy.batch_envs, meta, retrieve,
-                 desc=f"rollout@{iteration}")
+    trajs = play_episodes(p, root, agent, specs, meta, retrieve, desc=f"rollout@{iteration}")
     write_trajectories(root / paths.rollouts_file(iteration), trajs)
     return trajs
