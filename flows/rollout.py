@@ -8,20 +8,21 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 
 from jerp import paths, tracking  # noqa: E402
-from jerp.metrics import summarize  # noqa: E402
+from jerp.records import read_json  # noqa: E402
 from jerp.stages import rollout  # noqa: E402
 
 
 @flow(name="rollout")
 def rollout_flow(iteration: int, prev: int) -> None:
-    trajs = task(rollout.run, name="play train episodes", cache_policy=NONE)(
+    task(rollout.run, name="play train episodes", cache_policy=NONE)(
         PARAMS, ROOT, iteration, prev
     )
-    stats = summarize(trajs)
+    stats = read_json(ROOT / paths.rollout_stats_file(iteration))
     get_run_logger().info(f"rollout@{iteration}: {stats}")
     with tracking.stage_run("rollout", iteration, PARAMS.model_dump()) as ml:
         tracking.log_metrics(ml, {f"train_{k}": v for k, v in stats.items()}, iteration)
         tracking.log_artifact(ml, ROOT / paths.rollouts_file(iteration))
+        tracking.log_artifact(ml, ROOT / paths.rollout_stats_file(iteration))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,19 @@ def test_votes_on_rules_shown() -> None:
     assert len(props) <= 5
 
 
+def test_downvote_kept_when_findings_exceed_max_ops() -> None:
+    put_rule = Rule(id="R1", text="Put the target object in the target receptacle.", score=2,
+                    scope=HEAT, created=0, updated=0)
+    rollouts = [traj("f1", FAIL, False, shown=[put_rule]),  # followed it and failed
+                traj("f2", ["go to countertop 1", "look"], False),  # never took the egg
+                traj("f3", REF[:4] + ["look"], False)]  # never put it down
+    everything = reflect_contrastive(rollouts, [traj("ref", REF, True)], pool(put_rule), 10)
+    assert sum(p.op == "ADD" for p in everything) > 2
+    props = reflect_contrastive(rollouts, [traj("ref", REF, True)], pool(put_rule), 2)
+    assert [(p.op, p.rule_ids) for p in props][0] == ("DOWNVOTE", ["R1"])
+    assert len(props) == 2 and props[1].op == "ADD"
+
+
 def test_max_ops_and_pool_application() -> None:
     props = reflect_contrastive([traj("f", FAIL, False)], [traj("r", REF, True)], pool(), 0)
     assert props == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jerp.memory.pool import MERGE_SCORE_CAP, empty_pool, revise
+from jerp.memory.pool import MERGE_SCORE_CAP, PRUNED, empty_pool, revise
 from jerp.records import Evidence, Proposal, Rule, RuleSnapshot
 
 
@@ -59,10 +59,61 @@ def test_downvote_to_zero_removes_and_later_ops_on_it_are_rejected() -> None:
 
 
 def test_downvote_costs_two_when_over_capacity() -> None:
-    prev = snap(rule(1, 5), rule(2, 5), capacity=2)
+    prev = snap(rule(1, 9), rule(2, 5), capacity=2)
     props = [Proposal(op="ADD", text="new one"), Proposal(op="DOWNVOTE", rule_ids=["R1"])]
     new, _ = revise(prev, props, 1, capacity=2)
-    assert by_id(new)["R1"].score == 3  # 3 rules > capacity 2 at the downvote
+    assert by_id(new)["R1"].score == 7  # 3 rules > capacity 2 after the batch
+
+
+def test_downvote_surcharge_does_not_depend_on_order() -> None:
+    """Votes before the batch's ADD pay the over-capacity surcharge too."""
+    prev = snap(rule(1, 9), rule(2, 5), capacity=2)
+    new, out = revise(prev, [Proposal(op="DOWNVOTE", rule_ids=["R1"]),
+                             Proposal(op="ADD", text="new one")], 1, capacity=2)
+    assert by_id(new)["R1"].score == 7  # 9 - 1 - 1: 3 rules > capacity 2 after the batch
+    assert set(by_id(new)) == {"R1", "R3"} and all(p.accepted for p in out)
+
+
+def test_downvote_costs_one_when_pool_only_full() -> None:
+    new, _ = revise(snap(rule(1, 5), rule(2, 5), capacity=2),
+                    [Proposal(op="DOWNVOTE", rule_ids=["R1"])], 1, capacity=2)
+    assert by_id(new)["R1"].score == 4
+
+
+def test_downvote_surcharge_can_remove_and_free_the_slot() -> None:
+    prev = snap(rule(1, 2), rule(2, 5), capacity=2)
+    new, out = revise(prev, [Proposal(op="DOWNVOTE", rule_ids=["R1"]),
+                             Proposal(op="ADD", text="new one")], 1, capacity=2)
+    assert set(by_id(new)) == {"R2", "R3"} and all(p.accepted for p in out)
+
+
+def _agrees(new: RuleSnapshot, out: list[Proposal]) -> bool:
+    """Every accepted ADD's rule is in the pool, and the pool is within capacity."""
+    texts = {r.text for r in new.rules}
+    adds = [p for p in out if p.op == "ADD"]
+    return (len(new.rules) <= new.capacity
+            and all((p.text in texts) == p.accepted for p in adds))
+
+
+def test_add_to_full_pool_replaces_weakest_old_rule() -> None:
+    prev = snap(rule(1, 2), rule(2, 3), rule(3, 4), capacity=3)
+    new, out = revise(prev, [Proposal(op="ADD", text="new one")], 1, capacity=3)
+    assert out[0].accepted and [r.id for r in new.rules] == ["R2", "R3", "R4"]
+    assert _agrees(new, out)
+
+
+def test_full_pool_ties_drop_least_recently_updated_old_rule() -> None:
+    prev = snap(rule(1, 2), rule(2, 2).model_copy(update={"updated": 5}), capacity=2)
+    new, out = revise(prev, [Proposal(op="ADD", text="new one")], 6, capacity=2)
+    assert [r.id for r in new.rules] == ["R2", "R3"] and _agrees(new, out)
+
+
+def test_adds_beyond_capacity_reported_pruned() -> None:
+    props = [Proposal(op="ADD", text=f"new {i}") for i in range(3)]
+    new, out = revise(empty_pool(2), props, 1, capacity=2)
+    assert [r.text for r in new.rules] == ["new 0", "new 1"]
+    assert [p.accepted for p in out] == [True, True, False]
+    assert out[2].reject_reason == PRUNED and _agrees(new, out)
 
 
 def test_merge_sums_scores_capped_and_unions_provenance() -> None:

@@ -1,12 +1,22 @@
-"""WebShop through the same stages as ALFWorld (prepare -> references -> rollout ->
-reflect -> revise -> evaluate), in-process on a tiny configuration with the real model."""
+"""WebShop through the same stages as ALFWorld (prepare -> references -> warmstart ->
+rollout -> reflect -> revise -> finetune -> evaluate), in-process on a tiny configuration
+with the real model."""
 
 import pytest
 
 from jerp import paths
 from jerp.config import parse_params
 from jerp.records import read_proposals, read_snapshot, read_tasks, read_trajectories
-from jerp.stages import evaluate, prepare, references, reflect, revise, rollout
+from jerp.stages import (
+    evaluate,
+    finetune,
+    prepare,
+    references,
+    reflect,
+    revise,
+    rollout,
+    warmstart,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +30,20 @@ def run_dir(tmp_path_factory, root, model_cache):
                 "max_steps": 5, "train_per_type": 1, "eval_per_type": 1,
                 "task_types": ["beauty", "grocery"]},
         "policy": {"cache_dir": str(model_cache), "batch_envs": 2, "history": 1},
-        "rollout": {"group_size": 1},
+        "rollout": {"group_size": 2},
+        "warmstart": {"games_per_type": 1, "epochs": 1, "max_minutes": 0.5},
+        "finetune": {"max_minutes": 0.5, "rft_references": 1},
         "iterations": {1: {"prev": 0}}, "eval_iterations": [0, 1],
     })
     d = tmp_path_factory.mktemp("webshop")
     prepare.run(p, d)
     references.run(p, d)
+    warmstart.run(p, d)
     evaluate.run(p, d, 0)
     rollout.run(p, d, 1, 0)
     reflect.run(p, d, 1, 0, {})
     revise.run(p, d, 1, 0)
+    finetune.run(p, d, 1, 0)
     m1 = evaluate.run(p, d, 1)
     return d, m1
 
@@ -40,7 +54,7 @@ def test_tasks_and_references(run_dir):
     assert tl.env == "webshop"
     assert {t.task_type for t in tl.tasks("train")} == {"beauty", "grocery"}
     refs = read_trajectories(d / paths.references_file())
-    assert len(refs) == 4 and all(r.reward > 0 for r in refs)
+    assert len(refs) == 6 and all(r.reward > 0 for r in refs)  # train, eval, warm start
     assert refs[0].steps[0].action.startswith("search[")
 
 
@@ -60,3 +74,17 @@ def test_reflection_on_webshop_failures(run_dir):
     if failed:  # the pool starts empty, so reflection on a failure must add rules
         assert any(p.accepted and p.op == "ADD" for p in props), props
         assert snap.rules and snap.rules[0].provenance
+
+
+def test_webshop_policy_is_trained_and_chained(run_dir):
+    import json
+
+    d, _ = run_dir
+    w0 = json.loads((d / paths.adapter_dir(0) / "adapter.json").read_text())
+    w1 = json.loads((d / paths.adapter_dir(1) / "adapter.json").read_text())
+    assert w0["kind"] == "lora" and w0["stats"]["decisions"] > 0
+    assert w1["stage"] == "finetune" and w1["parent"].endswith("iter_0/adapter")
+    trajs = read_trajectories(d / paths.eval_file(1))
+    assert all(t.policy_version.endswith("iter_1/adapter") for t in trajs)
+    stats = json.loads((d / paths.rollout_stats_file(1)).read_text())
+    assert 0 <= stats["identical_group_share"] <= 1 and stats["distinct_actions_per_episode"] > 0

@@ -26,8 +26,8 @@ class Section(BaseModel):
 
 class RunParams(Section):
     seed: int = Field(0, description="Seeds task sampling and sampling-mode decisions.")
-    method: Literal["react", "rules_only"] = Field(
-        "rules_only", description="Which parts of the loop run (see jerp.methods)."
+    method: Literal["react", "rules_only", "policy_only", "jerp"] = Field(
+        "jerp", description="Which parts of the loop run (see jerp.methods)."
     )
 
 
@@ -101,10 +101,65 @@ class RulesParams(Section):
 
 
 class RolloutParams(Section):
-    group_size: int = Field(2, ge=1, description="Episodes per train task (a GRPO group).")
+    group_size: int = Field(4, ge=1, description="Episodes per train task (a GRPO group).")
     temperature: float = Field(
-        0.7, ge=0.0, description="Sampling temperature while collecting experience."
+        1.0, ge=0.0,
+        description="Temperature T of the candidate softmax pi(a|s) = softmax(score(a)/T) "
+        "while collecting experience (recorded per step; GRPO trains that same distribution).",
     )
+
+
+class LoraParams(Section):
+    """The adapter every trained policy carries (peft LoRA; never on lm_head: SmolLM2
+    ties its embeddings). Kept unmerged so rollout and training scores agree."""
+
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class WarmstartParams(Section):
+    """Supervised warm start on the reference successes of train games (never eval games):
+    cross-entropy over the admissible commands with the reference action as the target.
+    A 135M model starts at 0% success, where every GRPO group has zero advantage."""
+
+    games_per_type: int = Field(
+        8, ge=0, description="Train games per task type whose references it learns; 0 = off "
+        "(the papers' protocol): iteration 0 is then the base model.")
+    epochs: float = Field(2.0, gt=0, description="Passes over those references.")
+    max_minutes: float = Field(6.0, gt=0, description="Wall-clock cap; stops between batches.")
+    lr: float = Field(3e-4, gt=0)
+
+
+class FinetuneParams(Section):
+    """finetune@i: one LoRA update of policy i-1 from rollouts i (methods with `finetune`)."""
+
+    algorithm: Literal["rft", "grpo", "rft+grpo"] = Field(
+        "rft+grpo", description="rft: candidate cross-entropy on reference successes and own "
+        "wins; grpo: clipped candidate-softmax policy gradient; rft+grpo: both in one loss.")
+    lr: float = Field(1e-4, gt=0)
+    epochs: int = Field(1, ge=1)
+    batch_sequences: int = Field(4, ge=1, description="Packed windows per optimizer step.")
+    max_minutes: float = Field(3.0, gt=0, description="Wall-clock cap per update.")
+    clip: float = Field(0.2, gt=0, description="PPO/GRPO ratio clip epsilon.")
+    kl: float = Field(0.0, ge=0, description="Exact KL to the adapter-free base over the "
+                      "candidate set; 0 = off (skips the reference forward).")
+    entropy: float = Field(0.0, ge=0, description="Bonus on the candidate-softmax entropy.")
+    grpo_weight: float = Field(1.0, ge=0, description="Weight of the GRPO term in rft+grpo.")
+    std_normalize: bool = Field(
+        False, description="Divide advantages by the group's std (GRPO) or not (Dr. GRPO).")
+    step_weight: float = Field(
+        0.0, ge=0, description="GiGPO step-level advantage weight (anchor states that share "
+        "observation and admissible set within a game's group); 0 = off.")
+    gamma: float = Field(0.95, gt=0, le=1, description="GiGPO discount.")
+    progress_reward: float = Field(
+        0.0, ge=0, description="Bonus per reference milestone reached (ALFWorld: target taken, "
+        "state changed, placed; WebShop: product opened, option chosen); 0 = the environment's "
+        "outcome only, as in the papers.")
+    rft_references: int = Field(
+        12, ge=0, description="Reference successes of train games added to the RFT data per "
+        "iteration (rotated over the warm-start games), besides the rollout tasks' own.")
 
 
 class EvalParams(Section):
@@ -125,6 +180,9 @@ class Params(Section):
     policy: PolicyParams = PolicyParams()
     rules: RulesParams = RulesParams()
     rollout: RolloutParams = RolloutParams()
+    lora: LoraParams = LoraParams()
+    warmstart: WarmstartParams = WarmstartParams()
+    finetune: FinetuneParams = FinetuneParams()
     eval: EvalParams = EvalParams()
     iterations: dict[int, Iteration] = Field(default_factory=dict)
     eval_iterations: list[int] = Field(default_factory=lambda: [0])

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class MethodParts:
     rules: bool  # reflect + revise the pool, show the working set in prompts
-    finetune: bool  # update the policy (not built yet: no method enables it)
+    finetune: bool  # finetune@i updates the LoRA policy from rollouts i
 
 
+# Every method starts from the same warm-started policy (iteration 0).
 METHODS: dict[str, MethodParts] = {
     "react": MethodParts(rules=False, finetune=False),
     "rules_only": MethodParts(rules=True, finetune=False),
+    "policy_only": MethodParts(rules=False, finetune=True),
+    "jerp": MethodParts(rules=True, finetune=True),
 }
 
 

@@ -42,6 +42,20 @@ def wins_file(i: int) -> Path:
     return iter_dir(i) / "wins.jsonl"
 
 
+def adapter_dir(i: int) -> Path:
+    """The policy iteration i acts with (0: the warm start, or the base model)."""
+    return iter_dir(i) / "adapter"
+
+
+def rollout_stats_file(i: int) -> Path:
+    return METRICS / f"rollout_{i}.json"
+
+
+def train_stats_file(i: int) -> Path:
+    """Training summary of iteration i (0: the warm start)."""
+    return METRICS / f"train_{i}.json"
+
+
 def eval_file(i: int) -> Path:
     return iter_dir(i) / "eval.jsonl"
 

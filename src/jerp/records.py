@@ -100,13 +100,19 @@ def read_tasks(path: str | Path) -> TaskList:
 
 
 class StepRecord(BaseModel):
+    """One decision, with what its policy update needs to rebuild the exact prompt and
+    the acting distribution: the candidates, pi_old and the window start."""
+
     observation: str
     admissible_count: int
     action: str
-    logprob: float | None = None  # the policy's score of the chosen action
+    logprob: float | None = None  # log p(command tokens | prompt): the chosen action's score
     valid: bool = True  # False: generate-mode text that did not parse to an admissible command
     reward: float = 0.0
-    admissible: list[str] | None = None  # kept for reference trajectories only (re-scoring)
+    admissible: list[str] | None = None  # the candidates the policy chose among
+    prob: float | None = None  # pi_old(action | s) under the candidate softmax at `temperature`
+    temperature: float | None = None  # T of that softmax (0 = greedy)
+    history_from: int | None = None  # first past step shown in the prompt (window start)
 
 
 class RuleShown(BaseModel):
@@ -137,6 +143,12 @@ class Trajectory(BaseModel):
     seed: int = 0
     wall_s: float = 0.0
     source: Literal["rollout", "reference"] = "rollout"
+    score: Literal["sum", "mean"] = "sum"  # the candidate score the acting softmax used
+
+    @property
+    def initial_observation(self) -> str:
+        """The first observation (room and receptacles): kept in the prompt's header."""
+        return self.steps[0].observation if self.steps else ""
 
     @property
     def actions(self) -> list[str]:
@@ -238,3 +250,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# ---------------------------------------------------------------- adapters
+
+ADAPTER_MANIFEST = "adapter.json"
+
+
+class AdapterManifest(BaseModel):
+    """data/iter_<i>/adapter/adapter.json: which policy iteration i acts with.
+
+    `kind: none` is the base model (no warm start, and no update yet); `lora` means a
+    peft adapter folder sits beside it. Methods without policy updates copy their
+    predecessor's folder, so every method has the same DAG.
+    """
+
+    kind: Literal["none", "lora"]
+    base: str  # params policy.model it was trained on
+    iteration: int
+    parent: str | None = None  # the adapter folder it started from
+    stage: str = ""  # warmstart | finetune | passthrough
+    stats: dict = Field(default_factory=dict)  # training summary (losses, tokens/s, ...)

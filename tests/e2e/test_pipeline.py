@@ -22,8 +22,17 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+def sh(cmd: list[str], cwd: Path, check: bool = True,
+       activated: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in the project copy; `activated=False`: the venv is not on PATH (as
+    a user typing `.venv/bin/dvc ...` in a fresh clone)."""
+    path = os.environ["PATH"]
+    if activated:
+        path = f"{BIN}{os.pathsep}{path}"
+    else:
+        path = os.pathsep.join(p for p in path.split(os.pathsep) if Path(p) != BIN)
+    env = {**os.environ, "PATH": path}
+    env.pop("VIRTUAL_ENV", None)
     for k in ("PREFECT_HOME", "MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
         env.pop(k, None)  # the copy gets its own, inside the project
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
@@ -47,7 +56,8 @@ def project(tmp_path_factory, root, alf_root, model_cache):
     params["env"]["data_dir"] = str(alf_root)
     params["policy"]["cache_dir"] = str(model_cache)
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (proj / ".gitignore").write_text(".prefect/\nmlflow.db\n.cache/\n")
+    (proj / ".gitignore").write_text(".prefect/\nmlflow.db\n.cache/\n.venv\n")
+    (proj / ".venv").symlink_to(Path(sys.prefix))  # where `make install` puts it
     sh(["git", "init", "-q"], proj)
     sh(["dvc", "init", "-q"], proj)
     sh(["dvc", "repro"], proj)
@@ -56,6 +66,8 @@ def project(tmp_path_factory, root, alf_root, model_cache):
 
 def test_repro_writes_every_stage_output(project):
     for rel in ("data/tasks.json", "data/references.jsonl", "data/iter_0/rules.json",
+                "data/iter_0/adapter/adapter.json", "data/iter_1/adapter/adapter_model.safetensors",
+                "metrics/train_0.json", "metrics/train_1.json", "metrics/rollout_1.json",
                 "data/iter_0/eval.jsonl", "data/iter_1/rollouts.jsonl",
                 "data/iter_1/proposals.jsonl", "data/iter_1/rules.json",
                 "data/iter_1/eval.jsonl", "metrics/iter_0.json", "metrics/iter_1.json",
@@ -88,12 +100,14 @@ def test_reflection_changed_the_pool(project):
 def test_runs_are_in_mlflow_and_prefect(project):
     con = sqlite3.connect(project / "mlflow.db")
     names = {r[0] for r in con.execute("select name from runs")}
-    assert {"prepare", "evaluate@0", "rollout@1", "revise@1", "evaluate@1"} <= names
+    assert {"prepare", "warmstart@0", "evaluate@0", "rollout@1", "revise@1", "finetune@1",
+            "evaluate@1"} <= names
     keys = {r[0] for r in con.execute("select key from metrics")}
     assert "success" in keys and "rules" in keys
     pdb = project / ".prefect" / "prefect.db"
     flows = {r[0] for r in sqlite3.connect(pdb).execute("select name from flow")}
-    assert {"prepare", "evaluate", "rollout", "reflect", "revise", "report"} <= flows
+    assert {"prepare", "warmstart", "evaluate", "rollout", "reflect", "revise", "finetune",
+            "report"} <= flows
 
 
 def test_bad_params_fail_cleanly_and_keep_outputs(project):
@@ -120,3 +134,18 @@ def test_rules_diff_reads_a_git_revision(project):
     assert at_rev == here
     bad = sh(["jerp", "rules", "diff", "HEAD:0", "nope"], project, check=False)
     assert bad.returncode != 0 and "REV:I" in bad.stderr
+
+
+def test_exp_run_switches_method_without_an_activated_venv(project):
+    """`.venv/bin/dvc exp run -S run.method=...` as the README shows it: stage commands
+    find the project's interpreter themselves. The warm start is shared (not re-run)."""
+    dvc = str(project / ".venv" / "bin" / "dvc")
+    res = sh([dvc, "exp", "run", "-S", "run.method=react"], project, activated=False)
+    out = res.stdout + res.stderr
+    assert "Running stage 'finetune@1'" in out and "Running stage 'warmstart'" not in out
+    m = json.loads((project / "metrics/train_1.json").read_text())
+    assert m["enabled"] is False  # react: adapter 0 passed through
+    manifest = json.loads((project / "data/iter_1/adapter/adapter.json").read_text())
+    assert manifest["stage"] == "passthrough"
+    table = sh([dvc, "exp", "show", "--csv"], project, activated=False).stdout
+    assert "react" in table and "jerp" in table

@@ -10,6 +10,7 @@ from jerp.config import EnvParams
 from jerp.envs.base import Env, Task
 
 SPLITS = ("train", "eval_in", "eval_out")
+WARMSTART = "warmstart"  # train games whose references the warm start learns (tasks.json)
 
 
 def data_root(p: EnvParams, environ: Mapping[str, str], project: Path) -> Path:
@@ -22,9 +23,12 @@ def data_root(p: EnvParams, environ: Mapping[str, str], project: Path) -> Path:
     return resolve_data_dir(p.data_dir, project)
 
 
-def sample_split(p: EnvParams, root: Path, split: str, seed: int) -> list[Task]:
-    """The tasks a run uses for one split: `*_per_type` per task type, chosen by seed."""
-    per_type = p.train_per_type if split == "train" else p.eval_per_type
+def sample_split(p: EnvParams, root: Path, split: str, seed: int,
+                 per_type: int | None = None, exclude: set[str] | None = None) -> list[Task]:
+    """The tasks a run uses for one split: `*_per_type` per task type, chosen by seed
+    (`per_type` overrides; `exclude`: task ids not to choose, e.g. the rollout games)."""
+    if per_type is None:
+        per_type = p.train_per_type if split == "train" else p.eval_per_type
     if p.name == "alfworld":
         from jerp.envs import alfworld
 
@@ -35,6 +39,8 @@ def sample_split(p: EnvParams, root: Path, split: str, seed: int) -> list[Task]:
         tasks = webshop.list_tasks(root, split, seed)
     from jerp.envs.alfworld import sample_tasks
 
+    if exclude:
+        tasks = [t for t in tasks if t.task_id not in exclude]
     return sample_tasks(tasks, per_type, seed, p.task_types)
 
 

@@ -14,9 +14,12 @@ Score rule (ExpeL's counts):
   the same scope is applied as an UPVOTE of that rule instead, so repeated
   discoveries strengthen one rule rather than cloning it.
 - UPVOTE adds 1; EDIT replaces the text and adds 1.
-- DOWNVOTE subtracts 1, or 2 while the pool is over capacity (more rules
-  than `capacity` at the moment the downvote is applied, which happens when
-  ADDs of the same batch have not been pruned yet).
+- DOWNVOTE subtracts 1, and 1 more (`DOWNVOTE_OVER_CAPACITY_DELTA`, 2 in
+  all) when the pool is over capacity after the whole batch has been
+  applied: as in ExpeL, a full pool makes the evidence against rules count
+  more, so space is freed by the policy's votes rather than by a cut. The
+  check is made after the batch, not at the downvote, so the penalty does
+  not depend on whether the votes came before or after the batch's ADDs.
 - MERGE replaces two or more rules by one new rule whose score is the sum of
   theirs, capped at `MERGE_SCORE_CAP` (10) so a merge cannot make a rule
   that no later evidence could remove. The new rule keeps the common scope
@@ -24,8 +27,16 @@ Score rule (ExpeL's counts):
   their provenance.
 - A rule whose score reaches 0 or below is removed at once; later proposals
   of the same batch that name it are rejected.
-- After all proposals, the pool is pruned to `capacity` by score, highest
-  first; ties keep the older rule (lower id number).
+
+Capacity rule: if the pool still holds more than `capacity` rules after the
+penalty, it is pruned to `capacity`. Old rules (from `prev`) go first:
+lowest score, then least recently `updated`, then the newer id. A rule made
+in this revision (by ADD or MERGE) is dropped only when the new rules alone
+exceed capacity (lowest score, then the later proposal); otherwise a full
+pool would discard every new ADD (score 2) in the step that accepted it and
+stop following the policy. A proposal whose new rule is dropped is reported
+`accepted=False` with `reject_reason` `PRUNED`, so the applied list always
+agrees with the snapshot (for a MERGE, the rules it merged are gone too).
 
 Each change sets the rule's `updated` to the iteration and appends the
 evidence trajectory ids (failed, reference) to its provenance.
@@ -43,6 +54,7 @@ EDIT_DELTA = 1
 DOWNVOTE_DELTA = 1
 DOWNVOTE_OVER_CAPACITY_DELTA = 2
 MERGE_SCORE_CAP = 10
+PRUNED = "pruned: pool at capacity"
 
 
 class Rejected(Exception):
@@ -81,6 +93,7 @@ class _Pool:
         self.next_id = prev.next_id
         self.iteration = iteration
         self.capacity = capacity
+        self.downvoted: list[str] = []  # one entry per applied DOWNVOTE
 
     def get(self, rule_id: str) -> Rule:
         if rule_id not in self.rules:
@@ -112,9 +125,29 @@ class _Pool:
                 return r
         return None
 
-    def prune(self) -> None:
-        keep = sorted(self.rules.values(), key=lambda r: (-r.score, rule_number(r.id)))
-        self.rules = {r.id: r for r in keep[: max(self.capacity, 0)]}
+    def penalise_downvotes(self) -> None:
+        """The over-capacity surcharge for each DOWNVOTE of the batch (see module doc)."""
+        if len(self.rules) <= self.capacity:
+            return
+        for rule_id in self.downvoted:
+            rule = self.rules.get(rule_id)
+            if rule is None:
+                continue
+            rule.score -= DOWNVOTE_OVER_CAPACITY_DELTA - DOWNVOTE_DELTA
+            if rule.score <= 0:
+                del self.rules[rule_id]
+
+    def prune(self, new: set[str]) -> list[str]:
+        """Cut to capacity, old rules before the `new` ones (see module doc); the ids cut."""
+        def drop_first(r: Rule) -> tuple[int, int, int, int]:
+            n = rule_number(r.id)
+            return (1, r.score, 0, -n) if r.id in new else (0, r.score, r.updated, -n)
+
+        excess = len(self.rules) - max(self.capacity, 0)
+        cut = [r.id for r in sorted(self.rules.values(), key=drop_first)[: max(excess, 0)]]
+        for rule_id in cut:
+            del self.rules[rule_id]
+        return cut
 
     def snapshot(self) -> RuleSnapshot:
         rules = sorted(self.rules.values(), key=lambda r: rule_number(r.id))
@@ -155,9 +188,8 @@ def _upvote(pool: _Pool, p: Proposal) -> str:
 
 def _downvote(pool: _Pool, p: Proposal) -> str:
     rule = pool.get(_one_id(p))
-    over = len(pool.rules) > pool.capacity
-    delta = DOWNVOTE_OVER_CAPACITY_DELTA if over else DOWNVOTE_DELTA
-    return "downvoted " + pool.touch(rule, p, -delta)
+    pool.downvoted.append(rule.id)
+    return "downvoted " + pool.touch(rule, p, -DOWNVOTE_DELTA)
 
 
 def _merge(pool: _Pool, p: Proposal) -> str:
@@ -199,13 +231,24 @@ def revise(
     """Apply `proposals` in order to a copy of `prev`; return the new snapshot and the
     proposals annotated as applied or rejected. `prev` is not modified."""
     pool = _Pool(prev, iteration, capacity)
-    annotated = [_apply(pool, p) for p in proposals]
-    pool.prune()
+    annotated: list[Proposal] = []
+    made: dict[str, int] = {}  # id of each rule made in this revision -> its proposal
+    for i, p in enumerate(proposals):
+        first = pool.next_id
+        annotated.append(_apply(pool, p))
+        made.update({f"R{n}": i for n in range(first, pool.next_id)})
+    pool.penalise_downvotes()
+    for rule_id in pool.prune(set(made)):
+        if rule_id in made:
+            i = made[rule_id]
+            annotated[i] = annotated[i].model_copy(
+                update={"accepted": False, "reject_reason": PRUNED})
     return pool.snapshot(), annotated
 
 
 def apply_log(prev: RuleSnapshot, proposals: list[Proposal]) -> list[str]:
-    """A one-line description of what each proposal did, for logs (applies to a copy)."""
+    """A one-line description of what each proposal did, for logs (applies to a copy;
+    without `revise`'s over-capacity surcharge and pruning, which follow the batch)."""
     pool = _Pool(prev, prev.iteration, prev.capacity)
     lines = []
     for p in proposals:

@@ -15,8 +15,8 @@ from jerp.config import PolicyParams
 from jerp.envs.base import Observation
 from jerp.policy.kvcache import PrefixCache, score_trie
 from jerp.policy.model import Policy
-from jerp.policy.prompts import EpisodeContext, build_prompt, prompt_pieces
-from jerp.policy.scoring import choose, encode_candidates
+from jerp.policy.prompts import EpisodeContext, build_prompt, prompt_pieces, window_start
+from jerp.policy.scoring import candidate_probs, choose, encode_candidates
 
 THINK = "think:"
 
@@ -26,6 +26,9 @@ class Decision:
     action: str
     logprob: float | None
     valid: bool  # False: generated text that matched no admissible command
+    prob: float | None = None  # pi(action | s) under the candidate softmax (rank mode)
+    temperature: float | None = None
+    history_from: int = 0  # first past step the prompt showed (window start)
 
 
 def parse_generated(text: str, admissible: list[str]) -> tuple[str, bool]:
@@ -84,8 +87,12 @@ class Agent:
 
     def decide(self, ctxs: list[EpisodeContext], obs: list[Observation]) -> list[Decision]:
         if self.params.mode == "rank":
-            return [self._rank(c, o) for c, o in zip(ctxs, obs, strict=True)]
-        return self._generate(ctxs, obs)
+            out = [self._rank(c, o) for c, o in zip(ctxs, obs, strict=True)]
+        else:
+            out = self._generate(ctxs, obs)
+        for c, d in zip(ctxs, out, strict=True):
+            d.history_from = window_start(len(c.history), self.params.history)
+        return out
 
     def scores(self, ctx: EpisodeContext, ob: Observation) -> tuple[list[float], list[int]]:
         """Log p(command | prompt) for every admissible command, and token counts.
@@ -105,8 +112,10 @@ class Agent:
     def _rank(self, ctx: EpisodeContext, ob: Observation) -> Decision:
         scores, lengths = self.scores(ctx, ob)
         rng = self._state(ctx).rng
-        i = choose(scores, lengths, self.params.score, self.params.temperature, rng)
-        return Decision(ob.admissible[i], scores[i], True)
+        temp = self.params.temperature
+        probs = candidate_probs(scores, lengths, self.params.score, temp)
+        i = choose(scores, lengths, self.params.score, temp, rng)
+        return Decision(ob.admissible[i], scores[i], True, prob=probs[i], temperature=temp)
 
     def expert_top1(self, ctx: EpisodeContext, ob: Observation, expert: str) -> bool:
         """Would the greedy policy take the expert's action in this state?"""
@@ -136,5 +145,5 @@ class Agent:
         decisions = []
         for text, o in zip(texts, obs, strict=True):
             action, valid = parse_generated(text, o.admissible)
-            decisions.append(Decision(action, None, valid))
+            decisions.append(Decision(action, None, valid, temperature=self.params.temperature))
         return decisions

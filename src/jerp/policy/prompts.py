@@ -6,7 +6,9 @@ world words its own instructions; this module only fills the slots.
 The rendered prompt is append-only within an episode, so the policy can keep
 its KV cache from step to step (policy/kvcache.py):
 
-    header   = the template up to `{history}`, with goal and rules filled in
+    header   = the template up to `{history}`: goal, working set of rules and the
+               episode's first observation (ALFWorld: the room and its receptacles,
+               which the history window would otherwise drop after 2h steps)
     step i   = "Observation: <o_i>\\n>"  then  " <a_i>\\n"
     now      = "Observation: <o_t>\\n>"   (+ "Valid commands: ..." in generate mode)
 
@@ -66,6 +68,7 @@ class EpisodeContext:
     env: str
     goal: str
     rules: list[str] = field(default_factory=list)
+    initial: str = ""  # the episode's first observation, kept in the header
     history: list[tuple[str, str]] = field(default_factory=list)  # (observation, action)
     seed: int = 0
     state: object | None = field(default=None, repr=False, compare=False)
@@ -87,7 +90,7 @@ def window_start(t: int, window: int) -> int:
 
 def header(ctx: EpisodeContext) -> str:
     head, _ = split_template(ctx.env)
-    return head.format(goal=ctx.goal, rules=render_rules(ctx.rules))
+    return head.format(goal=ctx.goal, rules=render_rules(ctx.rules), initial=ctx.initial)
 
 
 def observation_piece(env: str, observation: str, commands: list[str] | None = None) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from jerp.envs.base import Env, Observation, Task
-from jerp.policy.agent import Agent
+from jerp.policy.agent import Agent, Decision
 from jerp.policy.envproc import EnvHandle, LocalEnv, RemoteEnv, wait_any
 from jerp.policy.prompts import EpisodeContext
 from jerp.records import RuleShown, StepRecord, Trajectory
@@ -44,7 +44,7 @@ class _Slot:
     reward: float = 0.0
     won: bool = False
     t0: float = 0.0
-    pending: tuple | None = None  # (kind, action, logprob, valid) while the env works
+    pending: tuple | None = None  # ("reset", idx) or ("step", Decision) while the env works
 
 
 def play(
@@ -71,6 +71,7 @@ def play(
     """
     if env_workers is None:
         env_workers = getattr(agent.params, "env_workers", 0)
+    meta = {"score": getattr(agent.params, "score", "sum"), **meta}
     queue = deque(enumerate(specs))
     results: dict[int, Trajectory] = {}
     n = min(batch_envs, len(specs))
@@ -103,7 +104,7 @@ def play(
             for group in filter(None, groups):
                 decisions = agent.decide([s.ctx for s in group], [s.obs for s in group])
                 for s, d in zip(group, decisions, strict=True):
-                    _act(s, d.action, d.logprob, d.valid)
+                    _act(s, d)
     finally:
         bar.close()
         for s in slots:
@@ -121,7 +122,7 @@ def _is_thought(action: str) -> bool:
 
 def _answered(slot: _Slot) -> bool:
     """The slot's environment has answered (a thought needs no answer)."""
-    return slot.pending[0] == "step" and _is_thought(slot.pending[1]) or slot.env.ready()
+    return slot.pending[0] == "step" and _is_thought(slot.pending[1].action) or slot.env.ready()
 
 
 def _start(slot: _Slot, queue: deque, order: dict[int, int]) -> None:
@@ -138,10 +139,10 @@ def _start(slot: _Slot, queue: deque, order: dict[int, int]) -> None:
     slot.env.send("reset", spec.task)
 
 
-def _act(slot: _Slot, action: str, logprob: float | None, valid: bool) -> None:
-    slot.pending = ("step", action, logprob, valid)
-    if not _is_thought(action):
-        slot.env.send("step", action)
+def _act(slot: _Slot, d: Decision) -> None:
+    slot.pending = ("step", d)
+    if not _is_thought(d.action):
+        slot.env.send("step", d.action)
 
 
 def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None) -> bool:
@@ -152,9 +153,11 @@ def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None) -> bool:
         slot.obs = slot.env.recv()
         slot.rules = retrieve(slot.spec.task, slot.obs.goal) if retrieve else []
         slot.ctx = EpisodeContext(env=slot.spec.task.env, goal=slot.obs.goal,
-                                  rules=[r.text for r in slot.rules], seed=rest[0])
+                                  rules=[r.text for r in slot.rules], seed=rest[0],
+                                  initial=slot.obs.text)
         return False
-    action, logprob, valid = rest
+    (d,) = rest
+    action = d.action
     obs = slot.obs
     if _is_thought(action):
         # A ReAct thought does not step the world.
@@ -163,8 +166,12 @@ def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None) -> bool:
     else:
         res = slot.env.recv()
         next_obs, reward, done, won = res.observation, res.reward, res.done, res.won
-    slot.steps.append(StepRecord(observation=obs.text, admissible_count=len(obs.admissible),
-                                 action=action, logprob=logprob, valid=valid, reward=reward))
+    slot.steps.append(StepRecord(
+        observation=obs.text, admissible_count=len(obs.admissible), action=action,
+        logprob=d.logprob, valid=d.valid, reward=reward, admissible=list(obs.admissible),
+        prob=d.prob, temperature=d.temperature,
+        history_from=d.history_from,
+    ))
     slot.ctx.history.append((obs.text, action))
     slot.obs = next_obs
     slot.reward = max(slot.reward, reward)

@@ -68,14 +68,34 @@ def score_shared_prefix(
     return [float(first_lp[c[0]] + lp[i].sum()) for i, c in enumerate(cands)]
 
 
+def candidate_values(scores: Sequence[float], lengths: Sequence[int], how: str) -> list[float]:
+    """The score the candidate softmax uses: summed or per-token mean log-probability."""
+    return [s / n if how == "mean" else s for s, n in zip(scores, lengths, strict=True)]
+
+
+def candidate_probs(
+    scores: Sequence[float], lengths: Sequence[int], how: str, temperature: float
+) -> list[float]:
+    """pi(a|s) = softmax(value(a) / T) over the admissible commands; T = 0 is one-hot argmax.
+
+    This is the acting policy that GRPO trains (policy/grpo.py recomputes it with grads).
+    """
+    vals = candidate_values(scores, lengths, how)
+    if temperature <= 0:
+        best = max(range(len(vals)), key=vals.__getitem__)
+        return [float(i == best) for i in range(len(vals))]
+    top = max(vals)
+    weights = [math.exp((v - top) / temperature) for v in vals]
+    z = sum(weights)
+    return [w / z for w in weights]
+
+
 def choose(
     scores: Sequence[float], lengths: Sequence[int], how: str, temperature: float,
     rng: random.Random,
 ) -> int:
-    """Greedy (temperature 0) or softmax sampling over summed or mean log-probabilities."""
-    vals = [s / n if how == "mean" else s for s, n in zip(scores, lengths, strict=True)]
+    """Greedy (temperature 0) or a sample from the candidate softmax."""
+    probs = candidate_probs(scores, lengths, how, temperature)
     if temperature <= 0:
-        return max(range(len(vals)), key=vals.__getitem__)
-    top = max(vals)
-    weights = [math.exp((v - top) / temperature) for v in vals]
-    return rng.choices(range(len(vals)), weights=weights)[0]
+        return probs.index(1.0)
+    return rng.choices(range(len(probs)), weights=probs)[0]

@@ -1,5 +1,6 @@
-"""report: one row per iteration (success, per-type success, expert accuracy, pool size),
-as a CSV for `dvc plots`, a PNG, and a Markdown page with the tables and the rules."""
+"""report: one row per iteration (success, per-type success, expert accuracy, pool size,
+and the policy update that produced its adapter), as a CSV for `dvc plots`, a PNG, and
+a Markdown page with the tables and the rules."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ from jerp import paths
 from jerp.records import atomic_open, read_json, read_snapshot
 
 
+def _optional(path: Path) -> dict:
+    return read_json(path) if path.exists() else {}
+
+
 def collect(root: Path, iterations: list[int]) -> list[dict]:
     rows = []
     for i in iterations:
         m = read_json(root / paths.metrics_file(i))
+        tr = _optional(root / paths.train_stats_file(i))
+        ro = _optional(root / paths.rollout_stats_file(i))
         rows.append({
             "iteration": i,
             "success": m.get("success", 0.0),
@@ -23,9 +30,31 @@ def collect(root: Path, iterations: list[int]) -> list[dict]:
             "mean_steps": m.get("mean_steps", 0.0),
             "invalid_action_rate": m.get("invalid_action_rate", 0.0),
             "rules": m.get("rules_in_pool", 0),
+            # how adapter i was made (0: the warm start) and from what rollouts
+            "policy_update": _update_kind(tr),
+            "train_ce": tr.get("ce_last"),
+            "train_pg": tr.get("pg_last"),
+            "train_tokens_per_s": tr.get("tokens_per_s"),
+            "train_minutes": round(tr["seconds"] / 60, 2) if "seconds" in tr else None,
+            "rollout_success": ro.get("success"),
+            "zero_adv_groups": tr.get("zero_advantage_group_share"),
+            "identical_groups": ro.get("identical_group_share"),
+            "distinct_actions": ro.get("distinct_actions_per_episode"),
             "by_type": m.get("success_by_type", {}),
         })
     return rows
+
+
+def _update_kind(tr: dict) -> str:
+    if not tr:
+        return "-"
+    if not tr.get("enabled"):
+        return "none"
+    return tr.get("algorithm", tr.get("stage", "?"))
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -72,6 +101,19 @@ def markdown(rows: list[dict], root: Path, title: str) -> str:
     for r in rows:
         out.append(f"| {r['iteration']} | {r['success']:.2f} | {r['expert_top1']:.2f} | "
                    f"{r['mean_steps']:.1f} | {r['invalid_action_rate']:.2f} | {r['rules']} |")
+    out += ["", "## Policy updates", "",
+            "Adapter i is trained after rollout i (0: the warm start on reference successes). "
+            "CE: candidate cross-entropy of the last batch; PG: GRPO term. A group whose "
+            "episodes all get the same return has zero advantage: no RL signal.", "",
+            "| iteration | update | CE | PG | tokens/s | minutes | rollout success | "
+            "zero-adv. groups | identical groups | distinct actions/ep. |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['iteration']} | {r['policy_update']} | {_fmt(r['train_ce'], '.3f')} | "
+                   f"{_fmt(r['train_pg'], '.3f')} | {_fmt(r['train_tokens_per_s'], '.0f')} | "
+                   f"{_fmt(r['train_minutes'])} | {_fmt(r['rollout_success'])} | "
+                   f"{_fmt(r['zero_adv_groups'])} | {_fmt(r['identical_groups'])} | "
+                   f"{_fmt(r['distinct_actions'], '.1f')} |")
     if types:
         out += ["", "## Success per task type", "",
                 "| iteration | " + " | ".join(types) + " |",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,9 +12,17 @@ from jerp.config import Params
 from jerp.envs.base import Env, Task
 from jerp.envs.registry import data_root, env_factory
 from jerp.policy.agent import Agent
-from jerp.policy.model import load_policy, set_threads
+from jerp.policy.model import load_policy, read_adapter, set_threads
 from jerp.policy.rollout import EpisodeSpec, Retrieve, play
-from jerp.records import RuleShown, RuleSnapshot, Trajectory
+from jerp.records import (
+    ADAPTER_MANIFEST,
+    AdapterManifest,
+    RuleShown,
+    RuleSnapshot,
+    Trajectory,
+    atomic_dir,
+    write_json,
+)
 
 
 def model_cache(p: Params, root: Path) -> Path:
@@ -34,10 +43,57 @@ def play_episodes(
                 retrieve, desc=desc)
 
 
-def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None) -> Agent:
+def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None,
+               temperature: float | None = None) -> Agent:
+    """The acting agent: base model + `adapter` (a pipeline adapter folder; an error
+    if it is missing or broken, never a silent fall back to the base model)."""
     set_threads(p.policy.threads)
     policy = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter)
-    return Agent(policy, p.policy, seed=seed)
+    pp = p.policy if temperature is None else p.policy.model_copy(
+        update={"temperature": temperature})
+    return Agent(policy, pp, seed=seed)
+
+
+def load_trainable(p: Params, root: Path, adapter: Path | None):
+    """The policy with trainable LoRA weights: `adapter`'s, or fresh ones (params lora)."""
+    set_threads(p.policy.threads)
+    return load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter,
+                       trainable=True, lora=p.lora)
+
+
+def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float, seed: int):
+    from jerp.policy.train import TrainConfig
+
+    fp = p.finetune
+    return TrainConfig(
+        mode=p.policy.mode,
+        lr=lr, epochs=epochs, max_minutes=max_minutes, seed=seed,
+        batch_sequences=fp.batch_sequences, window=p.policy.history, score=p.policy.score,
+        clip=fp.clip, entropy=fp.entropy, kl=fp.kl,
+        grpo_weight=fp.grpo_weight if fp.algorithm == "rft+grpo" else 1.0,
+    )
+
+
+def write_adapter(out: Path, policy, manifest: AdapterManifest) -> None:
+    """Atomically (re)write an adapter folder: the LoRA weights (if any) + adapter.json.
+    Only the LoRA weights (3.7 MB at r 8), never a merged model: rollout and training
+    must score with the same unmerged adapter."""
+    with atomic_dir(out) as tmp:
+        if policy is not None:
+            policy.model.save_pretrained(str(tmp))
+        write_json(tmp / ADAPTER_MANIFEST, manifest.model_dump())
+
+
+def copy_adapter(src: Path, out: Path, iteration: int) -> None:
+    """Pass adapter `src` through unchanged (methods without policy updates)."""
+    m = read_adapter(src)
+    with atomic_dir(out) as tmp:
+        for f in src.iterdir():
+            if f.is_file() and f.name != ADAPTER_MANIFEST:
+                shutil.copy2(f, tmp / f.name)
+        m = m.model_copy(update={"iteration": iteration, "parent": str(src),
+                                 "stage": "passthrough"})
+        write_json(tmp / ADAPTER_MANIFEST, m.model_dump())
 
 
 def retriever(p: Params, root: Path, pool: RuleSnapshot | None) -> Retrieve | None:

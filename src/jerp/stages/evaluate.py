@@ -30,7 +30,7 @@ def run(p: Params, root: Path, iteration: int) -> dict:
     pool = read_snapshot(root / paths.rules_file(iteration))
     use_rules = parts(p.run.method).rules
     retrieve = retriever(p, root, pool) if use_rules else None
-    agent = load_agent(p, root, seed=p.run.seed)
+    agent = load_agent(p, root, seed=p.run.seed, adapter=root / paths.adapter_dir(iteration))
     meta = dict(stage="eval", method=p.run.method, iteration=iteration, seed=p.run.seed,
                 policy_version=agent.policy.version,
                 pool_version=str(paths.rules_file(iteration)) if retrieve else "none")
@@ -58,7 +58,8 @@ def expert_top1(agent: Agent, refs: list[Trajectory], retrieve: Retrieve | None)
     for ref in tqdm(refs, desc="expert states", unit="game"):
         task = Task(ref.task_id, ref.env, ref.split, ref.task_type, "")
         rules = retrieve(task, ref.goal) if retrieve else []
-        ctx = EpisodeContext(env=ref.env, goal=ref.goal, rules=[r.text for r in rules])
+        ctx = EpisodeContext(env=ref.env, goal=ref.goal, rules=[r.text for r in rules],
+                             initial=ref.initial_observation)
         for s in ref.steps:
             if s.admissible:
                 ob = Observation(s.observation, s.admissible, ref.goal, ref.task_type)

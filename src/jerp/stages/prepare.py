@@ -1,4 +1,8 @@
-"""prepare: the task lists of this run, and iteration 0's (empty) rule pool."""
+"""prepare: the task lists of this run, and iteration 0's (empty) rule pool.
+
+Splits: train (rollouts and reflection), eval_in, eval_out, and warmstart: other
+train games whose reference successes the warm start (and RFT) learn from.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
-from jerp.envs.registry import SPLITS, data_root, sample_split
+from jerp.envs.registry import SPLITS, WARMSTART, data_root, sample_split
 from jerp.records import RuleSnapshot, TaskList, write_jsonl, write_snapshot, write_tasks
 
 
@@ -17,6 +21,11 @@ def run(p: Params, root: Path) -> TaskList:
     for split in SPLITS:
         tasks = sample_split(p.env, droot, split, p.run.seed)
         splits[split] = [t.__dict__ for t in tasks]
+    if p.warmstart.games_per_type:
+        train_ids = {t["task_id"] for t in splits["train"]}
+        warm = sample_split(p.env, droot, "train", p.run.seed + 1,
+                            per_type=p.warmstart.games_per_type, exclude=train_ids)
+        splits[WARMSTART] = [t.__dict__ for t in warm]
     tl = TaskList(env=p.env.name, seed=p.run.seed, splits=splits)
     write_tasks(root / paths.tasks_file(), tl)
     write_snapshot(root / paths.rules_file(0),

@@ -12,15 +12,22 @@ from tqdm import tqdm
 
 from jerp import paths
 from jerp.config import Params
+from jerp.envs.registry import WARMSTART
 from jerp.policy.rollout import replay_reference
 from jerp.records import Trajectory, read_tasks, write_trajectories
 from jerp.stages.common import make_env
+
+REPLAY_LIMIT = 500
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:
     tl = read_tasks(root / paths.tasks_file())
     tasks = tl.tasks("train") + tl.tasks(p.env.eval_split)
-    env = make_env(p, root)()
+    if WARMSTART in tl.splits:
+        tasks += tl.tasks(WARMSTART)
+    # A reference is a whole success: replay it past the episode step limit of the run.
+    full = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": REPLAY_LIMIT})})
+    env = make_env(full, root)()
     try:
         refs = [replay_reference(env, t) for t in tqdm(tasks, desc="references", unit="game")]
     finally:

@@ -28,6 +28,8 @@ difflib ratio >= `SIMILARITY`) is UPVOTEd instead of ADDed. Rules shown to
 rollouts (Trajectory.rules_shown) are voted on: UPVOTE when more successes
 than failures followed their advice, DOWNVOTE when more failures did
 (`actions.followed`, a check of the milestone verbs the rule asks for).
+Votes, DOWNVOTEs first, lead the list and keep up to half of `max_ops`, so
+findings cannot crowd them out.
 """
 
 from __future__ import annotations
@@ -266,4 +268,11 @@ def reflect_contrastive(
     for p in found:  # two findings may match the same existing rule: vote once
         if p.op == "ADD" or p.rule_ids[0] not in {q.rule_ids[0] for q in unique if q.rule_ids}:
             unique.append(p)
-    return (unique + _shown_rule_votes(rollouts, pool, upvoted))[: max(max_ops, 0)]
+    # Votes come first and may take up to half the budget (all of it that the findings
+    # leave): a DOWNVOTE is the only way a rule leaves the pool, and votes appended after
+    # the findings were the first cut whenever the findings filled `max_ops`. DOWNVOTEs
+    # precede UPVOTEs; the findings keep the other half so discovery does not stall.
+    votes = sorted(_shown_rule_votes(rollouts, pool, upvoted), key=lambda p: p.op != "DOWNVOTE")
+    budget = max(max_ops, 0)
+    n_votes = min(len(votes), max(budget - len(unique), (budget + 1) // 2))
+    return votes[:n_votes] + unique[: budget - n_votes]

@@ -1,0 +1,283 @@
+"""The LoRA update loop shared by the warm start and finetune@i (rank mode).
+
+Data arrive as trajectories with per-step `Target`s (packing.py); each history
+window of an episode is one packed forward that scores every target decision's
+candidates. The loss of a batch is the mean over its decisions of
+  rft_weight * candidate CE  (decisions with `ce`)
++ grpo_weight * clipped GRPO term (decisions with an advantage; grpo.py).
+Stops after `epochs` or at the wall-clock cap, between batches.
+
+Generate mode has no candidate set: a decision is the prompt (with its list of
+valid commands) followed by the command's tokens; the same advantages weight
+the command's summed log-probability, with the ratio taken against the policy
+before the update (computed in a first no-grad pass), and CE is its NLL.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from jerp.policy.grpo import candidate_logits, clipped_surrogate, grpo_decision_loss
+from jerp.policy.model import Policy
+from jerp.policy.packing import (
+    PackedWindow,
+    PieceTokenizer,
+    Target,
+    context_of,
+    pack_trajectory,
+    window_scores,
+)
+from jerp.policy.prompts import action_piece, build_prompt
+from jerp.policy.rft import candidate_ce
+from jerp.records import Trajectory
+
+
+@dataclass
+class TrainItem:
+    """One trajectory to learn from, the prompt's rules, and its target steps."""
+
+    traj: Trajectory
+    targets: dict[int, Target]
+    rules: list[str] | None = None  # None: the working set it was recorded with
+
+
+@dataclass
+class TrainConfig:
+    lr: float
+    epochs: float = 1.0
+    batch_sequences: int = 4
+    max_minutes: float = 5.0
+    window: int = 3  # policy.history: how prompts were windowed
+    score: str = "sum"  # policy.score
+    mode: str = "rank"  # policy.mode
+    clip: float = 0.2
+    entropy: float = 0.0
+    kl: float = 0.0
+    rft_weight: float = 1.0
+    grpo_weight: float = 1.0
+    seed: int = 0
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainStats:
+    decisions: int = 0
+    windows: int = 0
+    optimizer_steps: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    epochs_done: float = 0.0
+    stopped_by_time: bool = False
+    ce_first: float | None = None  # mean candidate CE of the first / last batch
+    ce_last: float | None = None
+    pg_first: float | None = None
+    pg_last: float | None = None
+    mean_ratio: float | None = None
+    clip_fraction: float | None = None
+    entropy: float | None = None
+    kl: float | None = None
+    history: list[dict] = field(default_factory=list)  # per optimizer step
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "history"}
+        d["tokens_per_s"] = round(self.tokens_per_s, 1)
+        return {k: round(v, 5) if isinstance(v, float) else v for k, v in d.items()}
+
+
+def pack_items(policy: Policy, items: list[TrainItem], window: int) -> list[PackedWindow]:
+    pt = PieceTokenizer(policy.tokenizer)
+    out = []
+    for i, it in enumerate(items):
+        out += pack_trajectory(pt, it.traj, it.targets, window, it.rules, traj_index=i)
+    return out
+
+
+@dataclass
+class GeneratedStep:
+    """Generate mode: one decision as prompt tokens + the command's tokens."""
+
+    prompt: list[int]
+    action: list[int]
+    target: Target
+    old_logp: float | None = None
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.prompt + self.action
+
+
+def generated_steps(policy: Policy, items: list[TrainItem], window: int) -> list[GeneratedStep]:
+    tok = policy.tokenizer
+    out = []
+    for it in items:
+        ctx = context_of(it.traj, it.rules)
+        for k, target in sorted(it.targets.items()):
+            s = it.traj.steps[k]
+            ctx.history = [(x.observation, x.action) for x in it.traj.steps[:k]]
+            text = build_prompt(ctx, s.observation, window, s.admissible)
+            out.append(GeneratedStep(tok(text, add_special_tokens=False)["input_ids"],
+                                     tok(action_piece(s.action),
+                                         add_special_tokens=False)["input_ids"], target))
+    return out
+
+
+def action_logprob(policy: Policy, g: GeneratedStep) -> torch.Tensor:
+    """Summed log p(command tokens | prompt) (differentiable)."""
+    ids = torch.tensor([g.tokens])
+    n = len(g.prompt)
+    logits = policy.model(input_ids=ids, use_cache=False,
+                          logits_to_keep=torch.arange(n - 1, n - 1 + len(g.action))).logits[0]
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    return lp[torch.arange(len(g.action)), torch.tensor(g.action)].sum()
+
+
+def generated_loss(policy: Policy, g: GeneratedStep, cfg: TrainConfig) -> tuple[torch.Tensor,
+                                                                                 dict]:
+    lp = action_logprob(policy, g)
+    total = torch.zeros(())
+    parts = dict(ce_sum=0.0, n_ce=0, pg_sum=0.0, n_pg=0, ratios=[], clipped=[], entropies=[],
+                 kls=[])
+    if g.target.ce:
+        total = total - cfg.rft_weight * lp
+        parts.update(ce_sum=float(-lp.detach()), n_ce=1)
+    if g.target.advantage is not None:
+        loss, ratio = clipped_surrogate(lp, g.old_logp, g.target.advantage, cfg.clip)
+        total = total + cfg.grpo_weight * loss
+        r = float(ratio.detach())
+        parts.update(pg_sum=float(loss.detach()), n_pg=1, ratios=[r],
+                     clipped=[abs(r - 1) > cfg.clip])
+    return total, parts
+
+
+def window_loss(policy: Policy, w: PackedWindow | GeneratedStep,
+                cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """Summed loss of a window's decisions and its parts (for logging)."""
+    if isinstance(w, GeneratedStep):
+        return generated_loss(policy, w, cfg)
+    model = policy.model
+    scores = window_scores(model, w, policy.dtype)
+    ref = None
+    if cfg.kl > 0 and any(d.target.advantage is not None for d in w.decisions):
+        with torch.no_grad(), model.disable_adapter():
+            ref = window_scores(model, w, policy.dtype)
+    total = torch.zeros(())
+    ce_sum = pg_sum = 0.0
+    n_ce = n_pg = 0
+    ratios, clipped, ents, kls = [], [], [], []
+    for j, (d, s) in enumerate(zip(w.decisions, scores, strict=True)):
+        t = d.target
+        if t.ce:
+            ce = candidate_ce(candidate_logits(s, d.lengths, cfg.score, 1.0), d.chosen)
+            total = total + cfg.rft_weight * ce
+            ce_sum += float(ce.detach())
+            n_ce += 1
+        if t.advantage is not None:
+            logits = candidate_logits(s, d.lengths, cfg.score, t.temperature)
+            ref_logits = (candidate_logits(ref[j], d.lengths, cfg.score, t.temperature)
+                          if ref is not None else None)
+            old = t.old_prob if t.old_prob is not None else float(
+                torch.softmax(logits.detach(), -1)[d.chosen])
+            g = grpo_decision_loss(logits, d.chosen, t.advantage, old, cfg.clip, cfg.entropy,
+                                   ref_logits, cfg.kl)
+            total = total + cfg.grpo_weight * g.loss
+            pg_sum += float(g.loss.detach())
+            n_pg += 1
+            ratios.append(g.ratio)
+            clipped.append(g.clipped)
+            ents.append(g.entropy)
+            kls.append(g.kl)
+    parts = dict(ce_sum=ce_sum, n_ce=n_ce, pg_sum=pg_sum, n_pg=n_pg, ratios=ratios,
+                 clipped=clipped, entropies=ents, kls=kls)
+    return total, parts
+
+
+def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
+          desc: str = "train") -> TrainStats:
+    """Run the update in place on `policy.model` (a trainable peft model)."""
+    if cfg.mode == "generate":
+        windows = generated_steps(policy, items, cfg.window)
+        with torch.no_grad():
+            for g in windows:
+                if g.target.advantage is not None:
+                    g.old_logp = float(action_logprob(policy, g))
+        n_decisions = len(windows)
+    else:
+        windows = pack_items(policy, items, cfg.window)
+        n_decisions = sum(len(w.decisions) for w in windows)
+    stats = TrainStats(windows=len(windows), decisions=n_decisions)
+    if not windows:
+        return stats
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the policy has no trainable parameters (load it with trainable=True)")
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    rng = random.Random(cfg.seed)
+    per_epoch = (len(windows) + cfg.batch_sequences - 1) // cfg.batch_sequences
+    total_batches = max(1, round(cfg.epochs * per_epoch))
+    t0 = time.perf_counter()
+    all_ratios, all_clipped, all_ents, all_kls = [], [], [], []
+    order: list[int] = []
+    bar = tqdm(total=total_batches, desc=desc, unit="batch", dynamic_ncols=True)
+    try:
+        with torch.enable_grad():
+            for _ in range(total_batches):
+                if time.perf_counter() - t0 > cfg.max_minutes * 60:
+                    stats.stopped_by_time = True
+                    break
+                if len(order) < cfg.batch_sequences:
+                    fresh = list(range(len(windows)))
+                    rng.shuffle(fresh)
+                    order += fresh
+                batch, order = order[: cfg.batch_sequences], order[cfg.batch_sequences:]
+                n_dec = sum(_decisions(windows[i]) for i in batch)
+                opt.zero_grad(set_to_none=True)
+                agg = dict(ce_sum=0.0, n_ce=0, pg_sum=0.0, n_pg=0)
+                for i in batch:
+                    loss, parts = window_loss(policy, windows[i], cfg)
+                    if loss.requires_grad:
+                        (loss / n_dec).backward()
+                    for k in agg:
+                        agg[k] += parts[k]
+                    all_ratios += parts["ratios"]
+                    all_clipped += parts["clipped"]
+                    all_ents += parts["entropies"]
+                    all_kls += parts["kls"]
+                    stats.tokens += len(windows[i].tokens)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                stats.optimizer_steps += 1
+                ce = agg["ce_sum"] / agg["n_ce"] if agg["n_ce"] else None
+                pg = agg["pg_sum"] / agg["n_pg"] if agg["n_pg"] else None
+                if stats.optimizer_steps == 1:
+                    stats.ce_first, stats.pg_first = ce, pg
+                stats.ce_last, stats.pg_last = ce, pg
+                stats.history.append({"step": stats.optimizer_steps, "ce": ce, "pg": pg})
+                bar.update(1)
+                bar.set_postfix(ce=f"{ce:.3f}" if ce is not None else "-",
+                                pg=f"{pg:.3f}" if pg is not None else "-")
+    finally:
+        bar.close()
+    stats.seconds = time.perf_counter() - t0
+    stats.epochs_done = stats.optimizer_steps / per_epoch
+    stats.mean_ratio = _mean(all_ratios)
+    stats.clip_fraction = _mean(all_clipped)
+    stats.entropy = _mean(all_ents)
+    stats.kl = _mean(all_kls)
+    return stats
+
+
+def _mean(xs: list) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _decisions(w: PackedWindow | GeneratedStep) -> int:
+    return 1 if isinstance(w, GeneratedStep) else len(w.decisions)

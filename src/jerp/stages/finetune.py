@@ -1,0 +1,106 @@
+"""finetune@i: the policy half of JERP. The rollouts of iteration i (the same ones
+reflection used) update adapter i-1 into adapter i:
+
+* rft: candidate cross-entropy on reference successes (the rollout tasks' own and
+  a rotating share of the warm-start games') and the agent's wins so far;
+* grpo: the clipped candidate-softmax objective on the rollouts (policy/grpo.py);
+* rft+grpo: both terms in one loss.
+
+Prompts are the ones the agent acted with, working set included; references are
+shown the working set of pool i for methods that use rules, which is the pool
+adapter i will act with. Methods without policy updates copy adapter i-1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jerp import paths
+from jerp.config import Params
+from jerp.envs.base import Task
+from jerp.envs.registry import WARMSTART
+from jerp.methods import parts
+from jerp.policy.experience import grpo_items, success_items
+from jerp.policy.rft import rotate, successes
+from jerp.records import (
+    AdapterManifest,
+    Trajectory,
+    read_snapshot,
+    read_tasks,
+    read_trajectories,
+    write_json,
+)
+from jerp.stages.common import (
+    copy_adapter,
+    load_trainable,
+    retriever,
+    train_config,
+    write_adapter,
+)
+
+
+def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
+    src, out = root / paths.adapter_dir(prev), root / paths.adapter_dir(iteration)
+    method = parts(p.run.method)
+    if not method.finetune:
+        copy_adapter(src, out, iteration)
+        stats = {"stage": "finetune", "iteration": iteration, "enabled": False}
+        write_json(root / paths.train_stats_file(iteration), stats)
+        return stats
+    fp = p.finetune
+    rollouts = read_trajectories(root / paths.rollouts_file(iteration))
+    all_refs = [r for r in read_trajectories(root / paths.references_file()) if r.won]
+    refs_by_task = {r.task_id: r for r in all_refs}
+    items, data = [], {}
+    if "grpo" in fp.algorithm:
+        g = grpo_items(rollouts, refs_by_task, std_normalize=fp.std_normalize,
+                       step_weight=fp.step_weight, gamma=fp.gamma,
+                       progress_weight=fp.progress_reward,
+                       keep_zero=fp.entropy > 0 or fp.kl > 0)
+        items += g.items
+        data.update(g.summary())
+    if "rft" in fp.algorithm:
+        rft = rft_data(p, root, iteration, rollouts, all_refs)
+        pool = read_snapshot(root / paths.rules_file(iteration)) if method.rules else None
+        retrieve = retriever(p, root, pool)
+
+        def rules_for(t: Trajectory) -> list[str] | None:
+            if t.source != "reference":
+                return None  # a win: the working set it acted with
+            if retrieve is None:
+                return []
+            task = Task(t.task_id, t.env, t.split, t.task_type, "")
+            return [r.text for r in retrieve(task, t.goal)]
+
+        items += success_items(rft, rules_for)
+        data["rft_references"] = sum(t.source == "reference" for t in rft)
+        data["rft_wins"] = sum(t.source != "reference" for t in rft)
+    policy = load_trainable(p, root, adapter=src)
+    from jerp.policy.train import train
+
+    cfg = train_config(p, lr=fp.lr, epochs=fp.epochs, max_minutes=fp.max_minutes,
+                       seed=p.run.seed * 1000 + iteration)
+    st = train(policy, items, cfg, desc=f"finetune@{iteration}")
+    stats = {"stage": "finetune", "iteration": iteration, "enabled": True,
+             "algorithm": fp.algorithm, **data, **st.summary()}
+    write_adapter(out, policy, AdapterManifest(kind="lora", base=p.policy.model,
+                                               iteration=iteration, parent=str(src),
+                                               stage="finetune", stats=stats))
+    write_json(root / paths.train_stats_file(iteration), {**stats, "loss_curve": st.history})
+    return stats
+
+
+def rft_data(p: Params, root: Path, iteration: int, rollouts: list[Trajectory],
+             refs: list[Trajectory]) -> list[Trajectory]:
+    """References of the rollout tasks, a rotating share of the warm-start games', and the
+    agent's own wins up to this iteration."""
+    tl = read_tasks(root / paths.tasks_file())
+    train_ids = {t.task_id for t in tl.tasks("train")}
+    warm_ids = ({t.task_id for t in tl.tasks(WARMSTART)} if WARMSTART in tl.splits
+                else set())
+    own = [r for r in refs if r.task_id in train_ids]
+    warm = sorted((r for r in refs if r.task_id in warm_ids), key=lambda r: r.task_id)
+    wins_file = root / paths.wins_file(iteration)
+    wins = read_trajectories(wins_file) if wins_file.exists() else []
+    wins += [t for t in rollouts if t.won and t.traj_id not in {w.traj_id for w in wins}]
+    return own + rotate(warm, p.finetune.rft_references, iteration) + successes(wins)
