@@ -7,8 +7,10 @@
    (KV cache + trie), decisions/s; tokens encoded per decision for the naive
    method (full prompt + command per candidate), the old one (prompt
    re-encoded per step, shared by the candidates) and the product.
-3. R: greedy rollouts of the untrained policy (max 50 steps), steps/s, with
-   env workers and without.
+3. R: rollouts (max 50 steps), steps/s, with env workers and without: greedy with
+   the untrained policy by default; what users run is the warm-started policy's
+   sampled rollouts (`--adapter data/iter_0/adapter --temperature 1`), whose
+   observations are longer and candidate lists larger (it goes places).
 Also: whether padding several envs' tries into one batched forward pays.
 Prints medians over runs. Not a test: timings depend on the machine's load.
 """
@@ -170,6 +172,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument("--history", type=int, default=3)
     ap.add_argument("--batch-envs", type=int, default=4)
+    ap.add_argument("--adapter", default=None, help="a pipeline adapter folder")
+    ap.add_argument("--temperature", type=float, default=0.0, help="rollout sampling T")
     a = ap.parse_args()
     games = a.games or (4 if a.quick else 12)
     rgames = a.rollout_games or (4 if a.quick else 8)
@@ -183,8 +187,9 @@ def main() -> None:
     # The same games every run: every 11th game of the split (spread over task types).
     walk_tasks = tasks[::11][:games]
     roll_tasks = tasks[5::11][:rgames]
-    policy = load_policy("smollm2", ROOT / ".cache" / "models", dtype="auto")
+    policy = load_policy("smollm2", ROOT / ".cache" / "models", dtype="auto", adapter=a.adapter)
     params = PolicyParams(history=a.history, batch_envs=a.batch_envs)
+    roll_params = params.model_copy(update={"temperature": a.temperature})
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"{threads} torch threads, bf16 native: {cpu_has_bf16()}, dtype {dtype}")
 
@@ -231,7 +236,7 @@ def main() -> None:
     default_w = PolicyParams().env_workers
     for w in ([default_w, a.batch_envs] if not a.quick else [default_w]):
         for _ in range(max(1, runs - 1)):
-            rate, secs, steps = rollouts(Agent(policy, params), make_env, roll_tasks, w,
+            rate, secs, steps = rollouts(Agent(policy, roll_params), make_env, roll_tasks, w,
                                          a.batch_envs)
             say(f"R = {rate:.2f} steps/s with {w} workers ({steps} steps, {secs:.0f} s)")
             r_by.setdefault(w, []).append(rate)
@@ -263,7 +268,8 @@ def main() -> None:
          f"{len(roll_tasks)} games)", f"{134 * per_game / 60:.1f} min"),
     ]
     print(f"\nmedians of {runs} run(s); {len(walk_tasks)} walkthroughs "
-          f"({info['decisions']} states), {len(roll_tasks)} rollout games, history {a.history}")
+          f"({info['decisions']} states), {len(roll_tasks)} rollout games, history {a.history}, "
+          f"policy {policy.version}, rollout temperature {a.temperature}")
     print("| what | figure |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")

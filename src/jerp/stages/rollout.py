@@ -18,9 +18,15 @@ from jerp.stages.common import load_agent, play_episodes, retriever
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
+    method = parts(p.run.method)
+    if not (method.rules or method.finetune):  # react: nothing learns from experience
+        write_trajectories(root / paths.rollouts_file(iteration), [])
+        write_json(root / paths.rollout_stats_file(iteration),
+                   {"iteration": iteration, "episodes": 0, "skipped": p.run.method})
+        return []
     tasks = read_tasks(root / paths.tasks_file()).tasks("train")
     pool = read_snapshot(root / paths.rules_file(prev))
-    retrieve = retriever(p, root, pool) if parts(p.run.method).rules else None
+    retrieve = retriever(p, root, pool) if method.rules else None
     # Experience is collected by sampling the candidate softmax, so a group's episodes differ.
     agent = load_agent(p, root, seed=p.run.seed * 1000 + iteration,
                        adapter=root / paths.adapter_dir(prev),
