@@ -6,7 +6,7 @@ PY := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test lint bench prefect-ui mlflow-ui clean
+.PHONY: install run test lint bench compare prefect-ui mlflow-ui clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,17 @@ test: install
 
 lint: install
 	$(BIN)/ruff check src flows tests bench
+
+# The other three methods on the same games as params.yaml's (queued DVC experiments,
+# one at a time: the warm start and everything a method does not change are reused).
+# The queue's workers call `dvc` by name: PATH (exported above) must hold the venv.
+COMPARE ?= react rules_only policy_only
+compare: install
+	for m in $(COMPARE); do $(BIN)/dvc exp run --queue -n "$$m" -S run.method="$$m"; done
+	$(BIN)/dvc queue start --jobs 1
+	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
+	$(BIN)/dvc queue status
+	$(BIN)/dvc exp show --csv --keep 'run.method|success$$|expert_top1' --drop '.*' | cut -c1-2000
 
 bench: install
 	$(PY) bench/speed.py && $(PY) bench/decide.py --quick && $(PY) bench/webshop_env.py

@@ -19,7 +19,20 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
+def origin(root: Path) -> Path:
+    """The user's project for a DVC experiment workspace: `dvc exp run --queue` (and
+    --temp) run the pipeline in a copy under <project>/.dvc/tmp/exps/. Run state (the
+    Prefect and MLflow stores, converted weights) and the data beside the project
+    resolve to <project>, so queued runs show up where the user looks."""
+    parts = root.resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root
+
+
 def configure(root: Path) -> None:
+    root = origin(root)
     defaults = {
         "PREFECT_HOME": str(root / ".prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -14,6 +14,11 @@ WARMSTART = "warmstart"  # train games whose references the warm start learns (t
 
 
 def data_root(p: EnvParams, environ: Mapping[str, str], project: Path) -> Path:
+    """The env's data folder; `../shared/...` is beside the user's project, also when a
+    queued DVC experiment runs in a copy of it (runtime.origin)."""
+    from jerp.runtime import origin
+
+    project = origin(project)
     if p.name == "alfworld":
         from jerp.envs.alfworld import resolve_data_root
 

@@ -23,10 +23,11 @@ from jerp.records import (
     atomic_dir,
     write_json,
 )
+from jerp.runtime import origin
 
 
 def model_cache(p: Params, root: Path) -> Path:
-    return Path(p.policy.cache_dir) if p.policy.cache_dir else root / paths.model_cache()
+    return Path(p.policy.cache_dir) if p.policy.cache_dir else origin(root) / paths.model_cache()
 
 
 def make_env(p: Params, root: Path) -> Callable[[], Env]:
