@@ -38,7 +38,8 @@ compare: install
 	$(BIN)/dvc queue start --jobs 1
 	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
 	$(BIN)/dvc queue status
-	$(BIN)/dvc exp show --csv --keep 'run.method|success$$|expert_top1' --drop '.*' | cut -c1-2000
+	$(BIN)/dvc exp show --csv --drop '.*' \
+	  --keep 'Experiment|run.method|metrics/iter_.\.json:(success|expert_top1)$$'
 
 bench: install
 	$(PY) bench/speed.py && $(PY) bench/decide.py --quick && $(PY) bench/webshop_env.py
