@@ -16,7 +16,7 @@ from jerp.envs.base import Observation
 from jerp.policy.kvcache import PrefixCache, score_trie
 from jerp.policy.model import Policy
 from jerp.policy.prompts import EpisodeContext, build_prompt, prompt_pieces, window_start
-from jerp.policy.scoring import candidate_probs, choose, encode_candidates
+from jerp.policy.scoring import candidate_probs, choose, encode_candidates, pick
 
 THINK = "think:"
 
@@ -114,7 +114,7 @@ class Agent:
         rng = self._state(ctx).rng
         temp = self.params.temperature
         probs = candidate_probs(scores, lengths, self.params.score, temp)
-        i = choose(scores, lengths, self.params.score, temp, rng)
+        i = pick(probs, temp, rng)
         return Decision(ob.admissible[i], scores[i], True, prob=probs[i], temperature=temp)
 
     def expert_top1(self, ctx: EpisodeContext, ob: Observation, expert: str) -> bool:

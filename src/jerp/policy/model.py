@@ -141,7 +141,6 @@ def load_policy(
     `trainable`: the LoRA weights require grad; a folder of kind 'none' then gets a
     fresh adapter built from `lora` (config.LoraParams).
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     manifest = read_adapter(adapter) if adapter is not None else None
@@ -175,5 +174,4 @@ def load_policy(
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model.eval()  # no dropout in training either: rollout and training scores must agree
-    torch.set_grad_enabled(False)
     return Policy(model=model, tokenizer=tok, version=version, dtype=td)

@@ -95,7 +95,11 @@ def choose(
     rng: random.Random,
 ) -> int:
     """Greedy (temperature 0) or a sample from the candidate softmax."""
-    probs = candidate_probs(scores, lengths, how, temperature)
+    return pick(candidate_probs(scores, lengths, how, temperature), temperature, rng)
+
+
+def pick(probs: Sequence[float], temperature: float, rng: random.Random) -> int:
+    """An action from `candidate_probs`' output: its one-hot argmax when greedy."""
     if temperature <= 0:
-        return probs.index(1.0)
+        return list(probs).index(1.0)
     return rng.choices(range(len(probs)), weights=probs)[0]

@@ -60,7 +60,7 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
         items += g.items
         data.update(g.summary())
     if "rft" in fp.algorithm:
-        rft = rft_data(p, root, iteration, rollouts, all_refs)
+        rft = rft_data(p, root, iteration, all_refs)
         pool = read_snapshot(root / paths.rules_file(iteration)) if method.rules else None
         retrieve = retriever(p, root, pool)
 
@@ -90,17 +90,15 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
     return stats
 
 
-def rft_data(p: Params, root: Path, iteration: int, rollouts: list[Trajectory],
+def rft_data(p: Params, root: Path, iteration: int,
              refs: list[Trajectory]) -> list[Trajectory]:
     """References of the rollout tasks, a rotating share of the warm-start games', and the
-    agent's own wins up to this iteration."""
+    agent's own wins up to this iteration (reflect@i wrote them, this iteration's included)."""
     tl = read_tasks(root / paths.tasks_file())
     train_ids = {t.task_id for t in tl.tasks("train")}
     warm_ids = ({t.task_id for t in tl.tasks(WARMSTART)} if WARMSTART in tl.splits
                 else set())
     own = [r for r in refs if r.task_id in train_ids]
     warm = sorted((r for r in refs if r.task_id in warm_ids), key=lambda r: r.task_id)
-    wins_file = root / paths.wins_file(iteration)
-    wins = read_trajectories(wins_file) if wins_file.exists() else []
-    wins += [t for t in rollouts if t.won and t.traj_id not in {w.traj_id for w in wins}]
+    wins = read_trajectories(root / paths.wins_file(iteration))
     return own + rotate(warm, p.finetune.rft_references, iteration) + successes(wins)
