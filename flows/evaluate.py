@@ -4,18 +4,16 @@ from common import ROOT, iteration_args, load
 
 PARAMS = load()
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NONE  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
 
 from jerp import paths, tracking  # noqa: E402
+from jerp.runners import task_runner  # noqa: E402
 from jerp.stages import evaluate  # noqa: E402
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", task_runner=task_runner(PARAMS))
 def evaluate_flow(iteration: int) -> dict:
-    metrics = task(evaluate.run, name="play eval episodes", cache_policy=NONE)(
-        PARAMS, ROOT, iteration
-    )
+    metrics = evaluate.run(PARAMS, ROOT, iteration)  # episode chunks are this flow's tasks
     get_run_logger().info(f"evaluate@{iteration}: {metrics}")
     with tracking.stage_run("evaluate", iteration, PARAMS.model_dump()) as ml:
         tracking.log_metrics(ml, metrics, iteration)

@@ -4,19 +4,17 @@ from common import ROOT, iteration_args, load
 
 PARAMS = load()
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NONE  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
 
 from jerp import paths, tracking  # noqa: E402
 from jerp.records import read_json  # noqa: E402
+from jerp.runners import task_runner  # noqa: E402
 from jerp.stages import rollout  # noqa: E402
 
 
-@flow(name="rollout")
+@flow(name="rollout", task_runner=task_runner(PARAMS))
 def rollout_flow(iteration: int, prev: int) -> None:
-    task(rollout.run, name="play train episodes", cache_policy=NONE)(
-        PARAMS, ROOT, iteration, prev
-    )
+    rollout.run(PARAMS, ROOT, iteration, prev)  # episode chunks are this flow's tasks
     stats = read_json(ROOT / paths.rollout_stats_file(iteration))
     get_run_logger().info(f"rollout@{iteration}: {stats}")
     with tracking.stage_run("rollout", iteration, PARAMS.model_dump()) as ml:

@@ -91,16 +91,19 @@ def cmd_evaluate(args) -> None:
     from jerp.metrics import summarize
     from jerp.policy.rollout import EpisodeSpec
     from jerp.records import read_snapshot, write_trajectories
-    from jerp.stages.common import load_agent, play_episodes, retriever
+    from jerp.stages.common import play_episodes, policy_version
+    from jerp.workers import AgentSpec
 
     p = _params(args)
     tasks = _tasks_for(p, args.root, args.split, all_games=args.all)[: args.limit]
-    pool = read_snapshot(args.rules) if args.rules else None
-    agent = load_agent(p, args.root, seed=p.run.seed, adapter=args.adapter)
+    rules = None
+    if args.rules and read_snapshot(args.rules).rules and p.rules.top_k:
+        rules = Path(args.rules).resolve()
+    adapter = Path(args.adapter).resolve() if args.adapter else None
     meta = dict(stage="cli", method=p.run.method, seed=p.run.seed,
-                policy_version=agent.policy.version, pool_version=str(args.rules or "none"))
-    trajs = play_episodes(p, args.root, agent, [EpisodeSpec(t) for t in tasks], meta,
-                          retriever(p, args.root, pool), desc="evaluate")
+                policy_version=policy_version(adapter), pool_version=str(args.rules or "none"))
+    trajs = play_episodes(p, args.root, AgentSpec(adapter, seed=p.run.seed),
+                          [EpisodeSpec(t) for t in tasks], meta, rules, desc="evaluate")
     if args.out:
         write_trajectories(args.out, trajs)
     print(json.dumps(summarize(trajs), indent=2))

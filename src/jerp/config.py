@@ -170,6 +170,23 @@ class EvalParams(Section):
     )
 
 
+class RunnerParams(Section):
+    """How rollout and evaluation spread their episodes: chunks of episodes become
+    Prefect tasks on this task runner, each worker loading its policy copy once."""
+
+    kind: Literal["local", "process", "dask"] = Field(
+        "process", description="local: in the stage's process; process: a pool of worker "
+        "processes (Prefect's ProcessPoolTaskRunner); dask: a `distributed` cluster "
+        "(prefect-dask), a LocalCluster unless `address` is given.")
+    workers: int = Field(0, ge=0, description="Worker processes; 0 = one per available core.")
+    address: str | None = Field(
+        None, description="dask only: the scheduler address (tcp://host:8786); None: a "
+        "LocalCluster of `workers` single-threaded processes on this machine.")
+    chunk_episodes: int = Field(
+        0, ge=0, description="Episodes per task; 0 = about two tasks per worker, so a slow "
+        "chunk does not leave a worker idle.")
+
+
 class Iteration(Section):
     prev: int = Field(description="The iteration whose policy and pool this one starts from.")
 
@@ -184,6 +201,7 @@ class Params(Section):
     warmstart: WarmstartParams = WarmstartParams()
     finetune: FinetuneParams = FinetuneParams()
     eval: EvalParams = EvalParams()
+    runner: RunnerParams = RunnerParams()
     iterations: dict[int, Iteration] = Field(default_factory=dict)
     eval_iterations: list[int] = Field(default_factory=lambda: [0])
 

@@ -26,3 +26,34 @@ def summarize(trajs: list[Trajectory]) -> dict:
             k: round(mean(t.won for t in v), 4) for k, v in sorted(by_type.items())
         },
     }
+
+
+def expert_metrics(rows: list[dict]) -> dict:
+    """Reference-state accuracy (the reference action ranked first) and its mean
+    reciprocal rank, overall and per task type, for each prompt condition present.
+
+    `rows`: {"task_type": str, "rank": {condition: 1-based rank}}; the "shown"
+    condition gives the unsuffixed keys (expert_top1, expert_mrr, ..._by_type),
+    the others a suffix (expert_top1_none, expert_mrr_wrong)."""
+    out: dict = {"expert_states": len(rows)}
+    conds = sorted({c for r in rows for c in r["rank"]}, key=lambda c: c != "shown")
+    for c in conds:
+        sfx = "" if c == "shown" else f"_{c}"
+        ranks = [(r["task_type"], r["rank"][c]) for r in rows if c in r["rank"]]
+        by_type: dict[str, list[int]] = defaultdict(list)
+        for t, k in ranks:
+            by_type[t].append(k)
+        out[f"expert_top1{sfx}"] = _top1([k for _, k in ranks])
+        out[f"expert_mrr{sfx}"] = _mrr([k for _, k in ranks])
+        if c == "shown":
+            out["expert_top1_by_type"] = {t: _top1(v) for t, v in sorted(by_type.items())}
+            out["expert_mrr_by_type"] = {t: _mrr(v) for t, v in sorted(by_type.items())}
+    return out
+
+
+def _top1(ranks: list[int]) -> float:
+    return round(mean(k == 1 for k in ranks), 4) if ranks else 0.0
+
+
+def _mrr(ranks: list[int]) -> float:
+    return round(mean(1 / k for k in ranks), 4) if ranks else 0.0

@@ -60,6 +60,11 @@ def eval_file(i: int) -> Path:
     return iter_dir(i) / "eval.jsonl"
 
 
+def expert_states_file(i: int) -> Path:
+    """Per reference state of the eval games: the reference action's rank (evaluate@i)."""
+    return iter_dir(i) / "expert_states.json"
+
+
 def metrics_file(i: int) -> Path:
     return METRICS / f"iter_{i}.json"
 

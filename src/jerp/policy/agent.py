@@ -16,7 +16,13 @@ from jerp.envs.base import Observation
 from jerp.policy.kvcache import PrefixCache, score_trie
 from jerp.policy.model import Policy
 from jerp.policy.prompts import EpisodeContext, build_prompt, prompt_pieces, window_start
-from jerp.policy.scoring import candidate_probs, choose, encode_candidates, pick
+from jerp.policy.scoring import (
+    candidate_probs,
+    candidate_values,
+    encode_candidates,
+    pick,
+    rank_of,
+)
 
 THINK = "think:"
 
@@ -117,13 +123,14 @@ class Agent:
         i = pick(probs, temp, rng)
         return Decision(ob.admissible[i], scores[i], True, prob=probs[i], temperature=temp)
 
-    def expert_top1(self, ctx: EpisodeContext, ob: Observation, expert: str) -> bool:
-        """Would the greedy policy take the expert's action in this state?"""
+    def expert_rank(self, ctx: EpisodeContext, ob: Observation, expert: str) -> int:
+        """1-based rank of the expert's action among the admissible commands under greedy
+        choice (1: the greedy policy takes it); len(admissible) + 1 if it is not there."""
         if expert not in ob.admissible:
-            return False
+            return len(ob.admissible) + 1
         scores, lengths = self.scores(ctx, ob)
-        best = choose(scores, lengths, self.params.score, 0.0, self.rng)
-        return ob.admissible[best] == expert
+        values = candidate_values(scores, lengths, self.params.score)
+        return rank_of(values, ob.admissible.index(expert))
 
     @torch.no_grad()
     def _generate(self, ctxs: list[EpisodeContext], obs: list[Observation]) -> list[Decision]:

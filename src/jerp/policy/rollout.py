@@ -57,6 +57,7 @@ def play(
     retrieve: Retrieve | None = None,
     desc: str = "episodes",
     env_workers: int | None = None,
+    first_index: int = 0,
 ) -> list[Trajectory]:
     """Play every spec; returns trajectories in the order of `specs`.
 
@@ -67,7 +68,9 @@ def play(
     `policy.env_workers`) of the `batch_envs` environments run in their own
     processes, so their resets and steps overlap the model's forwards; the
     agent decides for whichever episodes have an observation, so trajectories
-    do not depend on the number of workers or on `batch_envs`.
+    do not depend on the number of workers or on `batch_envs`. `first_index`: the
+    index of specs[0] among the stage's episodes (a chunk's offset); an episode's
+    sampling stream is keyed by that global index, so chunking changes nothing.
     """
     if env_workers is None:
         env_workers = getattr(agent.params, "env_workers", 0)
@@ -82,7 +85,7 @@ def play(
     bar = tqdm(total=len(specs), desc=desc, unit="ep", dynamic_ncols=True)
     try:
         for s in slots:
-            _start(s, queue, order)
+            _start(s, queue, order, first_index)
         while any(s.spec for s in slots):
             busy = [s for s in slots if s.spec and s.pending]
             if len(busy) == sum(bool(s.spec) for s in slots) and not any(map(_answered, busy)):
@@ -96,7 +99,7 @@ def play(
                     results[idx] = _finish(s, meta)
                     bar.update(1)
                     bar.set_postfix(won=sum(t.won for t in results.values()))
-                    _start(s, queue, order)
+                    _start(s, queue, order, first_index)
             active = [s for s in slots if s.spec and not s.pending]
             # Rank mode decides per episode anyway: send each action at once so that
             # env's step overlaps the next decision. Generate mode batches its prompts.
@@ -125,7 +128,7 @@ def _answered(slot: _Slot) -> bool:
     return slot.pending[0] == "step" and _is_thought(slot.pending[1].action) or slot.env.ready()
 
 
-def _start(slot: _Slot, queue: deque, order: dict[int, int]) -> None:
+def _start(slot: _Slot, queue: deque, order: dict[int, int], first_index: int) -> None:
     slot.spec, slot.pending = None, None
     if not queue:
         return
@@ -135,7 +138,7 @@ def _start(slot: _Slot, queue: deque, order: dict[int, int]) -> None:
     slot.spec = spec
     slot.ctx = None
     slot.steps, slot.reward, slot.won = [], 0.0, False
-    slot.pending = ("reset", idx)
+    slot.pending = ("reset", first_index + idx)
     slot.env.send("reset", spec.task)
 
 

@@ -103,3 +103,10 @@ def pick(probs: Sequence[float], temperature: float, rng: random.Random) -> int:
     if temperature <= 0:
         return list(probs).index(1.0)
     return rng.choices(range(len(probs)), weights=probs)[0]
+
+
+def rank_of(values: Sequence[float], index: int) -> int:
+    """1-based rank of candidate `index` under greedy choice: ties go to the earlier
+    candidate, as `max` does, so rank 1 is exactly "greedy picks it"."""
+    v = values[index]
+    return 1 + sum(x > v or (x == v and j < index) for j, x in enumerate(values))

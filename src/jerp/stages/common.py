@@ -7,13 +7,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from jerp import paths
+from jerp import paths, runners
 from jerp.config import Params
 from jerp.envs.base import Env, Task
 from jerp.envs.registry import data_root, env_factory
 from jerp.policy.agent import Agent
 from jerp.policy.model import load_policy, read_adapter, set_threads
-from jerp.policy.rollout import EpisodeSpec, Retrieve, play
+from jerp.policy.rollout import EpisodeSpec, Retrieve
 from jerp.records import (
     ADAPTER_MANIFEST,
     AdapterManifest,
@@ -24,6 +24,7 @@ from jerp.records import (
     write_json,
 )
 from jerp.runtime import origin
+from jerp.workers import AgentSpec, Job, chunks, play_chunk
 
 
 def model_cache(p: Params, root: Path) -> Path:
@@ -35,13 +36,32 @@ def make_env(p: Params, root: Path) -> Callable[[], Env]:
     return env_factory(p.env, data_root(p.env, os.environ, root))
 
 
+def policy_version(adapter: Path | None) -> str:
+    """What Trajectory.policy_version records; checks the adapter folder up front, so a
+    missing or broken one stops the stage before any worker starts."""
+    m = read_adapter(adapter) if adapter is not None else None
+    return str(adapter) if m is not None and m.kind == "lora" else "base"
+
+
 def play_episodes(
-    p: Params, root: Path, agent: Agent, specs: list[EpisodeSpec], meta: dict,
-    retrieve: Retrieve | None, desc: str,
+    p: Params, root: Path, agent: AgentSpec, specs: list[EpisodeSpec], meta: dict,
+    rules: Path | None, desc: str,
 ) -> list[Trajectory]:
-    """Play specs with the run's environment, step limit and lockstep batch."""
-    return play(specs, make_env(p, root), agent, p.env.max_steps, p.policy.batch_envs, meta,
-                retrieve, desc=desc)
+    """Play specs in chunks on the run's task runner (params `runner`), with the run's
+    environment, step limit and lockstep batch; `rules`: the pool snapshot whose working
+    sets the episodes show (None: no rules)."""
+    job = Job(p, root, agent, rules, meta, desc)
+    ranges = chunks(len(specs), runners.workers(p), p.runner.chunk_episodes)
+    parts = runners.spread(
+        play_chunk, [(job, specs[a:b], a) for a, b in ranges], name=desc, size=len,
+        tally=lambda done: _success([t for part in done for t in part]),
+        threads_each=runners.threads(p))
+    return [t for part in parts for t in part]
+
+
+def _success(trajs: list[Trajectory]) -> str:
+    won = sum(t.won for t in trajs)
+    return f"{won}/{len(trajs)} won so far"
 
 
 def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None,

@@ -1,0 +1,106 @@
+"""Spreading a stage's chunks of work over a Prefect task runner (params `runner`).
+
+Inside a flow each chunk is a Prefect task, so the UI shows the stage's progress:
+a task run per chunk, a log line as each ends (with the running success), and
+a progress artifact. Outside a flow (tests, the CLI) the chunks run one after
+another in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jerp.config import Params
+from jerp.workers import available_cores, worker_threads
+
+
+def workers(p: Params) -> int:
+    return 1 if p.runner.kind == "local" else (p.runner.workers or available_cores())
+
+
+def threads(p: Params) -> int:
+    """torch threads for each process that plays chunks."""
+    return worker_threads(available_cores(), workers(p), p.policy.threads)
+
+
+def set_threads(n: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def task_runner(p: Params):
+    """The Prefect task runner named by params `runner` (for `@flow(task_runner=...)`)."""
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+    r = p.runner
+    if r.kind == "local":
+        return ThreadPoolTaskRunner(max_workers=1)
+    if r.kind == "process":
+        return ProcessPoolTaskRunner(max_workers=workers(p), initializer=set_threads,
+                                     initargs=(threads(p),))
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise SystemExit("runner.kind = 'dask' needs prefect-dask (in requirements.txt: "
+                         "`make install`)") from None
+    if r.address:
+        return DaskTaskRunner(address=r.address)
+    # Single-threaded worker processes: torch sizes its own threads (set_threads).
+    return DaskTaskRunner(cluster_kwargs={
+        "n_workers": workers(p), "threads_per_worker": 1, "processes": True,
+        "dashboard_address": None})
+
+
+def in_flow() -> bool:
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+def spread(
+    fn: Callable[..., list], calls: Sequence[tuple], *, name: str, size: Callable[[list], int],
+    tally: Callable[[list], str] | None = None, threads_each: int = 0,
+) -> list[list]:
+    """[fn(*args) for args in calls], as tasks on the flow's task runner.
+
+    `size(result)` counts a chunk's items for the progress figures; `tally(all results
+    so far)` says how the stage is doing (e.g. the running success) in each log line.
+    """
+    if not in_flow():
+        if threads_each:
+            set_threads(threads_each)
+        return [fn(*args) for args in calls]
+    from prefect import get_run_logger, task
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+    from prefect.cache_policies import NONE
+    from prefect.futures import as_completed
+
+    log = get_run_logger()
+    n = len(calls)
+    key = "".join(c if c.isalnum() else "-" for c in name.lower())
+    art = create_progress_artifact(0.0, key=key, description=f"{name}: chunks done")
+    run = task(_threaded, name=name, cache_policy=NONE)
+    futures = [run.with_options(task_run_name=f"{name} {k + 1}/{n}")
+               .submit(fn, threads_each, args) for k, args in enumerate(calls)]
+    index = {id(f): k for k, f in enumerate(futures)}
+    results: list[Any] = [None] * n
+    done = items = 0
+    for f in as_completed(futures):
+        k = index[id(f)]
+        results[k] = f.result()
+        done += 1
+        items += size(results[k])
+        note = f"; {tally([r for r in results if r is not None])}" if tally else ""
+        log.info(f"{name}: chunk {k + 1}/{n} done ({size(results[k])}), {done}/{n} chunks, "
+                 f"{items} items{note}")
+        update_progress_artifact(art, 100.0 * done / n)
+    return results
+
+
+def _threaded(fn: Callable[..., list], threads_each: int, args: tuple) -> list:
+    if threads_each:
+        set_threads(threads_each)
+    return fn(*args)

@@ -1,0 +1,136 @@
+"""Episodes spread over task runners: the chunking and thread arithmetic, the
+reference-state metrics, and the same trajectories whichever runner plays them
+(real ALFWorld games, the real model, sampled decisions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jerp.config import parse_params
+from jerp.envs.alfworld import list_tasks
+from jerp.metrics import expert_metrics
+from jerp.policy.rollout import EpisodeSpec
+from jerp.policy.scoring import rank_of
+from jerp.stages.evaluate import wrong_types
+from jerp.workers import AgentSpec, chunks, worker_threads
+
+
+def test_chunks_cover_range_in_order_and_balance():
+    assert chunks(0, 2) == []
+    assert chunks(12, 2) == [(0, 3), (3, 6), (6, 9), (9, 12)]  # two per worker
+    assert chunks(5, 2) == [(0, 2), (2, 3), (3, 4), (4, 5)]
+    assert chunks(3, 4) == [(0, 1), (1, 2), (2, 3)]  # never an empty chunk
+    assert chunks(10, 2, size=4) == [(0, 4), (4, 7), (7, 10)]
+    for n in range(1, 30):
+        for w in (1, 2, 3, 8):
+            r = chunks(n, w)
+            assert r[0][0] == 0 and r[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(r, r[1:], strict=False))
+            sizes = [b - a for a, b in r]
+            assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_worker_threads_never_oversubscribe():
+    assert worker_threads(2, 2) == 1
+    assert worker_threads(2, 1) == 2
+    assert worker_threads(16, 3) == 5
+    assert worker_threads(2, 8) == 1
+    assert worker_threads(2, 2, requested=3) == 3  # an explicit setting wins
+
+
+def test_rank_of_matches_greedy_choice():
+    vals = [-3.0, -1.0, -1.0, -7.0]
+    assert [rank_of(vals, i) for i in range(4)] == [3, 1, 2, 4]
+    assert max(range(4), key=vals.__getitem__) == 1  # greedy takes the first of a tie
+
+
+def test_expert_metrics_hand_computed():
+    rows = [
+        {"task_type": "a", "rank": {"shown": 1, "none": 2, "wrong": 1}},
+        {"task_type": "a", "rank": {"shown": 2, "none": 4, "wrong": 1}},
+        {"task_type": "b", "rank": {"shown": 1, "none": 1, "wrong": 5}},
+        {"task_type": "b", "rank": {"shown": 4, "none": 1, "wrong": 2}},
+    ]
+    m = expert_metrics(rows)
+    assert m["expert_states"] == 4
+    assert m["expert_top1"] == 0.5
+    assert m["expert_mrr"] == round((1 + 0.5 + 1 + 0.25) / 4, 4)
+    assert m["expert_top1_by_type"] == {"a": 0.5, "b": 0.5}
+    assert m["expert_mrr_by_type"] == {"a": 0.75, "b": 0.625}
+    assert m["expert_top1_none"] == 0.5 and m["expert_mrr_none"] == round(2.75 / 4, 4)
+    assert m["expert_top1_wrong"] == 0.5 and m["expert_mrr_wrong"] == round(2.7 / 4, 4)
+    only = expert_metrics([{"task_type": "a", "rank": {"shown": 3}}])
+    assert only["expert_top1"] == 0.0 and "expert_top1_none" not in only
+
+
+def test_wrong_types_give_every_type_another_one():
+    w = wrong_types(["b", "a", "c", "a"])
+    assert w == {"a": "b", "b": "c", "c": "a"}
+    assert wrong_types(["a"]) == {"a": ""}  # alone: no other type's rules exist
+
+
+def _params(alf_root, model_cache, kind: str):
+    return parse_params({
+        "env": {"data_dir": str(alf_root), "max_steps": 3},
+        "policy": {"cache_dir": str(model_cache), "temperature": 1.0, "history": 2},
+        "runner": {"kind": kind, "workers": 2, "chunk_episodes": 1},
+    })
+
+
+def _play(p, root, specs):
+    from jerp.stages.common import play_episodes
+
+    return play_episodes(p, root, AgentSpec(None, seed=5), specs, {"stage": "t"}, None, "t")
+
+
+def _in_flow(p, root, specs):
+    from prefect import flow
+
+    from jerp.runners import task_runner
+
+    @flow(name="runner-test", task_runner=task_runner(p))
+    def run():
+        return _play(p, root, specs)
+
+    return run()
+
+
+def _fingerprint(trajs):
+    return [(t.task_id, t.episode, [(s.action, round(s.prob, 4)) for s in t.steps])
+            for t in trajs]
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    """A throwaway Prefect server for this module's flows, stopped before pytest ends
+    (the project's own .prefect database is left alone)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def episodes(alf_root, model_cache, tmp_path_factory):
+    tasks = list_tasks(alf_root, "eval_out")[:2]
+    specs = [EpisodeSpec(t, g) for t in tasks for g in range(2)]
+    root = tmp_path_factory.mktemp("runner")
+    ref = _play(_params(alf_root, model_cache, "local"), root, specs)
+    return root, specs, ref
+
+
+@pytest.mark.slow
+def test_process_pool_plays_the_same_episodes(episodes, alf_root, model_cache, prefect_server):
+    root, specs, ref = episodes
+    # the two episodes of a group differ (sampled), so equality below is not vacuous
+    assert _fingerprint(ref)[0][2] != _fingerprint(ref)[1][2]
+    got = _in_flow(_params(alf_root, model_cache, "process"), root, specs)
+    assert _fingerprint(got) == _fingerprint(ref)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_dask_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, prefect_server):
+    root, specs, ref = episodes
+    got = _in_flow(_params(alf_root, model_cache, "dask"), root, specs)
+    assert _fingerprint(got) == _fingerprint(ref)
