@@ -4,16 +4,16 @@ from common import ROOT, load
 
 PARAMS = load()
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NONE  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
 
 from jerp import tracking  # noqa: E402
+from jerp.runners import task_runner  # noqa: E402
 from jerp.stages import references  # noqa: E402
 
 
-@flow(name="references")
+@flow(name="references", task_runner=task_runner(PARAMS))
 def references_flow() -> None:
-    refs = task(references.run, name="replay references", cache_policy=NONE)(PARAMS, ROOT)
+    refs = references.run(PARAMS, ROOT)  # chunks of games are this flow's tasks
     won = sum(r.won for r in refs)
     get_run_logger().info(f"references: {won}/{len(refs)} replayed to a win")
     with tracking.stage_run("references", None, PARAMS.model_dump()) as ml:

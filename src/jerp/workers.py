@@ -122,6 +122,20 @@ def play_chunk(job: Job, specs: list[EpisodeSpec], first: int) -> list[Trajector
                 job.meta, retriever(job), desc=job.desc, first_index=first)
 
 
+def replay_chunk(p: Params, root: Path, tasks: list[Task]) -> list[Trajectory]:
+    """Replay the reference solutions of `tasks` in one environment of this process."""
+    from tqdm import tqdm
+
+    from jerp.policy.rollout import replay_reference
+    from jerp.stages.common import make_env
+
+    env = make_env(p, root)()
+    try:
+        return [replay_reference(env, t) for t in tqdm(tasks, desc="references", unit="game")]
+    finally:
+        env.close()
+
+
 @dataclass
 class StateRank:
     """The reference action's greedy rank at one reference state, per prompt condition."""

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
-from jerp import paths
+from jerp import paths, runners
 from jerp.config import Params
 from jerp.envs.registry import WARMSTART
-from jerp.policy.rollout import replay_reference
 from jerp.records import Trajectory, read_tasks, write_trajectories
-from jerp.stages.common import make_env
+from jerp.workers import chunks, replay_chunk
 
 REPLAY_LIMIT = 500
 
@@ -27,11 +24,10 @@ def run(p: Params, root: Path) -> list[Trajectory]:
         tasks += tl.tasks(WARMSTART)
     # A reference is a whole success: replay it past the episode step limit of the run.
     full = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": REPLAY_LIMIT})})
-    env = make_env(full, root)()
-    try:
-        refs = [replay_reference(env, t) for t in tqdm(tasks, desc="references", unit="game")]
-    finally:
-        env.close()
+    ranges = chunks(len(tasks), runners.workers(p))
+    parts = runners.spread(replay_chunk, [(full, root, tasks[a:b]) for a, b in ranges],
+                           name="replay references", size=len)
+    refs = [r for part in parts for r in part]
     lost = [r.task_id for r in refs if not r.won]
     if lost:
         print(f"warning: {len(lost)} reference solutions did not win: {lost[:5]}")
