@@ -14,12 +14,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
 from jerp import paths
 from jerp.records import Proposal, RuleSnapshot, Trajectory
 
+M = TypeVar("M", bound=BaseModel)
 Source = Callable[[str], "str | None"]
 
 
@@ -92,6 +94,13 @@ def _jsonl(text: str, model: type[BaseModel], where: str) -> list:
     return out
 
 
+def _model(text: str, model: type[M], where: str) -> M:
+    try:
+        return model.model_validate_json(text)
+    except ValueError as e:
+        raise ValueError(f"{where}: not a valid {model.__name__}: {e}") from e
+
+
 def _games(text: str, where: str) -> list[EvalGame]:
     return [EvalGame(t.task_id, t.task_type, t.won, t.reward)
             for t in _jsonl(text, Trajectory, where)]
@@ -109,13 +118,13 @@ def load_iteration(read: Source, i: int) -> IterationData:
     if (t := read(str(paths.rollout_stats_file(i)))) is not None:
         d.rollout = json.loads(t)
     if (t := read(str(paths.rules_file(i)))) is not None:
-        d.snapshot = RuleSnapshot.model_validate_json(t)
+        d.snapshot = _model(t, RuleSnapshot, str(paths.rules_file(i)))
     if (t := read(str(paths.proposals_file(i)))) is not None:
         d.proposals = _jsonl(t, Proposal, str(paths.proposals_file(i)))
     if (t := read(str(paths.eval_file(i)))) is not None:
         d.games = _games(t, str(paths.eval_file(i)))
     if (t := read(str(paths.expert_states_file(i)))) is not None:
-        d.states = ExpertStates.model_validate_json(t).rows
+        d.states = _model(t, ExpertStates, str(paths.expert_states_file(i))).rows
     return d
 
 
