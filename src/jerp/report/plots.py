@@ -76,14 +76,14 @@ def success(rows: list[IterationSummary], title: str) -> bytes:
     _rate_line(a1, its, [r.success for r in rows], "o-", "tab:blue", "eval success")
     n = rows[-1].success.n if rows else None
     _axes(a1, its, "success rate", f"eval success, 95% Wilson interval (n = {n or '?'} games)")
-    a1.legend(loc="upper left", fontsize=8)
+    a1.legend(fontsize=8)
     cmap = plt.get_cmap("tab10")
     for j, t in enumerate(types):
         off = (j - (len(types) - 1) / 2) * 0.06
         _rate_line(a2, its, [r.by_type.get(t) for r in rows], "o-", cmap(j % 10), t, off)
     _axes(a2, its, "success rate", "per task type (points offset to separate them)")
     if types:
-        a2.legend(loc="upper left", fontsize=7)
+        a2.legend(fontsize=7)
     fig.suptitle(title)
     return _png(fig)
 
@@ -100,7 +100,7 @@ def expert(rows: list[IterationSummary]) -> bytes:
     _rate_line(ax, its, [r.mrr.get("shown") for r in rows], "s--", "tab:green",
                "mean reciprocal rank (95% bootstrap)", 0.05)
     _axes(ax, its, "share of reference states / MRR", "reference-state accuracy")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -120,7 +120,7 @@ def competence(rows: list[IterationSummary]) -> bytes:
                    (j - 1) * 0.05)
     _axes(ax, its, "reference action ranked 1st",
           "where the competence lives: same policy, three prompts")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -154,12 +154,14 @@ def training(train: dict[int, dict]) -> bytes:
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
     x0 = 0
-    for i, curve in curves.items():
+    cmap = plt.get_cmap("tab10")
+    for j, (i, curve) in enumerate(curves.items()):
         xs = [x0 + p.get("step", k + 1) for k, p in enumerate(curve)]
         for ax, key in ((a1, "ce"), (a2, "pg")):
             pts = [(x, p[key]) for x, p in zip(xs, curve, strict=True) if p.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts, strict=True), "o-", ms=3, label=f"iteration {i}")
+                ax.plot(*zip(*pts, strict=True), "o-", ms=3, color=cmap(j % 10),
+                        label=f"iteration {i}")
         x0 = (xs[-1] if xs else x0) + 1
     for ax, name in ((a1, "candidate cross-entropy (RFT / warm start)"),
                      (a2, "GRPO policy-gradient term")):
