@@ -16,7 +16,7 @@ def evaluate_flow(iteration: int) -> dict:
     metrics = evaluate.run(PARAMS, ROOT, iteration)  # episode chunks are this flow's tasks
     get_run_logger().info(f"evaluate@{iteration}: {metrics}")
     with tracking.stage_run("evaluate", iteration, PARAMS.model_dump()) as ml:
-        tracking.log_metrics(ml, metrics, iteration)
+        tracking.log_metrics(ml, metrics, iteration, on_parent=True)
         tracking.log_artifact(ml, ROOT / paths.eval_file(iteration))
         tracking.log_artifact(ml, ROOT / paths.metrics_file(iteration))
     return metrics

@@ -1,4 +1,7 @@
-"""Stage `report`: per-iteration tables and plots under reports/."""
+"""Stage `report`: reports/ (Markdown, self-contained HTML, PNG, CSV), then close the MLflow
+parent run with the learning curves and the report and rule snapshots as its artifacts."""
+
+import os
 
 from common import ROOT, load
 
@@ -8,19 +11,51 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 
 from jerp import paths, tracking  # noqa: E402
-from jerp.report.build import build  # noqa: E402
+from jerp.records import read_json  # noqa: E402
+from jerp.report import experiments  # noqa: E402
+from jerp.report.build import FIGURES, build  # noqa: E402
+from jerp.report.load import workspace  # noqa: E402
+
+
+def methods_table() -> tuple[list[str], list[list[str]]] | None:
+    """Table II over this commit's DVC experiments and the workspace (None: no experiments,
+    or inside a queued experiment, which must not read its siblings)."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return None
+    names = experiments.experiment_names(ROOT)
+    if not names:
+        return None
+    log = get_run_logger()
+    runs = []
+    for name in names:
+        try:
+            runs.append(experiments.load_rev(ROOT, name))
+        except Exception as e:  # an experiment that never finished: leave it out, say why
+            log.warning(f"report: experiment {name} left out of the table: {e}")
+    if not runs:
+        return None
+    ours = experiments.load(workspace(ROOT), experiments.WORKSPACE)
+    return experiments.table2([ours, *runs])
 
 
 @flow(name="report")
 def report_flow() -> None:
     title = f"{PARAMS.env.name}: {PARAMS.run.method}, {PARAMS.policy.model}"
+    table2 = task(methods_table, name="compare experiments", cache_policy=NONE)()
     rows = task(build, name="build report", cache_policy=NONE)(
-        ROOT, PARAMS.eval_iterations, title
+        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2
     )
-    get_run_logger().info(f"report: {len(rows)} iterations -> {paths.REPORTS}/index.md")
+    get_run_logger().info(f"report: {len(rows)} iterations -> {paths.REPORTS}/index.html")
+    reports = ROOT / paths.REPORTS
     with tracking.stage_run("report", None, PARAMS.model_dump()) as ml:
-        for name in ("index.md", "success.png", "iterations.csv"):
-            tracking.log_artifact(ml, ROOT / paths.REPORTS / name)
+        curves = {r["iteration"]: {**r, **read_json(ROOT / paths.metrics_file(r["iteration"]))}
+                  for r in rows}
+        tracking.log_curves(ml, {i: {k: v for k, v in m.items() if k != "iteration"}
+                                 for i, m in curves.items()})
+        files = [reports / n for n in ("index.md", "index.html", "iterations.csv", *FIGURES)]
+        snapshots = {f"rules/iter_{i}": [ROOT / paths.rules_file(i)]
+                     for i in PARAMS.eval_iterations}
+        tracking.close_parent(ml, {"report": files, **snapshots})
 
 
 if __name__ == "__main__":

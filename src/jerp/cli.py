@@ -4,6 +4,8 @@
   jerp play                   play one game, showing the model's ranked choices each step
   jerp evaluate               evaluate a policy (+ pool) on a split, print the metrics
   jerp rules show|diff|history   read rule-pool snapshots across iterations and revisions
+  jerp compare A B            two runs (git revisions / DVC experiments) side by side, paired
+  jerp compare --table RUN... the JERP paper's Table II over runs (methods as rows)
 """
 
 from __future__ import annotations
@@ -109,6 +111,34 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(summarize(trajs), indent=2))
 
 
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table()
+    for h in header:
+        t.add_column(h, overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    Console(width=200).print(t)
+
+
+def cmd_compare(args) -> None:
+    from jerp.report import experiments as ex
+
+    try:
+        runs = [ex.load_rev(args.root, rev) for rev in args.runs]
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"jerp compare: {e}")
+    if args.table:
+        _print_table(*ex.table2(runs))
+        return
+    if len(runs) != 2:
+        sys.exit(f"jerp compare: give two runs to compare (got {len(runs)}), or --table for many")
+    _print_table(*ex.curves(*runs))
+    print("\n".join(ex.paired_sentences(*runs, seed=args.seed)))
+
+
 def _add_common(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
 
@@ -143,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--rules", default=None, help="a rules.json snapshot to retrieve from")
     ev.add_argument("--out", default=None, help="write trajectories here (JSON Lines)")
     ev.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("compare", help="two runs side by side with paired tests, or Table II")
+    c.add_argument("runs", nargs="+", metavar="RUN",
+                   help="git revision or DVC experiment name; `workspace` for the workspace")
+    c.add_argument("--table", action="store_true",
+                   help="one row per run (the JERP paper's Table II layout)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    c.set_defaults(func=cmd_compare)
 
     from jerp.rules_cli import add_rules_parser
 

@@ -1,6 +1,12 @@
-"""report: one row per iteration (success, per-type success, expert accuracy, pool size,
-and the policy update that produced its adapter), as a CSV for `dvc plots`, a PNG, and
-a Markdown page with the tables and the rules."""
+"""Stage `report`: reports/index.md, a self-contained reports/index.html, PNG figures and
+reports/iterations.csv (for `dvc plots`), from every evaluated iteration's outputs.
+
+Sections: success with 95% Wilson intervals (overall and per task type),
+reference-state accuracy and MRR, the three competence curves, the pool's size
+and operations, training losses, the final pool's top rules, the rule
+evolution, and the paired comparison of the first and last iterations. A
+missing optional input gives a note in its section, never a failure.
+"""
 
 from __future__ import annotations
 
@@ -9,134 +15,241 @@ import io
 from pathlib import Path
 
 from jerp import paths
-from jerp.records import atomic_open, read_json, read_snapshot
+from jerp.records import atomic_open
+from jerp.report import plots
+from jerp.report.analysis import (
+    IterationSummary,
+    compare_iterations,
+    competence_verdict,
+    fmt_rate,
+    summarize,
+)
+from jerp.report.document import Block, Figure, Heading, Table, Text, to_html, to_markdown
+from jerp.report.evolution import PoolOps, evolution, top_rules
+from jerp.report.load import IterationData, load_run, workspace
+
+FIGURES = ("success.png", "expert.png", "competence.png", "pool.png", "training.png")
 
 
-def _optional(path: Path) -> dict:
-    return read_json(path) if path.exists() else {}
-
-
-def collect(root: Path, iterations: list[int]) -> list[dict]:
-    rows = []
-    for i in iterations:
-        m = read_json(root / paths.metrics_file(i))
-        tr = _optional(root / paths.train_stats_file(i))
-        ro = _optional(root / paths.rollout_stats_file(i))
-        rows.append({
-            "iteration": i,
-            "success": m.get("success", 0.0),
-            "score": m.get("score", 0.0),
-            "expert_top1": m.get("expert_top1", 0.0),
-            "mean_steps": m.get("mean_steps", 0.0),
-            "invalid_action_rate": m.get("invalid_action_rate", 0.0),
-            "rules": m.get("rules_in_pool", 0),
-            # how adapter i was made (0: the warm start) and from what rollouts
-            "policy_update": _update_kind(tr),
-            "train_ce": tr.get("ce_last"),
-            "train_pg": tr.get("pg_last"),
-            "train_tokens_per_s": tr.get("tokens_per_s"),
-            "train_minutes": round(tr["seconds"] / 60, 2) if "seconds" in tr else None,
-            "rollout_success": ro.get("success"),
-            "zero_adv_groups": tr.get("zero_advantage_group_share"),
-            "identical_groups": ro.get("identical_group_share"),
-            "distinct_actions": ro.get("distinct_actions_per_episode"),
-            "by_type": m.get("success_by_type", {}),
-        })
-    return rows
-
-
-def _update_kind(tr: dict) -> str:
-    if not tr:
-        return "-"
-    if not tr.get("enabled"):
-        return "none"
-    return tr.get("algorithm", tr.get("stage", "?"))
-
-
-def _fmt(v, spec: str = ".2f") -> str:
+def _f(v, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    keys = [k for k in rows[0] if k != "by_type"]
+def csv_rows(data: list[IterationData], rows: list[IterationSummary], ops: list[PoolOps]
+             ) -> list[dict]:
+    """One flat row per iteration for `dvc plots` (empty cell: not recorded)."""
+    by_it = {o.iteration: o for o in ops}
+    out = []
+    for d, r in zip(data, rows, strict=True):
+        o = by_it.get(d.iteration)
+        row = {"iteration": d.iteration, "success": r.success.value,
+               "success_low": r.success.low, "success_high": r.success.high}
+        for p in ("shown", "none", "wrong"):
+            key = "expert_top1" if p == "shown" else f"expert_top1_{p}"
+            t = r.top1.get(p)
+            row[key] = t.value if t else None
+            row[key + "_low"] = t.low if t else None
+            row[key + "_high"] = t.high if t else None
+        m = r.mrr.get("shown")
+        row["expert_mrr"] = m.value if m else None
+        row["rules"] = o.size if o else d.metrics.get("rules_in_pool")
+        for name in ("added", "edited", "merged", "removed"):
+            row[f"rules_{name}"] = getattr(o, name) if o else None
+        row["train_ce"] = d.train.get("ce_last")
+        row["train_pg"] = d.train.get("pg_last")
+        row["score"] = r.score
+        out.append(row)
+    return out
+
+
+def _csv_text(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
-    w.writerows(rows)
-    with atomic_open(path) as fh:
-        fh.write(buf.getvalue())
+    w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
+    return buf.getvalue()
 
 
-def plot(path: Path, rows: list[dict], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    its = [r["iteration"] for r in rows]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a1.plot(its, [r["success"] for r in rows], "o-", label="eval success")
-    a1.plot(its, [r["expert_top1"] for r in rows], "s--", label="expert action ranked 1st")
-    a1.set_xlabel("iteration")
-    a1.set_ylim(-0.02, 1.02)
-    a1.set_xticks(its)
-    a1.legend(loc="upper left", fontsize=8)
-    a1.set_title("policy quality")
-    a2.bar(its, [r["rules"] for r in rows], color="tab:green")
-    a2.set_xlabel("iteration")
-    a2.set_xticks(its)
-    a2.set_title("rules in the pool")
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
+def _success_blocks(rows: list[IterationSummary]) -> list[Block]:
+    types = sorted({t for r in rows for t in r.by_type})
+    blocks: list[Block] = [
+        Heading("Eval success"),
+        Text("Success on the eval games, with the 95% Wilson interval (k won of n games)."),
+        Figure("success.png", "eval success per iteration with 95% Wilson intervals"),
+        Table(["iteration", "success (95% CI)", *types],
+              [[str(r.iteration), fmt_rate(r.success),
+                *[fmt_rate(r.by_type.get(t)) for t in types]] for r in rows]),
+    ]
+    if any(r.score is not None and r.score != r.success.value for r in rows):
+        blocks.insert(3, Text("Mean score per iteration: " + ", ".join(
+            f"{r.iteration}: {_f(r.score)}" for r in rows) + "."))
+    return blocks
 
 
-def markdown(rows: list[dict], root: Path, title: str) -> str:
-    types = sorted({t for r in rows for t in r["by_type"]})
-    out = [f"# {title}\n", "![per-iteration results](success.png)\n",
-           "| iteration | success | expert top-1 | mean steps | invalid | rules |",
-           "|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        out.append(f"| {r['iteration']} | {r['success']:.2f} | {r['expert_top1']:.2f} | "
-                   f"{r['mean_steps']:.1f} | {r['invalid_action_rate']:.2f} | {r['rules']} |")
-    out += ["", "## Policy updates", "",
-            "Adapter i is trained after rollout i (0: the warm start on reference successes). "
-            "CE: candidate cross-entropy of the last batch; PG: GRPO term. A group whose "
-            "episodes all get the same return has zero advantage: no RL signal.", "",
-            "| iteration | update | CE | PG | tokens/s | minutes | rollout success | "
-            "zero-adv. groups | identical groups | distinct actions/ep. |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        out.append(f"| {r['iteration']} | {r['policy_update']} | {_fmt(r['train_ce'], '.3f')} | "
-                   f"{_fmt(r['train_pg'], '.3f')} | {_fmt(r['train_tokens_per_s'], '.0f')} | "
-                   f"{_fmt(r['train_minutes'])} | {_fmt(r['rollout_success'])} | "
-                   f"{_fmt(r['zero_adv_groups'])} | {_fmt(r['identical_groups'])} | "
-                   f"{_fmt(r['distinct_actions'], '.1f')} |")
-    if types:
-        out += ["", "## Success per task type", "",
-                "| iteration | " + " | ".join(types) + " |",
-                "|---:|" + "---:|" * len(types)]
-        for r in rows:
-            cells = " | ".join(f"{r['by_type'].get(t, 0):.2f}" for t in types)
-            out.append(f"| {r['iteration']} | {cells} |")
-    last = rows[-1]["iteration"]
-    snap_path = root / paths.rules_file(last)
-    if snap_path.exists():
-        snap = read_snapshot(snap_path)
-        out += ["", f"## Rule pool after iteration {last}", "",
-                "| id | score | scope | rule |", "|---|---:|---|---|"]
-        for rule in sorted(snap.rules, key=lambda x: -x.score):
-            out.append(f"| {rule.id} | {rule.score} | {rule.scope} | {rule.text} |")
-    return "\n".join(out) + "\n"
+def _expert_blocks(rows: list[IterationSummary]) -> list[Block]:
+    if not any(r.top1 for r in rows):
+        return [Heading("Reference-state accuracy"),
+                Text("Not recorded in this run (no expert_top1 in metrics/iter_i.json).")]
+    types = sorted({t for r in rows for t in r.top1_by_type})
+    blocks: list[Block] = [
+        Heading("Reference-state accuracy"),
+        Text("At each reference state (a step of a walkthrough of an eval game) the policy "
+             "ranks the admissible commands; top-1 is the share of states where the reference "
+             "action comes first (95% Wilson interval), MRR the mean reciprocal rank of the "
+             "reference action (95% bootstrap interval, when the per-state ranks are "
+             "recorded)."),
+        Figure("expert.png", "reference-state accuracy and MRR per iteration"),
+        Table(["iteration", "top-1 (95% CI)", "MRR (95% CI)", *[f"top-1 {t}" for t in types]],
+              [[str(r.iteration), fmt_rate(r.top1.get("shown"), 3),
+                _est(r.mrr.get("shown")), *[_f(r.top1_by_type.get(t)) for t in types]]
+               for r in rows]),
+    ]
+    return blocks
 
 
-def build(root: Path, iterations: list[int], title: str) -> list[dict]:
-    rows = collect(root, iterations)
+def _est(e) -> str:
+    if e is None:
+        return "-"
+    return f"{e.value:.3f}" + ("" if e.low is None else f" ({e.low:.3f}-{e.high:.3f})")
+
+
+def _competence_blocks(rows: list[IterationSummary]) -> list[Block]:
+    blocks: list[Block] = [
+        Heading("Where the competence lives: rules vs weights"),
+        Text("The same policy scores the reference states three ways: with the retrieved "
+             "working set (the prompt it acts with), with no rules, and with the working set "
+             "of another task type. " + competence_verdict(rows)),
+        Figure("competence.png", "top-1 with the working set, no rules and wrong rules"),
+    ]
+    if any("none" in r.top1 for r in rows):
+        blocks.append(Table(
+            ["iteration", "with working set", "no rules", "wrong rules", "with - none"],
+            [[str(r.iteration), *[fmt_rate(r.top1.get(p), 3) for p in ("shown", "none", "wrong")],
+              _f(r.top1["shown"].value - r.top1["none"].value, "+.3f")
+              if "shown" in r.top1 and "none" in r.top1 else "-"] for r in rows]))
+    return blocks
+
+
+def _pool_blocks(data: list[IterationData], ops: list[PoolOps]) -> list[Block]:
+    blocks: list[Block] = [Heading("Rule pool")]
+    if not ops:
+        return blocks + [Text("No rule snapshots (data/iter_i/rules.json) in this run.")]
+    blocks += [
+        Text("Pool size after each revision and what the revision did (from consecutive "
+             "snapshots; a merge turns two or more rules into one; removed: downvoted to 0 or "
+             "pruned; rescored: same text, new score)."),
+        Figure("pool.png", "rules in the pool and operations per iteration"),
+        Table(["iteration", "rules", "added", "edited", "merged", "removed", "rescored"],
+              [[str(o.iteration), str(o.size), str(o.added), str(o.edited), str(o.merged),
+                str(o.removed), str(o.rescored)] for o in ops]),
+    ]
+    last = next((d for d in reversed(data) if d.snapshot is not None), None)
+    if last is not None and last.snapshot.rules:
+        blocks += [
+            Heading(f"Top rules after iteration {last.iteration}", 3),
+            Table(["id", "score", "scope", "age (iterations)", "trajectories", "rule"],
+                  [[r.id, str(r.score), r.scope, str(r.age), str(r.trajectories), r.text]
+                   for r in top_rules(last.snapshot)], left=(0, 2, 5)),
+        ]
+    elif last is not None:
+        blocks.append(Text(f"The pool is empty after iteration {last.iteration}."))
+    return blocks
+
+
+def _training_blocks(data: list[IterationData]) -> list[Block]:
+    blocks: list[Block] = [
+        Heading("Policy updates"),
+        Text("Adapter i is trained after rollout i (0: the warm start on reference successes). "
+             "CE: candidate cross-entropy; PG: the GRPO term. A group whose episodes all get "
+             "the same return has zero advantage: no RL signal."),
+        Figure("training.png", "training loss per optimizer step"),
+    ]
+    if not any(d.train for d in data):
+        return blocks + [Text("No training summaries (metrics/train_i.json) in this run.")]
+    rows = []
+    for d in data:
+        t = d.train
+        kind = "-" if not t else ("none" if not t.get("enabled", True)
+                                  else t.get("algorithm", t.get("stage", "?")))
+        rows.append([str(d.iteration), kind, _f(t.get("ce_first")), _f(t.get("ce_last")),
+                     _f(t.get("pg_first")), _f(t.get("pg_last")),
+                     _f(t.get("zero_advantage_group_share"), ".2f"),
+                     _f(d.rollout.get("success"), ".2f"),
+                     _f(t["seconds"] / 60, ".1f") if "seconds" in t else "-"])
+    return blocks + [Table(["iteration", "update", "CE first", "CE last", "PG first", "PG last",
+                            "zero-adv. groups", "rollout success", "minutes"], rows, left=(0, 1))]
+
+
+def _paired_blocks(data: list[IterationData], seed: int) -> list[Block]:
+    blocks: list[Block] = [Heading("Did it learn? First vs last iteration, paired")]
+    if len(data) < 2:
+        return blocks + [Text("One evaluated iteration: nothing to compare.")]
+    a, b = data[0], data[-1]
+    results = compare_iterations(a, b, seed=seed)
+    la, lb = f"iteration {a.iteration}", f"iteration {b.iteration}"
+    if not results:
+        return blocks + [Text("Per-game results (eval.jsonl) or per-state ranks "
+                              "(expert_states.json) are missing, so no paired test.")]
+    for r in results:
+        unit = "games" if r.b_only is not None else "reference states"
+        blocks.append(Text(r.sentence(la, lb, unit)))
+    if not any(r.b_only is None for r in results):
+        blocks.append(Text("Per-state ranks (expert_states.json) were not recorded: no paired "
+                           "test on reference-state accuracy."))
+    return blocks
+
+
+def table2_blocks(table: list[list[str]] | None, header: list[str] | None) -> list[Block]:
+    if not table or not header:
+        return []
+    return [Heading("Methods compared (DVC experiments, last iteration)"),
+            Table(header, table, left=(0, 1))]
+
+
+def document(data: list[IterationData], title: str, seed: int = 0,
+             table2: tuple[list[str], list[list[str]]] | None = None
+             ) -> tuple[list[Block], list[IterationSummary], list[PoolOps]]:
+    rows = [summarize(d, seed) for d in data]
+    snaps = [d.snapshot for d in data if d.snapshot is not None]
+    ops = evolution(snaps, {d.iteration: d.proposals for d in data})
+    blocks: list[Block] = [Heading(title, 1)]
+    blocks += _success_blocks(rows)
+    blocks += _expert_blocks(rows)
+    blocks += _competence_blocks(rows)
+    blocks += _paired_blocks(data, seed)
+    blocks += _pool_blocks(data, ops)
+    blocks += _training_blocks(data)
+    if table2:
+        blocks += table2_blocks(table2[1], table2[0])
+    return blocks, rows, ops
+
+
+def figures(data: list[IterationData], rows: list[IterationSummary], ops: list[PoolOps],
+            title: str) -> dict[str, bytes]:
+    return {
+        "success.png": plots.success(rows, title),
+        "expert.png": plots.expert(rows),
+        "competence.png": plots.competence(rows),
+        "pool.png": plots.pool(ops),
+        "training.png": plots.training({d.iteration: d.train for d in data}),
+    }
+
+
+def build(root: Path, iterations: list[int], title: str, seed: int = 0,
+          table2: tuple[list[str], list[list[str]]] | None = None) -> list[dict]:
+    """Write the report under root/reports; returns the CSV rows (one per iteration)."""
+    data = load_run(workspace(root), iterations)
+    blocks, rows, ops = document(data, title, seed, table2)
+    images = figures(data, rows, ops, title)
     out = root / paths.REPORTS
-    write_csv(out / "iterations.csv", rows)
-    plot(out / "success.png", rows, title)
+    table = csv_rows(data, rows, ops)
+    for name, png in images.items():
+        with atomic_open(out / name, "wb") as fh:
+            fh.write(png)
+    with atomic_open(out / "iterations.csv") as fh:
+        fh.write(_csv_text(table))
     with atomic_open(out / "index.md") as fh:
-        fh.write(markdown(rows, root, title))
-    return rows
+        fh.write(to_markdown(blocks))
+    with atomic_open(out / "index.html") as fh:
+        fh.write(to_html(blocks, title, images))
+    return table

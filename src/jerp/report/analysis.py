@@ -1,0 +1,228 @@
+"""What the report says, computed from plain per-iteration data (no I/O, no plotting).
+
+- success per iteration (overall and per task type) as k/n with 95% Wilson
+  intervals: counted from the eval games when recorded, else from the metrics;
+- reference-state accuracy (the reference action ranked first) and mean
+  reciprocal rank, under the prompt the method acts with ("shown") and, for
+  methods that show rules, with no rules ("none") and another task type's
+  rules ("wrong"): Wilson intervals for top-1, bootstrap intervals for MRR;
+- the competence verdict: did the with-rules minus no-rules gap shrink?
+  (JERP's claim: stable behaviours move from the pool into the weights);
+- the paired comparison of two iterations (or runs) on the same games and
+  states: exact McNemar on success, paired bootstrap on state accuracy, with
+  the number of pairs that would make the observed difference significant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jerp import stats
+from jerp.report.load import EvalGame, IterationData, StateRank
+
+PROMPTS = ("shown", "none", "wrong")
+ALPHA = stats.ALPHA
+
+
+@dataclass
+class Rate:
+    """k successes of n with the Wilson interval (k, n None: only the rate is known)."""
+
+    value: float
+    k: int | None = None
+    n: int | None = None
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def of(cls, k: int, n: int) -> Rate:
+        lo, hi = stats.wilson(k, n)
+        return cls(k / n if n else 0.0, k, n, lo, hi)
+
+
+def fmt_rate(r: Rate | None, digits: int = 2) -> str:
+    """'0.36 (0.26-0.47)', with k/n when counted: '3/12 = 0.25 (0.09-0.53)'."""
+    if r is None:
+        return "-"
+    head = f"{r.k}/{r.n} = {r.value:.{digits}f}" if r.k is not None else f"{r.value:.{digits}f}"
+    if r.low is None:
+        return head
+    return f"{head} ({r.low:.{digits}f}-{r.high:.{digits}f})"
+
+
+@dataclass
+class Estimate:
+    """A mean with an optional interval."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class IterationSummary:
+    iteration: int
+    success: Rate
+    by_type: dict[str, Rate]
+    top1: dict[str, Rate] = field(default_factory=dict)  # prompt -> reference action 1st
+    mrr: dict[str, Estimate] = field(default_factory=dict)
+    top1_by_type: dict[str, float] = field(default_factory=dict)
+    mrr_by_type: dict[str, float] = field(default_factory=dict)
+    score: float | None = None  # WebShop mean reward
+
+
+def _success(games: list[EvalGame] | None, m: dict) -> tuple[Rate, dict[str, Rate]]:
+    if games:
+        types = sorted({g.task_type for g in games})
+        by_type = {t: Rate.of(sum(g.won for g in games if g.task_type == t),
+                              sum(1 for g in games if g.task_type == t)) for t in types}
+        return Rate.of(sum(g.won for g in games), len(games)), by_type
+    n = m.get("episodes")
+    rate = float(m.get("success", 0.0))
+    overall = Rate.of(round(rate * n), n) if n else Rate(rate)
+    return overall, {t: Rate(float(v)) for t, v in sorted(m.get("success_by_type", {}).items())}
+
+
+def _expert(states: list[StateRank] | None, m: dict, seed: int
+            ) -> tuple[dict[str, Rate], dict[str, Estimate]]:
+    top1: dict[str, Rate] = {}
+    mrr: dict[str, Estimate] = {}
+    if states:
+        for p in PROMPTS:
+            ranks = [s.rank[p] for s in states if p in s.rank]
+            if len(ranks) == len(states):
+                top1[p] = Rate.of(sum(r == 1 for r in ranks), len(ranks))
+                mrr[p] = Estimate(*stats.bootstrap_mean([1 / r for r in ranks], seed=seed))
+        return top1, mrr
+    for p, suffix in zip(PROMPTS, ("", "_none", "_wrong"), strict=True):
+        if f"expert_top1{suffix}" in m:
+            top1[p] = Rate(float(m[f"expert_top1{suffix}"]))
+        if f"expert_mrr{suffix}" in m:
+            mrr[p] = Estimate(float(m[f"expert_mrr{suffix}"]))
+    return top1, mrr
+
+
+def summarize(d: IterationData, seed: int = 0) -> IterationSummary:
+    success, by_type = _success(d.games, d.metrics)
+    top1, mrr = _expert(d.states, d.metrics, seed)
+    score = d.metrics.get("score")
+    return IterationSummary(
+        iteration=d.iteration, success=success, by_type=by_type, top1=top1, mrr=mrr,
+        top1_by_type=dict(d.metrics.get("expert_top1_by_type", {})),
+        mrr_by_type=dict(d.metrics.get("expert_mrr_by_type", {})),
+        score=None if score is None else float(score),
+    )
+
+
+# ---------------------------------------------------------------- competence
+
+
+def competence_verdict(rows: list[IterationSummary]) -> str:
+    """One sentence: where the competence lives, and whether the rules' share shrank."""
+    gaps = [(r.iteration, r.top1["shown"].value - r.top1["none"].value) for r in rows
+            if "shown" in r.top1 and "none" in r.top1]
+    if not gaps:
+        new_run = any(r.mrr for r in rows)  # runs that record MRR also score the 3 prompts
+        if new_run and any("shown" in r.top1 for r in rows):
+            return ("This method shows no rules: only the accuracy with the prompt it acts "
+                    "with is measured, so there is no with-rules minus no-rules gap.")
+        if any("shown" in r.top1 for r in rows):
+            return ("Accuracy with no rules and with wrong rules was not recorded in this run "
+                    "(an older run): no competence curves.")
+        return "Reference-state accuracy was not recorded in this run."
+    (i0, g0), (i1, g1) = gaps[0], gaps[-1]
+    if len(gaps) == 1:
+        return (f"With the working set the policy ranks the reference action first "
+                f"{g0:+.3f} more often than with no rules (iteration {i0}); one iteration "
+                "measured, so no trend yet.")
+    if abs(g1) < abs(g0):
+        trend = "shrank: competence moved from the rules into the weights, as JERP claims"
+    elif abs(g1) > abs(g0):
+        trend = "grew: the policy leans more on its rules than before"
+    else:
+        trend = "did not change"
+    return (f"The with-rules minus no-rules gap in top-1 went from {g0:+.3f} (iteration {i0}) "
+            f"to {g1:+.3f} (iteration {i1}): it {trend}.")
+
+
+# ---------------------------------------------------------------- paired comparison
+
+
+@dataclass
+class PairedResult:
+    """A paired test of B against A on the items both evaluated."""
+
+    what: str
+    pairs: int
+    a: float
+    b: float
+    diff: float
+    p: float
+    low: float | None = None
+    high: float | None = None
+    b_only: int | None = None  # McNemar: discordant pairs won by A only
+    c_only: int | None = None  # ... and by B only
+    needed: int | None = None  # pairs that would make this difference significant
+
+    @property
+    def significant(self) -> bool:
+        return self.p < ALPHA
+
+    def sentence(self, label_a: str, label_b: str, unit: str) -> str:
+        verdict = "significant" if self.significant else "not significant"
+        ci = "" if self.low is None else f", 95% CI {self.low:+.3f} to {self.high:+.3f}"
+        head = (f"{self.what}: {label_a} {self.a:.3f} vs {label_b} {self.b:.3f} on the same "
+                f"{self.pairs} {unit} (difference {self.diff:+.3f}{ci}, p = {self.p:.3g}): "
+                f"{verdict} at the 5% level")
+        if self.significant:
+            return head + "."
+        if self.needed is None:
+            return head + "; the difference is zero, so no number of pairs would make it so."
+        return head + (f"; about {self.needed} paired {unit} would make a difference this size "
+                       "significant (alpha 0.05, power 0.8).")
+
+
+def paired_success(a: list[EvalGame], b: list[EvalGame]) -> PairedResult | None:
+    """Exact McNemar on the games both runs played (matched by task id)."""
+    wa = {g.task_id: g.won for g in a}
+    wb = {g.task_id: g.won for g in b}
+    ids = sorted(set(wa) & set(wb))
+    if not ids:
+        return None
+    xa, xb = [wa[i] for i in ids], [wb[i] for i in ids]
+    bb, cc = stats.discordant(xa, xb)
+    n = len(ids)
+    return PairedResult(
+        what="eval success (exact McNemar)", pairs=n, a=sum(xa) / n, b=sum(xb) / n,
+        diff=(sum(xb) - sum(xa)) / n, p=stats.mcnemar_p(bb, cc), b_only=bb, c_only=cc,
+        needed=stats.pairs_needed_mcnemar(bb, cc, n),
+    )
+
+
+def paired_states(a: list[StateRank], b: list[StateRank], prompt: str = "shown",
+                  seed: int = 0) -> PairedResult | None:
+    """Paired bootstrap on reference-state top-1, states matched by (task id, step)."""
+    ra = {(s.task_id, s.step): s.rank[prompt] for s in a if prompt in s.rank}
+    rb = {(s.task_id, s.step): s.rank[prompt] for s in b if prompt in s.rank}
+    keys = sorted(set(ra) & set(rb))
+    if len(keys) < 2:
+        return None
+    xa = [float(ra[k] == 1) for k in keys]
+    xb = [float(rb[k] == 1) for k in keys]
+    boot = stats.paired_bootstrap(xa, xb, seed=seed)
+    return PairedResult(
+        what="reference action ranked 1st (paired bootstrap)", pairs=len(keys),
+        a=sum(xa) / len(keys), b=sum(xb) / len(keys), diff=boot["diff"], p=boot["p"],
+        low=boot["low"], high=boot["high"],
+        needed=stats.pairs_needed([y - x for x, y in zip(xa, xb, strict=True)]),
+    )
+
+
+def compare_iterations(a: IterationData, b: IterationData, seed: int = 0
+                       ) -> list[PairedResult]:
+    out = []
+    if a.games and b.games and (r := paired_success(a.games, b.games)):
+        out.append(r)
+    if a.states and b.states and (r := paired_states(a.states, b.states, seed=seed)):
+        out.append(r)
+    return out

@@ -1,0 +1,155 @@
+"""Read one run's per-iteration outputs, from the workspace or a git revision / DVC experiment.
+
+The edge of the report: everything after this module works on plain data. The
+files are read through a `Source` (a function from a project-relative path to
+its text, or None when the run has no such file), so the report and
+`jerp compare` read the workspace and `dvc.api` revisions the same way. Only
+the iteration metrics are required; every other input is optional (older runs
+lack the per-state ranks, react has no proposals), and is None when absent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, Field
+
+from jerp import paths
+from jerp.records import Proposal, RuleSnapshot, Trajectory
+
+M = TypeVar("M", bound=BaseModel)
+Source = Callable[[str], "str | None"]
+
+
+class StateRank(BaseModel):
+    """One reference state: the 1-based rank of the reference action under each prompt."""
+
+    task_id: str
+    task_type: str = ""
+    step: int
+    n_candidates: int = 0
+    rank: dict[str, int] = Field(default_factory=dict)  # shown, and none / wrong if rules shown
+
+
+class ExpertStates(BaseModel):
+    """data/iter_<i>/expert_states.json (written by evaluate)."""
+
+    iteration: int
+    rows: list[StateRank]
+
+
+@dataclass
+class EvalGame:
+    task_id: str
+    task_type: str
+    won: bool
+    reward: float
+
+
+@dataclass
+class IterationData:
+    iteration: int
+    metrics: dict
+    train: dict = field(default_factory=dict)
+    rollout: dict = field(default_factory=dict)
+    snapshot: RuleSnapshot | None = None
+    proposals: list[Proposal] | None = None
+    games: list[EvalGame] | None = None
+    states: list[StateRank] | None = None
+
+
+def workspace(root: Path) -> Source:
+    """Read files under a project folder."""
+    def read(rel: str) -> str | None:
+        p = root / rel
+        return p.read_text(encoding="utf-8") if p.is_file() else None
+    return read
+
+
+def revision(root: Path, rev: str | None) -> Source:
+    """Read files at a git revision or DVC experiment through dvc.api (None: the workspace,
+    DVC-tracked outputs included)."""
+    def read(rel: str) -> str | None:
+        import dvc.api
+
+        try:
+            return dvc.api.read(rel, repo=str(root), rev=rev, encoding="utf-8")
+        except Exception:  # dvc raises many types for a missing rev or path
+            return None
+    return read
+
+
+def _jsonl(text: str, model: type[BaseModel], where: str) -> list:
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(model.model_validate_json(line))
+            except ValueError as e:
+                raise ValueError(f"{where}:{n}: not a valid {model.__name__}: {e}") from e
+    return out
+
+
+def _model(text: str, model: type[M], where: str) -> M:
+    try:
+        return model.model_validate_json(text)
+    except ValueError as e:
+        raise ValueError(f"{where}: not a valid {model.__name__}: {e}") from e
+
+
+def _games(text: str, where: str) -> list[EvalGame]:
+    return [EvalGame(t.task_id, t.task_type, t.won, t.reward)
+            for t in _jsonl(text, Trajectory, where)]
+
+
+def load_iteration(read: Source, i: int) -> IterationData:
+    """One iteration's outputs; FileNotFoundError when its metrics are missing."""
+    rel = str(paths.metrics_file(i))
+    text = read(rel)
+    if text is None:
+        raise FileNotFoundError(f"no metrics for iteration {i}: {rel} (has evaluate@{i} run?)")
+    d = IterationData(iteration=i, metrics=json.loads(text))
+    if (t := read(str(paths.train_stats_file(i)))) is not None:
+        d.train = json.loads(t)
+    if (t := read(str(paths.rollout_stats_file(i)))) is not None:
+        d.rollout = json.loads(t)
+    if (t := read(str(paths.rules_file(i)))) is not None:
+        d.snapshot = _model(t, RuleSnapshot, str(paths.rules_file(i)))
+    if (t := read(str(paths.proposals_file(i)))) is not None:
+        d.proposals = _jsonl(t, Proposal, str(paths.proposals_file(i)))
+    if (t := read(str(paths.eval_file(i)))) is not None:
+        d.games = _games(t, str(paths.eval_file(i)))
+    if (t := read(str(paths.expert_states_file(i)))) is not None:
+        d.states = _model(t, ExpertStates, str(paths.expert_states_file(i))).rows
+    return d
+
+
+def load_run(read: Source, iterations: list[int]) -> list[IterationData]:
+    return [load_iteration(read, i) for i in iterations]
+
+
+def evaluated_iterations(read: Source, limit: int = 1000) -> list[int]:
+    """Iterations with metrics at this source: params' eval_iterations, else probed 0, 1, ..."""
+    import yaml
+
+    text = read("params.yaml")
+    its = (yaml.safe_load(text) or {}).get("eval_iterations") if text else None
+    if its:
+        return [int(i) for i in its if read(str(paths.metrics_file(int(i)))) is not None]
+    out = []
+    for i in range(limit):
+        if read(str(paths.metrics_file(i))) is None:
+            break
+        out.append(i)
+    return out
+
+
+def run_params(read: Source) -> dict:
+    import yaml
+
+    text = read("params.yaml")
+    return (yaml.safe_load(text) or {}) if text else {}

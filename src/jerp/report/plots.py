@@ -1,0 +1,174 @@
+"""The report's figures as PNG bytes (matplotlib, Agg): intervals drawn as error bars.
+
+Each function always returns a figure; where its inputs were not recorded the
+figure says so, so the report's set of files is the same for every run.
+"""
+
+from __future__ import annotations
+
+import io
+
+from jerp.report.analysis import PROMPTS, IterationSummary, Rate
+from jerp.report.evolution import PoolOps
+
+_PROMPT_LABEL = {"shown": "with its working set (acts with)", "none": "no rules",
+                 "wrong": "another task type's rules"}
+_PROMPT_STYLE = {"shown": ("o-", "tab:blue"), "none": ("s--", "tab:orange"),
+                 "wrong": ("^:", "tab:red")}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _empty(title: str, note: str) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 2.2))
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True, fontsize=10, color="0.35")
+    return _png(fig)
+
+
+def _rate_line(ax, its: list[int], rates: list[Rate | None], fmt: str, color: str, label: str,
+               offset: float = 0.0) -> None:
+    pts = [(i + offset, r) for i, r in zip(its, rates, strict=True) if r is not None]
+    if not pts:
+        return
+    xs = [x for x, _ in pts]
+    ys = [r.value for _, r in pts]
+    if all(r.low is not None for _, r in pts):
+        err = [[r.value - r.low for _, r in pts], [r.high - r.value for _, r in pts]]
+        ax.errorbar(xs, ys, yerr=err, fmt=fmt, color=color, label=label, capsize=3)
+    else:
+        ax.plot(xs, ys, fmt, color=color, label=label + " (no interval recorded)")
+
+
+def _axes(ax, its: list[int], ylabel: str, title: str, unit: bool = True) -> None:
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(its)
+    if unit:
+        ax.set_ylim(-0.03, 1.03)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
+def success(rows: list[IterationSummary], title: str) -> bytes:
+    """Eval success per iteration, overall and per task type, with 95% Wilson intervals."""
+    plt = _plt()
+    its = [r.iteration for r in rows]
+    types = sorted({t for r in rows for t in r.by_type})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    _rate_line(a1, its, [r.success for r in rows], "o-", "tab:blue", "eval success")
+    n = rows[-1].success.n if rows else None
+    _axes(a1, its, "success rate", f"eval success, 95% Wilson interval (n = {n or '?'} games)")
+    a1.legend(fontsize=8)
+    cmap = plt.get_cmap("tab10")
+    for j, t in enumerate(types):
+        off = (j - (len(types) - 1) / 2) * 0.06
+        _rate_line(a2, its, [r.by_type.get(t) for r in rows], "o-", cmap(j % 10), t, off)
+    _axes(a2, its, "success rate", "per task type (points offset to separate them)")
+    if types:
+        a2.legend(fontsize=7)
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def expert(rows: list[IterationSummary]) -> bytes:
+    """Reference-state top-1 (Wilson) and MRR (bootstrap) under the acting prompt."""
+    if not any("shown" in r.top1 for r in rows):
+        return _empty("reference-state accuracy", "expert_top1 was not recorded in this run")
+    plt = _plt()
+    its = [r.iteration for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _rate_line(ax, its, [r.top1.get("shown") for r in rows], "o-", "tab:blue",
+               "reference action ranked 1st (95% Wilson)")
+    _rate_line(ax, its, [r.mrr.get("shown") for r in rows], "s--", "tab:green",
+               "mean reciprocal rank (95% bootstrap)", 0.05)
+    _axes(ax, its, "share of reference states / MRR", "reference-state accuracy")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def competence(rows: list[IterationSummary]) -> bytes:
+    """The three competence curves: top-1 with the working set, no rules, wrong rules."""
+    if not any("none" in r.top1 for r in rows):
+        shown = any("shown" in r.top1 for r in rows)
+        note = ("this method shows no rules: only the acting prompt is scored"
+                if shown and any(r.mrr for r in rows) else "not recorded in this run")
+        return _empty("where the competence lives (rules vs weights)", note)
+    plt = _plt()
+    its = [r.iteration for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for j, p in enumerate(PROMPTS):
+        fmt, color = _PROMPT_STYLE[p]
+        _rate_line(ax, its, [r.top1.get(p) for r in rows], fmt, color, _PROMPT_LABEL[p],
+                   (j - 1) * 0.05)
+    _axes(ax, its, "reference action ranked 1st",
+          "where the competence lives: same policy, three prompts")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def pool(ops: list[PoolOps]) -> bytes:
+    """Pool size (line) and the operations of each revision (stacked bars)."""
+    if not ops:
+        return _empty("rule pool", "no rule snapshots in this run")
+    plt = _plt()
+    its = [o.iteration for o in ops]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    a1.plot(its, [o.size for o in ops], "o-", color="tab:green")
+    _axes(a1, its, "rules", "rules in the pool", unit=False)
+    a1.set_ylim(bottom=0)
+    bottom = [0] * len(ops)
+    for name, color in (("added", "tab:green"), ("edited", "tab:olive"),
+                        ("merged", "tab:purple"), ("removed", "tab:red"),
+                        ("rescored", "tab:gray")):
+        vals = [getattr(o, name) for o in ops]
+        a2.bar(its, vals, bottom=bottom, color=color, label=name)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    _axes(a2, its, "operations", "pool operations per revision", unit=False)
+    a2.legend(fontsize=8)
+    return _png(fig)
+
+
+def training(train: dict[int, dict]) -> bytes:
+    """The loss curve of every policy update (CE and GRPO terms), iteration by iteration."""
+    curves = {i: t.get("loss_curve") or [] for i, t in sorted(train.items())}
+    if not any(curves.values()):
+        return _empty("training loss", "no loss curve recorded (metrics/train_i.json)")
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x0 = 0
+    cmap = plt.get_cmap("tab10")
+    for j, (i, curve) in enumerate(curves.items()):
+        xs = [x0 + p.get("step", k + 1) for k, p in enumerate(curve)]
+        for ax, key in ((a1, "ce"), (a2, "pg")):
+            pts = [(x, p[key]) for x, p in zip(xs, curve, strict=True) if p.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), "o-", ms=3, color=cmap(j % 10),
+                        label=f"iteration {i}")
+        x0 = (xs[-1] if xs else x0) + 1
+    for ax, name in ((a1, "candidate cross-entropy (RFT / warm start)"),
+                     (a2, "GRPO policy-gradient term")):
+        ax.set_xlabel("optimizer step (iterations laid end to end)")
+        ax.set_ylabel("loss")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    return _png(fig)

@@ -1,0 +1,84 @@
+"""`jerp compare` on a real tiny git + DVC repository with two commits of hand-made results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from report_fixtures import write_run
+
+from jerp import cli, paths
+from jerp.report import experiments
+
+BIN = Path(sys.executable).parent
+
+
+def sh(args: list[str], cwd: Path) -> None:
+    subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("repo")
+    sh(["git", "init", "-q"], root)
+    sh(["git", "config", "user.email", "t@t"], root)
+    sh(["git", "config", "user.name", "t"], root)
+    sh([str(BIN / "dvc"), "init", "-q"], root)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    params = {"run": {"method": "react", "seed": 0}, "env": {"name": "alfworld"},
+              "eval_iterations": [0, 1]}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    write_run(root)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-qm", "react"], root)
+    # the second run wins every game at iteration 1 and ranks every reference state 1st
+    params["run"]["method"] = "jerp"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    lines = (root / paths.eval_file(1)).read_text().splitlines()
+    won = [json.loads(x) | {"won": True} for x in lines]
+    (root / paths.eval_file(1)).write_text("".join(json.dumps(g) + "\n" for g in won))
+    states = json.loads((root / paths.expert_states_file(1)).read_text())
+    for r in states["rows"]:
+        r["rank"]["shown"] = 1
+    (root / paths.expert_states_file(1)).write_text(json.dumps(states))
+    m = json.loads((root / paths.metrics_file(1)).read_text())
+    (root / paths.metrics_file(1)).write_text(json.dumps(m | {"success": 1.0,
+                                                               "expert_top1": 1.0}))
+    sh(["git", "commit", "-qam", "jerp"], root)
+    return root
+
+
+def _compare(repo: Path, capsys, *runs: str, table: bool = False) -> str:
+    cli.cmd_compare(argparse.Namespace(root=repo, runs=list(runs), table=table, seed=0))
+    return capsys.readouterr().out
+
+
+def test_compare_two_revisions_reads_each_through_dvc_api(repo, capsys):
+    out = _compare(repo, capsys, "HEAD~1", "HEAD")
+    assert "4/6 = 0.67 (0.30-0.90)" in out and "6/6 = 1.00 (0.61-1.00)" in out
+    # games g4, g5 flip to won (c = 2, b = 0): exact McNemar p = 2 / 4 = 0.5
+    assert "eval success (exact McNemar): HEAD~1 0.667 vs HEAD 1.000" in out
+    assert "p = 0.5): not significant" in out
+    assert "reference action ranked 1st" in out
+
+
+def test_table_two_has_methods_as_rows(repo):
+    header, rows = experiments.table2([experiments.load_rev(repo, r) for r in ("HEAD~1", "HEAD")])
+    assert header[:3] == ["method", "run", "iteration"] and "heat" in header
+    assert [r[0] for r in rows] == ["react", "jerp"]
+    assert rows[1][header.index("expert top-1")] == "1.000"
+    assert rows[0][header.index("put")] == "0.67"  # g0, g2 of g0, g2, g4
+
+
+def test_unknown_revision_is_a_clear_error(repo, capsys):
+    with pytest.raises(SystemExit, match="no-such-rev: no metrics"):
+        _compare(repo, capsys, "HEAD", "no-such-rev")
+
+
+def test_no_experiments_in_a_plain_repo(repo):
+    assert experiments.experiment_names(repo) == []
