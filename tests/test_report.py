@@ -10,7 +10,7 @@ import pytest
 from report_fixtures import rule, write_run
 
 from jerp import paths
-from jerp.records import Proposal, RuleSnapshot
+from jerp.records import Proposal, RuleSnapshot, StateRank
 from jerp.report import analysis
 from jerp.report.build import FIGURES, build
 from jerp.report.document import Figure, Heading, Table, Text, to_html, to_markdown
@@ -28,7 +28,7 @@ def test_summary_counts_games_and_states(tmp_path):
 
 
 def test_reference_state_ranked_first_counts_as_top1():
-    state = analysis.StateRank(task_id="g", step=0, rank={"shown": 1})
+    state = StateRank(task_id="g", step=0, rank={"shown": 1})
     s = analysis.summarize(analysis.IterationData(0, {}, states=[state]))
     assert s.top1["shown"].value == 1.0 and s.mrr["shown"].value == 1.0
 

@@ -77,6 +77,3 @@ def index_cache() -> Path:
     return CACHE / "index"
 
 
-def expert_states_file(i: int) -> Path:
-    """Per-reference-state ranks of the reference action at iteration i (evaluate)."""
-    return iter_dir(i) / "expert_states.json"

@@ -265,6 +265,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 ADAPTER_MANIFEST = "adapter.json"
 
 
+class StateRank(BaseModel):
+    """One reference state: the 1-based rank of the reference action under each prompt."""
+
+    task_id: str
+    task_type: str = ""
+    step: int
+    n_candidates: int = 0
+    rank: dict[str, int] = Field(default_factory=dict)  # shown, and none / wrong if rules shown
+
+
+class ExpertStates(BaseModel):
+    """data/iter_<i>/expert_states.json: evaluate@i's reference-state ranks (the report
+    and `jerp compare` pair them across iterations and methods)."""
+
+    iteration: int
+    rows: list[StateRank]
+
+
 class AdapterManifest(BaseModel):
     """data/iter_<i>/adapter/adapter.json: which policy iteration i acts with.
 

@@ -20,7 +20,7 @@ from jerp.envs.base import Observation, Task
 from jerp.policy.agent import Agent
 from jerp.policy.prompts import EpisodeContext
 from jerp.policy.rollout import EpisodeSpec, Retrieve, play
-from jerp.records import RuleShown, Trajectory, read_snapshot
+from jerp.records import RuleShown, StateRank, Trajectory, read_snapshot
 
 # The prompts expert states are scored with. "shown": as the method acts (its working
 # set, or none); "none": no rules; "wrong": the working set of another task type.
@@ -136,17 +136,6 @@ def replay_chunk(p: Params, root: Path, tasks: list[Task]) -> list[Trajectory]:
         env.close()
 
 
-@dataclass
-class StateRank:
-    """The reference action's greedy rank at one reference state, per prompt condition."""
-
-    task_id: str
-    task_type: str
-    step: int
-    n_candidates: int
-    rank: dict[str, int]
-
-
 def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list[StateRank]:
     """Rank the reference action at every state of `refs` (whole reference successes).
 
@@ -173,7 +162,8 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
                     ranks[k][cond] = ag.expert_rank(ctx, ob, s.action)
                 ctx.history.append((s.observation, s.action))
             ag.release(ctx)
-        out += [StateRank(ref.task_id, ref.task_type, k, len(s.admissible), ranks[k])
+        out += [StateRank(task_id=ref.task_id, task_type=ref.task_type, step=k,
+                          n_candidates=len(s.admissible), rank=ranks[k])
                 for k, s in enumerate(ref.steps) if s.admissible]
     return out
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jerp import stats
-from jerp.report.load import EvalGame, IterationData, StateRank
+from jerp.records import StateRank
+from jerp.report.load import EvalGame, IterationData
 
 PROMPTS = ("shown", "none", "wrong")
 ALPHA = stats.ALPHA

@@ -16,30 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from jerp import paths
-from jerp.records import Proposal, RuleSnapshot, Trajectory
+from jerp.records import ExpertStates, Proposal, RuleSnapshot, StateRank, Trajectory
 
 M = TypeVar("M", bound=BaseModel)
 Source = Callable[[str], "str | None"]
-
-
-class StateRank(BaseModel):
-    """One reference state: the 1-based rank of the reference action under each prompt."""
-
-    task_id: str
-    task_type: str = ""
-    step: int
-    n_candidates: int = 0
-    rank: dict[str, int] = Field(default_factory=dict)  # shown, and none / wrong if rules shown
-
-
-class ExpertStates(BaseModel):
-    """data/iter_<i>/expert_states.json (written by evaluate)."""
-
-    iteration: int
-    rows: list[StateRank]
 
 
 @dataclass

@@ -18,6 +18,8 @@ from jerp.methods import parts
 from jerp.metrics import expert_metrics, summarize
 from jerp.policy.rollout import EpisodeSpec
 from jerp.records import (
+    ExpertStates,
+    StateRank,
     Trajectory,
     read_snapshot,
     read_tasks,
@@ -44,16 +46,16 @@ def run(p: Params, root: Path, iteration: int) -> dict:
     metrics = summarize(trajs)
     metrics["iteration"] = iteration
     metrics["rules_in_pool"] = len(pool.rules)
-    states: list[dict] = []
+    states: list[StateRank] = []
     if p.eval.expert_states and (root / paths.references_file()).exists():
         refs = [r for r in read_trajectories(root / paths.references_file())
                 if r.split == p.env.eval_split]
         job = Job(p, root, agent, rules, desc=f"expert states@{iteration}")
         states = rank_reference_states(job, refs)
-        metrics.update(expert_metrics(states))
+        metrics.update(expert_metrics([s.model_dump() for s in states]))
     write_trajectories(root / paths.eval_file(iteration), trajs)
     write_json(root / paths.expert_states_file(iteration),
-               {"iteration": iteration, "rows": states})
+               ExpertStates(iteration=iteration, rows=states).model_dump())
     write_json(root / paths.metrics_file(iteration), metrics)
     return metrics
 
@@ -64,11 +66,11 @@ def wrong_types(types: list[str]) -> dict[str, str]:
     return {a: (t[(i + 1) % len(t)] if len(t) > 1 else "") for i, a in enumerate(t)}
 
 
-def rank_reference_states(job: Job, refs: list[Trajectory]) -> list[dict]:
+def rank_reference_states(job: Job, refs: list[Trajectory]) -> list[StateRank]:
     """The reference action's rank at every reference state, spread over the workers."""
     p = job.params
     wrong = wrong_types([r.task_type for r in refs])
     ranges = chunks(len(refs), runners.workers(p))
     parts_ = runners.spread(rank_states, [(job, refs[a:b], wrong) for a, b in ranges],
                             name=job.desc, size=len, threads_each=runners.threads(p))
-    return [vars(s) for part in parts_ for s in part]
+    return [s for part in parts_ for s in part]
