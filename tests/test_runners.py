@@ -134,3 +134,52 @@ def test_dask_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, p
     root, specs, ref = episodes
     got = _in_flow(_params(alf_root, model_cache, "dask"), root, specs)
     assert _fingerprint(got) == _fingerprint(ref)
+
+
+def test_fingerprint_follows_what_results_depend_on(tmp_path, alf_root, model_cache):
+    from jerp.workers import Job, fingerprint
+
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"a": 1}')
+    p = _params(alf_root, model_cache, "process")
+    job = Job(p, tmp_path, AgentSpec(None, seed=1), rules, {"stage": "t"}, "t")
+    base = fingerprint(job, ["g1"])
+    assert fingerprint(job, ["g1"]) == base  # stable
+    assert fingerprint(job, ["g2"]) != base
+    assert fingerprint(Job(p, tmp_path, AgentSpec(None, seed=2), rules, {"stage": "t"}, "t"),
+                       ["g1"]) != base
+    p2 = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": 4})})
+    assert fingerprint(Job(p2, tmp_path, AgentSpec(None, seed=1), rules, {"stage": "t"}, "t"),
+                       ["g1"]) != base
+    rules.write_text('{"a": 2}')  # same path, new pool: new key
+    assert fingerprint(job, ["g1"]) != base
+
+
+@pytest.mark.slow
+def test_finished_chunks_are_not_replayed(episodes, alf_root, model_cache, prefect_server,
+                                          tmp_path):
+    """A stage re-run after a crash takes the chunks that had finished from Prefect's
+    result store: here the whole first run finished, so the second plays nothing."""
+    from prefect import flow
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    from jerp.runners import spread, task_runner
+    from jerp.workers import Job, fingerprint, play_chunk
+
+    root, specs, ref = episodes
+    p = _params(alf_root, model_cache, "process")
+    job = Job(p, root, AgentSpec(None, seed=5), None, {"stage": "t"}, "t")
+    calls = [(job, specs[a:b], a) for a, b in chunks(len(specs), 2)]
+    key = fingerprint(job, [(s.task.task_id, s.episode) for s in specs])
+
+    @flow(name="cache-test", task_runner=task_runner(p))
+    def go():
+        stats: dict = {}
+        parts = spread(play_chunk, calls, name="t", size=len, key=key, stats=stats)
+        return [t for part in parts for t in part], stats
+
+    with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}):
+        first, s1 = go()
+        second, s2 = go()
+    assert s1["cached"] == 0 and s2["cached"] == len(calls)
+    assert _fingerprint(first) == _fingerprint(second) == _fingerprint(ref)

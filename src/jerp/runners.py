@@ -62,12 +62,18 @@ def in_flow() -> bool:
 
 def spread(
     fn: Callable[..., list], calls: Sequence[tuple], *, name: str, size: Callable[[list], int],
-    tally: Callable[[list], str] | None = None, threads_each: int = 0,
+    tally: Callable[[list], str] | None = None, threads_each: int = 0, key: str | None = None,
+    stats: dict | None = None,
 ) -> list[list]:
     """[fn(*args) for args in calls], as tasks on the flow's task runner.
 
     `size(result)` counts a chunk's items for the progress figures; `tally(all results
     so far)` says how the stage is doing (e.g. the running success) in each log line.
+    `key`: a fingerprint of everything the results depend on (workers.fingerprint).
+    With it each chunk's result is persisted in Prefect's result store under that key,
+    so a stage re-run after a crash (kill -9, out of memory) takes the chunks that had
+    finished from there and plays only the rest: its outputs are still written whole,
+    at the end. `stats` (optional) gets the number of chunks served that way.
     """
     if not in_flow():
         if threads_each:
@@ -82,25 +88,39 @@ def spread(
     n = len(calls)
     key = "".join(c if c.isalnum() else "-" for c in name.lower())
     art = create_progress_artifact(0.0, key=key, description=f"{name}: chunks done")
-    run = task(_threaded, name=name, cache_policy=NONE)
+    if key:
+        run = task(_threaded, name=name, cache_key_fn=_chunk_key, persist_result=True)
+    else:
+        run = task(_threaded, name=name, cache_policy=NONE)
     futures = [run.with_options(task_run_name=f"{name} {k + 1}/{n}")
-               .submit(fn, threads_each, args) for k, args in enumerate(calls)]
+               .submit(fn, threads_each, args, f"{key}-{k}-{n}" if key else None)
+               for k, args in enumerate(calls)]
     index = {id(f): k for k, f in enumerate(futures)}
     results: list[Any] = [None] * n
-    done = items = 0
+    done = items = cached = 0
     for f in as_completed(futures):
         k = index[id(f)]
         results[k] = f.result()
         done += 1
+        cached += f.state.name == "Cached"
         items += size(results[k])
         note = f"; {tally([r for r in results if r is not None])}" if tally else ""
         log.info(f"{name}: chunk {k + 1}/{n} done ({size(results[k])}), {done}/{n} chunks, "
                  f"{items} items{note}")
         update_progress_artifact(art, 100.0 * done / n)
+    if cached:
+        log.info(f"{name}: {cached}/{n} chunks were finished by an earlier run (result cache)")
+    if stats is not None:
+        stats["cached"] = cached
     return results
 
 
-def _threaded(fn: Callable[..., list], threads_each: int, args: tuple) -> list:
+def _chunk_key(context, parameters: dict) -> str | None:
+    return parameters.get("cache_key")
+
+
+def _threaded(fn: Callable[..., list], threads_each: int, args: tuple,
+              cache_key: str | None = None) -> list:
     if threads_each:
         set_threads(threads_each)
     return fn(*args)

@@ -49,6 +49,29 @@ class Job:
     desc: str = "episodes"
 
 
+def fingerprint(job: Job, items: list) -> str:
+    """A digest of everything a job's results depend on: params, policy (the adapter's
+    bytes, not its path), pool snapshot, the code of the jerp package, and the items.
+    Results cached under it are reused only when all of these are unchanged."""
+    import hashlib
+
+    import jerp
+
+    h = hashlib.sha256()
+    for part in (job.params.model_dump_json(), repr(job.agent), repr(sorted(job.meta.items())),
+                 job.desc, repr(items)):
+        h.update(part.encode())
+    files = [job.rules] if job.rules else []
+    if job.agent.adapter is not None and job.agent.adapter.is_dir():
+        files += sorted(job.agent.adapter.iterdir())
+    code = Path(jerp.__file__).parent
+    files += sorted(f for f in code.rglob("*") if f.suffix in (".py", ".txt", ".j2"))
+    for f in files:
+        h.update(str(f.relative_to(code) if f.is_relative_to(code) else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:32]
+
+
 def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 

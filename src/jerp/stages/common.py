@@ -24,7 +24,7 @@ from jerp.records import (
     write_json,
 )
 from jerp.runtime import origin
-from jerp.workers import AgentSpec, Job, chunks, play_chunk
+from jerp.workers import AgentSpec, Job, chunks, fingerprint, play_chunk
 
 
 def model_cache(p: Params, root: Path) -> Path:
@@ -52,10 +52,11 @@ def play_episodes(
     sets the episodes show (None: no rules)."""
     job = Job(p, root, agent, rules, meta, desc)
     ranges = chunks(len(specs), runners.workers(p), p.runner.chunk_episodes)
+    key = fingerprint(job, [(s.task.task_id, s.task.source, s.episode) for s in specs])
     parts = runners.spread(
         play_chunk, [(job, specs[a:b], a) for a, b in ranges], name=desc, size=len,
         tally=lambda done: _success([t for part in done for t in part]),
-        threads_each=runners.threads(p))
+        threads_each=runners.threads(p), key=key)
     return [t for part in parts for t in part]
 
 

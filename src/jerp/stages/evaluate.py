@@ -28,7 +28,7 @@ from jerp.records import (
     write_trajectories,
 )
 from jerp.stages.common import play_episodes, policy_version
-from jerp.workers import AgentSpec, Job, chunks, rank_states
+from jerp.workers import AgentSpec, Job, chunks, fingerprint, rank_states
 
 
 def run(p: Params, root: Path, iteration: int) -> dict:
@@ -71,6 +71,7 @@ def rank_reference_states(job: Job, refs: list[Trajectory]) -> list[StateRank]:
     p = job.params
     wrong = wrong_types([r.task_type for r in refs])
     ranges = chunks(len(refs), runners.workers(p))
+    key = fingerprint(job, [(r.task_id, len(r.steps)) for r in refs])
     parts_ = runners.spread(rank_states, [(job, refs[a:b], wrong) for a, b in ranges],
-                            name=job.desc, size=len, threads_each=runners.threads(p))
+                            name=job.desc, size=len, threads_each=runners.threads(p), key=key)
     return [s for part in parts_ for s in part]
