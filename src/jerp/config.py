@@ -34,7 +34,8 @@ class RunParams(Section):
 class EnvParams(Section):
     name: Literal["alfworld", "webshop"] = "alfworld"
     data_dir: str | None = Field(
-        None, description="Game/data folder; None: $ALFWORLD_DATA, else ../shared/alfworld."
+        None, description="Game/data folder; None: $ALFWORLD_DATA / $JERP_WEBSHOP_DATA, else "
+                          "../shared/alfworld / ../shared/webshop beside the project."
     )
     max_steps: int = Field(50, ge=1, le=500)
     train_per_type: int = Field(2, ge=0, description="Train games sampled per task type.")

@@ -14,21 +14,24 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from jerp.envs.actions import milestones
+from jerp.envs.registry import action_abstraction
 from jerp.policy.grpo import discounted_returns, episode_advantages, step_advantages
 from jerp.policy.packing import Target
 from jerp.policy.train import TrainItem
 from jerp.records import Trajectory
 
 
-def milestone_progress(actions: list[str], reference: list[str], goal: str) -> float:
-    """Share of the reference's milestones (take, heat, cool, clean, use, move; WebShop:
-    product, option, buy) that the episode reached, each occurrence counted once."""
-    from jerp.memory.reflect.actions import abstract_actions
-
-    want = Counter(a.key for a in abstract_actions(reference, goal) if a.is_milestone)
+def milestone_progress(actions: list[str], reference: list[str], goal: str,
+                       env: str = "alfworld") -> float:
+    """Share of the reference's milestones (the env's action abstraction: ALFWorld take,
+    heat, cool, clean, use, move; WebShop search, the goal's product, each option the goal
+    asks for, buy) that the episode reached, each occurrence counted once."""
+    ax = action_abstraction(env)
+    want = Counter(a.key for a in milestones(ax.abstract(reference, goal)))
     if not want:
         return 0.0
-    have = Counter(a.key for a in abstract_actions(actions, goal) if a.is_milestone)
+    have = Counter(a.key for a in milestones(ax.abstract(actions, goal)))
     return sum(min(n, have[k]) for k, n in want.items()) / sum(want.values())
 
 
@@ -57,7 +60,7 @@ class GRPOData:
 def episode_return(t: Trajectory, progress_weight: float, reference: Trajectory | None) -> float:
     r = t.reward
     if progress_weight > 0 and reference is not None:
-        r += progress_weight * milestone_progress(t.actions, reference.actions, t.goal)
+        r += progress_weight * milestone_progress(t.actions, reference.actions, t.goal, t.env)
     return r
 
 

@@ -122,12 +122,13 @@ def retriever(p: Params, root: Path, pool: RuleSnapshot | None) -> Retrieve | No
     """The per-episode working-set lookup, or None when no rules are shown."""
     if pool is None or not pool.rules or not p.rules.top_k:
         return None
-    from jerp.memory.retrieve import working_set
+    from jerp.memory.base import Query
+    from jerp.memory.flat import FlatPool
+
+    memory = FlatPool(pool, p.rules.retrieval, root / paths.index_cache())
 
     def retrieve(task: Task, goal: str) -> list[RuleShown]:
-        rules = working_set(pool, task.task_type, goal, p.rules.top_k, p.rules.retrieval,
-                            root / paths.index_cache())
-        return [RuleShown(id=r.id, text=r.text) for r in rules]
+        return memory.retrieve(Query(task.task_type, goal), p.rules.top_k)
 
     return retrieve
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
+from jerp.envs.actions import ActionAbstraction
+from jerp.envs.registry import action_abstraction
 from jerp.methods import parts
 from jerp.records import (
     Proposal,
@@ -31,19 +33,22 @@ def run(p: Params, root: Path, iteration: int, prev: int, environ: dict) -> list
     pool = read_snapshot(root / paths.rules_file(prev))
     refs = [r for r in read_trajectories(root / paths.references_file()) if r.split == "train"]
     refs += wins
+    actions = action_abstraction(p.env.name)
     if p.rules.reflector == "contrastive":
         from jerp.memory.reflect.contrastive import reflect_contrastive
 
-        props = reflect_contrastive(rollouts, refs, pool, p.rules.max_ops)
+        props = reflect_contrastive(rollouts, refs, pool, p.rules.max_ops, actions)
     else:
-        props = _reflect_llm(p, root, rollouts, refs, pool, environ)
+        props = _reflect_llm(p, root, rollouts, refs, pool, environ, actions)
     write_proposals(root / paths.proposals_file(iteration), props)
     return props
 
 
-def _reflect_llm(p: Params, root: Path, rollouts, refs, pool, environ: dict) -> list[Proposal]:
-    """One LLM call per failed rollout, against a reference for the same task (or type)."""
-    from jerp.memory.reflect.llm import openai_generate, reflect_llm
+def _reflect_llm(p: Params, root: Path, rollouts, refs, pool, environ: dict,
+                 actions: ActionAbstraction) -> list[Proposal]:
+    """One LLM call per failed rollout, against its closest real success (same task, else
+    the most similar goal of the type); failures without one are skipped."""
+    from jerp.memory.reflect.llm import closest_reference, openai_generate, reflect_llm
 
     if p.rules.llm_endpoint:
         key = environ.get("OPENAI_API_KEY", "")
@@ -53,17 +58,15 @@ def _reflect_llm(p: Params, root: Path, rollouts, refs, pool, environ: dict) -> 
 
         generate = local_generate(p, root)
     props: list[Proposal] = []
-    by_task = {r.task_id: r for r in refs}
-    by_type = {r.task_type: r for r in refs}
     for t in rollouts:
         if t.won:
             continue
-        ref = by_task.get(t.task_id) or by_type.get(t.task_type)
+        ref = closest_reference(t, refs)
         if ref is None:
             continue
         budget = p.rules.max_ops - sum(x.accepted for x in props)
         if budget <= 0:
             break
         props += reflect_llm(generate, t, ref, pool, max_ops=budget,
-                             max_chars=p.rules.max_rule_chars)
+                             max_chars=p.rules.max_rule_chars, abstraction=actions)
     return props

@@ -6,14 +6,15 @@ from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
-from jerp.memory.pool import revise
+from jerp.memory.flat import FlatPool
 from jerp.records import RuleSnapshot, read_proposals, read_snapshot, write_snapshot
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> tuple[RuleSnapshot, dict]:
-    before = read_snapshot(root / paths.rules_file(prev))
+    before = FlatPool(read_snapshot(root / paths.rules_file(prev)))
     proposals = [x for x in read_proposals(root / paths.proposals_file(iteration)) if x.accepted]
-    after, applied = revise(before, proposals, iteration, p.rules.capacity)
+    memory, applied = before.revise(proposals, iteration, p.rules.capacity)
+    after = memory.snapshot()
     counts: dict[str, int] = {}
     for a in applied:
         if a.accepted:

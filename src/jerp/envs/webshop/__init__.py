@@ -2,5 +2,6 @@
 
 from .data import resolve_data_dir
 from .env import WebShopEnv, list_tasks, search_candidates
+from .goals import CATEGORIES
 
-__all__ = ["WebShopEnv", "list_tasks", "resolve_data_dir", "search_candidates"]
+__all__ = ["CATEGORIES", "WebShopEnv", "list_tasks", "resolve_data_dir", "search_candidates"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -60,13 +61,17 @@ class Catalogue:
 
 
 def resolve_data_dir(
-    data_dir: str | os.PathLike | None = None, project: str | os.PathLike | None = None
+    data_dir: str | os.PathLike | None = None,
+    project: str | os.PathLike | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Path:
-    """Explicit argument (relative to `project` if given), else $JERP_WEBSHOP_DATA, else
-    ../shared/webshop beside the project (default: this repository)."""
+    """Explicit argument (relative to `project` if given), else $JERP_WEBSHOP_DATA (from
+    `environ`, default the process's), else ../shared/webshop beside the project (default:
+    this repository)."""
     base = Path(project).expanduser().resolve() if project is not None else REPO_ROOT
+    env = os.environ if environ is None else environ
     tried: list[Path] = []
-    for cand in (data_dir, os.environ.get(DATA_ENV_VAR), base.parent / "shared" / "webshop"):
+    for cand in (data_dir, env.get(DATA_ENV_VAR), base.parent / "shared" / "webshop"):
         if cand is None or cand == "":
             continue
         path = (base / Path(cand).expanduser()).resolve()

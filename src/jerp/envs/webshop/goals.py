@@ -21,6 +21,7 @@ PRICE_RANGE = tuple(10.0 * i for i in range(1, 100))  # 10, 20, ..., 990
 NO_PRICE_BOUND = 1_000_000.0
 SHUFFLE_SEED = 233
 SPLITS = ("train", "eval_in", "eval_out")
+CATEGORIES = ("beauty", "electronics", "fashion", "garden", "grocery")  # task types
 EVAL_IN_SIZE = 500  # upstream test split = canonical goals[0:500]
 EVAL_OUT_QUERY_SHARE = 0.1  # share of product types (`query`) held out for eval_out
 

@@ -7,8 +7,10 @@ there. The algorithm, per failed rollout:
 
 1. Pick a reference success: same task if there is one, else same task type;
    the shortest, ties by trajectory id. Wins in the batch count as references.
-2. Abstract both sequences (`actions.py`: roles and types instead of instance
-   names) and align them with difflib's matching blocks.
+2. Abstract both sequences with the environment's action abstraction
+   (`envs/actions.py`: roles and types instead of instance names; instance
+   identities, such as WebShop's product, only when both play the same goal) and
+   align them with difflib's matching blocks.
 3. Find the divergence, preferring the key milestone the failure missed:
    a. the first state-changing action of the reference (counted with
       multiplicity, so the second "take" of a pick-two task counts) that never
@@ -27,7 +29,7 @@ them). A rule whose meaning is already in the pool (same normalised text or
 difflib ratio >= `SIMILARITY`) is UPVOTEd instead of ADDed. Rules shown to
 rollouts (Trajectory.rules_shown) are voted on: UPVOTE when more successes
 than failures followed their advice, DOWNVOTE when more failures did
-(`actions.followed`, a check of the milestone verbs the rule asks for).
+(`envs.actions.followed`, a check of the milestone verbs the rule asks for).
 Votes, DOWNVOTEs first, lead the list and keep up to half of `max_ops`, so
 findings cannot crowd them out.
 """
@@ -39,16 +41,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
+from jerp.envs.actions import Act, ActionAbstraction, followed, generic
+from jerp.envs.registry import action_abstraction
 from jerp.memory.pool import normalise
-from jerp.memory.reflect.actions import (
-    Act,
-    abstract_actions,
-    action_phrase,
-    followed,
-    second_mention,
-    short_phrase,
-    with_pronoun,
-)
 from jerp.records import Evidence, Proposal, Rule, RuleSnapshot, Trajectory
 
 SIMILARITY = 0.85
@@ -62,6 +57,21 @@ class Divergence:
     ref_step: int  # index of the reference action the rule is about
     failed_step: int  # index in the failed rollout where it departs
     text: str
+
+
+# ---------------------------------------------------------------- rule language
+
+
+def with_pronoun(phrase: str, obj: str) -> str:
+    """Refer to an object already named in the sentence as 'it' (first occurrence only)."""
+    return phrase.replace(obj, "it", 1) if obj else phrase
+
+
+def second_mention(phrase: str, first: str) -> str:
+    """After 'go to a microwave', say 'the microwave' in the same sentence."""
+    if first.startswith(("a ", "an ")):
+        return phrase.replace(first, re.sub(r"^an? ", "the ", first))
+    return phrase.replace(f" in {first}", " there")
 
 
 # ---------------------------------------------------------------- reference choice
@@ -128,10 +138,10 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def milestone_rule(ref: list[Act], step: int) -> str:
+def milestone_rule(ref: list[Act], step: int, ax: ActionAbstraction) -> str:
     """Advice to do the reference's milestone `step`, placed between its neighbours."""
     act = ref[step]
-    main = action_phrase(act)
+    main = ax.phrase(act)
     occurrence = sum(a.key == act.key for a in ref[: step + 1])
     if act.verb == "take" and occurrence > 1:
         main = f"find and take another {re.sub(r'^(?:the|an?) ', '', act.args[0])}"
@@ -142,39 +152,49 @@ def milestone_rule(ref: list[Act], step: int) -> str:
     obj = act.args[0] if act.args else ""
     if prev is not None and prev.args and prev.args[0] == obj:
         main = with_pronoun(main, obj)
-    head = f"after you {short_phrase(prev)}, {main}" if prev else main
-    tail = f" before you {with_pronoun(short_phrase(nxt), obj)}" if nxt else ""
+    head = f"after you {ax.short_phrase(prev)}, {main}" if prev else main
+    tail = f" before you {with_pronoun(ax.short_phrase(nxt), obj)}" if nxt else ""
     return _sentence(head + tail)
 
 
-def difference_rule(ref: list[Act], failed: list[Act], i: int, j: int) -> str:
+def difference_rule(ref: list[Act], failed: list[Act], i: int, j: int,
+                    ax: ActionAbstraction) -> str:
     """Advice for a plain step difference: do what the reference did, not what failed."""
     prev, _ = _milestones_around(ref, i)
-    do, dont = action_phrase(ref[i]), action_phrase(failed[j])
+    do, dont = ax.phrase(ref[i]), ax.phrase(failed[j])
     repeats = sum(a.align_key == failed[j].align_key for a in failed)
     if repeats >= 3:
         body = f"do not keep repeating '{dont}' when it changes nothing; {do} instead"
     else:
         body = f"{do} rather than {dont}"
-    return _sentence(f"after you {short_phrase(prev)}, {body}" if prev else body)
+    return _sentence(f"after you {ax.short_phrase(prev)}, {body}" if prev else body)
 
 
-def find_divergence(failed: Trajectory, reference: Trajectory) -> Divergence | None:
-    """Where `failed` leaves `reference` (see the module docstring), with its rule."""
-    f_acts = abstract_actions(failed.actions, failed.goal)
-    r_acts = abstract_actions(reference.actions, reference.goal)
+def _abstraction(t: Trajectory, given: ActionAbstraction | None) -> ActionAbstraction:
+    return given if given is not None else action_abstraction(t.env)
+
+
+def find_divergence(failed: Trajectory, reference: Trajectory,
+                    abstraction: ActionAbstraction | None = None) -> Divergence | None:
+    """Where `failed` leaves `reference` (see the module docstring), with its rule.
+    `abstraction`: the env's (default: that of the failure's `env`)."""
+    ax = _abstraction(failed, abstraction)
+    f_acts = ax.abstract(failed.actions, failed.goal)
+    r_acts = ax.abstract(reference.actions, reference.goal)
+    if (failed.task_id, failed.goal) != (reference.task_id, reference.goal):
+        f_acts, r_acts = generic(f_acts), generic(r_acts)  # identities differ across goals
     opcodes = SequenceMatcher(None, [a.align_key for a in r_acts],
                               [a.align_key for a in f_acts], autojunk=False).get_opcodes()
     for kind, finder in (("missing", _missing_milestone), ("order", _out_of_order_milestone)):
         step = finder(r_acts, f_acts)
         if step is not None:
             return Divergence(kind, step, _aligned_position(opcodes, step),
-                              milestone_rule(r_acts, step))
+                              milestone_rule(r_acts, step, ax))
     diff = _first_difference(opcodes, len(r_acts), len(f_acts))
     if diff is None:
         return None
     i, j = diff
-    return Divergence("different", i, j, difference_rule(r_acts, f_acts, i, j))
+    return Divergence("different", i, j, difference_rule(r_acts, f_acts, i, j, ax))
 
 
 # ---------------------------------------------------------------- proposals
@@ -202,12 +222,13 @@ def similar_rule(pool: RuleSnapshot, text: str, scope: str) -> Rule | None:
     return best
 
 
-def _findings(rollouts: list[Trajectory], references: list[Trajectory]) -> list[_Finding]:
+def _findings(rollouts: list[Trajectory], references: list[Trajectory],
+              abstraction: ActionAbstraction | None) -> list[_Finding]:
     refs = references + [t for t in rollouts if t.won]
     groups: dict[tuple[str, str], _Finding] = {}
     for failed in (t for t in rollouts if not t.won):
         ref = pick_reference(failed, refs)
-        d = find_divergence(failed, ref) if ref else None
+        d = find_divergence(failed, ref, abstraction) if ref else None
         if d is None:
             continue
         key = (normalise(d.text), failed.task_type)
@@ -231,17 +252,18 @@ def _finding_proposal(f: _Finding, pool: RuleSnapshot) -> Proposal:
                     rationale=rationale)
 
 
-def _shown_rule_votes(rollouts: list[Trajectory], pool: RuleSnapshot,
-                      skip: set[str]) -> list[Proposal]:
+def _shown_rule_votes(rollouts: list[Trajectory], pool: RuleSnapshot, skip: set[str],
+                      abstraction: ActionAbstraction | None) -> list[Proposal]:
     """UPVOTE rules successes followed, DOWNVOTE rules failures followed while shown."""
     rules = {r.id: r for r in pool.rules}
     ups: dict[str, list[str]] = defaultdict(list)
     downs: dict[str, list[str]] = defaultdict(list)
     for t in rollouts:
-        acts = abstract_actions(t.actions, t.goal)
+        ax = _abstraction(t, abstraction)
+        acts = ax.abstract(t.actions, t.goal)
         for shown in t.rules_shown:
             rule = rules.get(shown.id)
-            if rule is None or rule.id in skip or not followed(rule.text, acts):
+            if rule is None or rule.id in skip or not followed(rule.text, acts, ax):
                 continue
             (ups if t.won else downs)[rule.id].append(t.traj_id)
     votes = []
@@ -259,10 +281,12 @@ def _shown_rule_votes(rollouts: list[Trajectory], pool: RuleSnapshot,
 
 
 def reflect_contrastive(
-    rollouts: list[Trajectory], references: list[Trajectory], pool: RuleSnapshot, max_ops: int
+    rollouts: list[Trajectory], references: list[Trajectory], pool: RuleSnapshot, max_ops: int,
+    abstraction: ActionAbstraction | None = None,
 ) -> list[Proposal]:
-    """Proposals (at most `max_ops`) from contrasting failures with reference successes."""
-    found = [_finding_proposal(f, pool) for f in _findings(rollouts, references)]
+    """Proposals (at most `max_ops`) from contrasting failures with reference successes.
+    `abstraction`: the env's action abstraction (default: each trajectory's env's)."""
+    found = [_finding_proposal(f, pool) for f in _findings(rollouts, references, abstraction)]
     upvoted = {p.rule_ids[0] for p in found if p.op == "UPVOTE"}
     unique: list[Proposal] = []
     for p in found:  # two findings may match the same existing rule: vote once
@@ -272,7 +296,8 @@ def reflect_contrastive(
     # leave): a DOWNVOTE is the only way a rule leaves the pool, and votes appended after
     # the findings were the first cut whenever the findings filled `max_ops`. DOWNVOTEs
     # precede UPVOTEs; the findings keep the other half so discovery does not stall.
-    votes = sorted(_shown_rule_votes(rollouts, pool, upvoted), key=lambda p: p.op != "DOWNVOTE")
+    votes = sorted(_shown_rule_votes(rollouts, pool, upvoted, abstraction),
+                   key=lambda p: p.op != "DOWNVOTE")
     budget = max(max_ops, 0)
     n_votes = min(len(votes), max(budget - len(unique), (budget + 1) // 2))
     return votes[:n_votes] + unique[: budget - n_votes]

@@ -6,6 +6,11 @@ prompt shows the pool (ids, scores, scopes), one failed rollout, one
 reference success, and where the contrastive alignment says they diverge,
 so even a small model has the key step in front of it.
 
+The reference is the closest real success (`closest_reference`): won with the
+full reward (458 of WebShop's 6,910 scripted purchases score below 1.0 and must
+not be shown as a success), on the same task if there is one, else the same task
+type with the most similar goal (rapidfuzz token-set ratio), then the shortest.
+
 `openai_generate` talks to any OpenAI-compatible /chat/completions endpoint
 (vLLM, llama.cpp server, a hosted API) with the standard library only.
 """
@@ -18,6 +23,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from rapidfuzz import fuzz
+
+from jerp.envs.actions import ActionAbstraction
 from jerp.memory.reflect.contrastive import find_divergence
 from jerp.memory.reflect.grammar import GRAMMAR, parse_operations
 from jerp.records import Evidence, Proposal, RuleSnapshot, Trajectory
@@ -26,6 +34,21 @@ Generate = Callable[[str], str]
 
 SYSTEM = ("You maintain a pool of short, general rules that help an agent act in a text "
           "world. You answer only with pool operations in the required grammar.")
+
+
+def really_won(t: Trajectory) -> bool:
+    """A success worth imitating: won, with the full reward (not a partial purchase)."""
+    return t.won and t.reward >= 1.0 and bool(t.actions)
+
+
+def closest_reference(failed: Trajectory, references: list[Trajectory]) -> Trajectory | None:
+    """The real success closest to `failed` (module docstring): same task first, else the
+    same task type by goal similarity; ties: fewer actions, then trajectory id."""
+    wins = [r for r in references if really_won(r) and r.traj_id != failed.traj_id]
+    pool = [r for r in wins if r.task_id == failed.task_id] or [
+        r for r in wins if r.task_type == failed.task_type]
+    return min(pool, default=None, key=lambda r: (
+        -fuzz.token_set_ratio(failed.goal.lower(), r.goal.lower()), len(r.actions), r.traj_id))
 
 
 def render_pool(pool: RuleSnapshot, scope: str) -> str:
@@ -47,7 +70,8 @@ def render_trajectory(t: Trajectory, max_steps: int = 40, obs_chars: int = 120) 
 
 
 def build_prompt(failed: Trajectory, reference: Trajectory | None, pool: RuleSnapshot,
-                 max_ops: int = 3, max_steps: int = 40) -> str:
+                 max_ops: int = 3, max_steps: int = 40,
+                 abstraction: ActionAbstraction | None = None) -> str:
     """The reflector prompt: task, pool, both trajectories, divergence hint, grammar."""
     rules = render_pool(pool, failed.task_type)
     parts = [f"Task type: {failed.task_type}",
@@ -55,7 +79,7 @@ def build_prompt(failed: Trajectory, reference: Trajectory | None, pool: RuleSna
              f"FAILED attempt:\n{render_trajectory(failed, max_steps)}"]
     if reference is not None:
         parts.append(f"SUCCESSFUL reference:\n{render_trajectory(reference, max_steps)}")
-        d = find_divergence(failed, reference)
+        d = find_divergence(failed, reference, abstraction)
         if d is not None:
             parts.append(f"The attempts part at failed step {d.failed_step} / reference step "
                          f"{d.ref_step} ('{reference.actions[d.ref_step]}').")
@@ -73,11 +97,16 @@ def reflect_llm(
     max_ops: int = 3,
     max_chars: int = 240,
     max_downvotes: int = 2,
+    abstraction: ActionAbstraction | None = None,
 ) -> list[Proposal]:
-    """Ask the model, parse its answer; accepted proposals first, then the rejected ones."""
-    prompt = build_prompt(failed, reference, pool, max_ops)
+    """Ask the model, parse its answer; accepted proposals first, then the rejected ones.
+    `reference` must be a real success (`really_won`): the prompt calls it one."""
+    if reference is not None and not really_won(reference):
+        raise ValueError(f"reference {reference.traj_id} did not win (won={reference.won}, "
+                         f"reward {reference.reward:g}); a reference must win with reward 1")
+    prompt = build_prompt(failed, reference, pool, max_ops, abstraction=abstraction)
     answer = generate(prompt)
-    d = find_divergence(failed, reference) if reference is not None else None
+    d = find_divergence(failed, reference, abstraction) if reference is not None else None
     evidence = Evidence(failed=failed.traj_id, reference=reference.traj_id if reference else None,
                         diverge_step=d.failed_step if d else None)
     accepted, rejected = parse_operations(

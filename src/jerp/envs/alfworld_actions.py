@@ -1,0 +1,141 @@
+"""ALFWorld's action abstraction: command forms, goal roles, milestones, rule phrases.
+
+The goal's object and receptacle become roles ("the target object", "the target
+receptacle"; "the lamp" in look_at_obj_in_light), every other entity its type
+("a microwave"), instance numbers are dropped. Milestones are take, heat, cool,
+clean, slice, use and move; going somewhere, opening and examining are not.
+Commands outside the known forms fall back to "verb + abstracted words".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from jerp.envs.actions import Act, verbs_in
+
+TARGET_OBJECT = "the target object"
+TARGET_RECEP = "the target receptacle"
+LAMP = "the lamp"
+
+MILESTONE_VERBS = frozenset({"take", "heat", "cool", "clean", "slice", "use", "move"})
+
+_GOAL_PATTERNS = [
+    r"(?:heat|cool|clean) some (\w+) and put it (?:in|on) (\w+)",
+    r"put (?:a|an|some|two) (?:hot |cool |cold |clean )?(\w+) (?:in|on) (\w+)",
+    r"find two (\w+) and put them (?:in|on) (\w+)",
+    r"examine the (\w+) with the (\w+)",
+    r"look at (\w+) under the (\w+)",
+]
+_LIGHT_GOAL = re.compile(r"examine the \w+ with the|look at \w+ under the")
+
+_COMMANDS = [
+    ("go to", re.compile(r"go to (.+)")),
+    ("take", re.compile(r"take (.+?) from (.+)")),
+    ("move", re.compile(r"(?:move|put) (.+?) (?:to|in|on|into|onto|in/on) (.+)")),
+    ("heat", re.compile(r"heat (.+?) with (.+)")),
+    ("cool", re.compile(r"cool (.+?) with (.+)")),
+    ("clean", re.compile(r"clean (.+?) with (.+)")),
+    ("slice", re.compile(r"slice (.+?) with (.+)")),
+    ("use", re.compile(r"use (.+)")),
+    ("open", re.compile(r"open (.+)")),
+    ("close", re.compile(r"close (.+)")),
+    ("examine", re.compile(r"examine (.+)")),
+]
+
+_VERB_WORDS = {
+    "take": r"take|taking|took|pick(?:ing)? up|grab",
+    "heat": r"heat|heating|heated|warm|microwave it",
+    "cool": r"cool|cooling|cooled|chill",
+    "clean": r"clean|cleaning|cleaned|wash|rinse",
+    "slice": r"slice|slicing|cut",
+    "use": r"use|using|turn(?:ing)? on|switch(?:ing)? on",
+    "move": r"put|putting|place|placing|move it|move the",
+}
+
+
+@dataclass(frozen=True)
+class GoalRoles:
+    """The goal's target object and receptacle types (None when the goal is not parsed)."""
+
+    obj: str | None = None
+    recep: str | None = None
+    light: bool = False  # look_at_obj_in_light: the "receptacle" is a lamp
+
+
+def parse_goal(goal: str) -> GoalRoles:
+    """Target object and receptacle types of an ALFWorld goal sentence."""
+    text = goal.lower().split("your task is to:")[-1].strip().rstrip(".")
+    for pattern in _GOAL_PATTERNS:
+        m = re.search(pattern, text)
+        if m:
+            return GoalRoles(m.group(1), m.group(2), bool(_LIGHT_GOAL.search(text)))
+    return GoalRoles()
+
+
+def entity_type(name: str) -> str:
+    """'apple 2' -> 'apple'; 'desklamp 1' -> 'desklamp'."""
+    return re.sub(r"\s+\d+$", "", name.strip().lower())
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def entity_phrase(name: str, roles: GoalRoles) -> str:
+    """An object or receptacle named by its role in the goal, else by its type."""
+    kind = entity_type(name)
+    if kind and kind == roles.obj:
+        return TARGET_OBJECT
+    if kind and kind == roles.recep:
+        return LAMP if roles.light else TARGET_RECEP
+    return _article(kind) if kind else kind
+
+
+def abstract_action(action: str, roles: GoalRoles) -> Act:
+    """Parse a command and abstract its arguments (see the module docstring)."""
+    text = " ".join(action.strip().lower().split())
+    for verb, pattern in _COMMANDS:
+        m = pattern.fullmatch(text)
+        if m:
+            args = tuple(entity_phrase(g, roles) for g in m.groups())
+            return Act(verb, args, action, verb in MILESTONE_VERBS)
+    words = text.split()
+    rest = re.sub(r"\s+\d+\b", "", " ".join(words[1:])).strip()
+    verb = words[0] if words else ""
+    return Act(verb, (rest,) if rest else (), action, verb in MILESTONE_VERBS)
+
+
+class AlfWorldActions:
+    """The `ActionAbstraction` of ALFWorld (stateless)."""
+
+    name = "alfworld"
+
+    def abstract(self, actions: list[str], goal: str) -> list[Act]:
+        roles = parse_goal(goal)
+        return [abstract_action(a, roles) for a in actions]
+
+    def phrase(self, act: Act) -> str:
+        a, verb = act.args, act.verb
+        if verb == "take" and a:
+            return f"find and take {a[0]}"
+        if verb == "move" and len(a) == 2:
+            return f"put {a[0]} in {a[1]}"
+        if verb in ("heat", "cool", "clean", "slice") and len(a) == 2:
+            return f"{verb} {a[0]} with {a[1]}"
+        if verb == "use" and a == (LAMP,):
+            return f"turn on {LAMP}"
+        return " ".join((verb, *a)).strip()
+
+    def short_phrase(self, act: Act) -> str:
+        if act.verb == "take" and act.args:
+            return f"take {act.args[0]}"
+        if act.verb in ("heat", "cool", "clean", "slice") and act.args:
+            return f"{act.verb} {act.args[0]}"
+        return self.phrase(act)
+
+    def rule_verbs(self, text: str) -> set[str] | None:
+        return verbs_in(text, _VERB_WORDS)
+
+
+ALFWORLD_ACTIONS = AlfWorldActions()
