@@ -6,7 +6,7 @@ PY := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test lint bench compare prefect-ui mlflow-ui clean
+.PHONY: install params run test lint bench compare prefect-ui mlflow-ui clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,7 +19,20 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 install: $(VENV)/.installed
 	@test -d .dvc || $(BIN)/dvc init -q
 
-run: install
+# PRESET=quick|standard|paper|tiny: params.yaml becomes presets/$(PRESET).yaml first (refused
+# while params.yaml has edits that are not committed, so none is lost).
+PRESET ?=
+params:
+ifneq ($(PRESET),)
+	@test -f presets/$(PRESET).yaml || { echo "no preset $(PRESET); accepted: \
+	  $$(ls presets | sed 's/.yaml//' | tr '\n' ' ')"; exit 2; }
+	@cmp -s presets/$(PRESET).yaml params.yaml || git diff --quiet -- params.yaml || { \
+	  echo "params.yaml has uncommitted edits: commit or stash them before PRESET=$(PRESET)"; \
+	  exit 2; }
+	cp presets/$(PRESET).yaml params.yaml
+endif
+
+run: install params
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
@@ -33,7 +46,7 @@ lint: install
 # one at a time: the warm start and everything a method does not change are reused).
 # The queue's workers call `dvc` by name: PATH (exported above) must hold the venv.
 COMPARE ?= react rules_only policy_only
-compare: install
+compare: install params
 	for m in $(COMPARE); do $(BIN)/dvc exp run --queue -n "$$m" -S run.method="$$m"; done
 	$(BIN)/dvc queue start --jobs 1
 	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done

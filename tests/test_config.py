@@ -58,3 +58,14 @@ def test_presets_name_every_key_dvc_reads(root):
     for preset in (root / "presets").glob("*.yaml"):
         with open(preset) as fh:
             assert _keys(yaml.safe_load(fh)) == full, preset.name
+
+
+def test_presets_are_valid_and_params_yaml_is_quick(root):
+    from jerp.config import load_params
+
+    presets = {p.stem: load_params(p) for p in sorted((root / "presets").glob("*.yaml"))}
+    assert {"tiny", "quick", "standard", "paper"} <= set(presets)
+    assert (root / "params.yaml").read_text() == (root / "presets/quick.yaml").read_text()
+    paper = presets["paper"]
+    assert paper.env.max_steps == 50 and paper.rollout.group_size == 8
+    assert paper.warmstart.games_per_type == 0 and paper.finetune.progress_reward == 0
