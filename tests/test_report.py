@@ -134,3 +134,21 @@ def test_states_file_schema_error_names_the_file(tmp_path):
     (tmp_path / paths.expert_states_file(1)).write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="expert_states.json: not a valid ExpertStates"):
         load_run(workspace(tmp_path), [1])
+
+
+def test_webshop_score_interval_and_paired_score():
+    from jerp.report.load import EvalGame, IterationData
+
+    rewards_a = [0.0, 0.5, 0.5, 1.0]
+    rewards_b = [0.5, 0.75, 0.5, 1.0]
+    ga = [EvalGame(f"g{i}", "t", r == 1.0, r) for i, r in enumerate(rewards_a)]
+    gb = [EvalGame(f"g{i}", "t", r == 1.0, r) for i, r in enumerate(rewards_b)]
+    a = IterationData(0, {"episodes": 4}, games=ga)
+    b = IterationData(1, {"episodes": 4}, games=gb)
+    s = analysis.summarize(a)
+    assert s.score.value == 50.0  # mean reward x 100
+    assert 0.0 <= s.score.low <= 50.0 <= s.score.high <= 100.0
+    results = {r.what.split(",")[0]: r for r in analysis.compare_iterations(a, b)}
+    assert results["score"].diff == pytest.approx((0.5 + 0.25) / 4 * 100)
+    assert results["score"].pairs == 4
+    assert "eval success (exact McNemar)" in {r.what for r in results.values()}

@@ -60,6 +60,14 @@ class Estimate:
     high: float | None = None
 
 
+def fmt_estimate(e: Estimate | None, digits: int = 1) -> str:
+    """'42.5 (30.0-55.0)', or the bare value when no interval is known."""
+    if e is None:
+        return "-"
+    ci = f" ({e.low:.{digits}f}-{e.high:.{digits}f})" if e.low is not None else ""
+    return f"{e.value:.{digits}f}{ci}"
+
+
 @dataclass
 class IterationSummary:
     iteration: int
@@ -69,7 +77,7 @@ class IterationSummary:
     mrr: dict[str, Estimate] = field(default_factory=dict)
     top1_by_type: dict[str, float] = field(default_factory=dict)
     mrr_by_type: dict[str, float] = field(default_factory=dict)
-    score: float | None = None  # WebShop mean reward
+    score: Estimate | None = None  # mean reward x 100 (the WebShop score), bootstrap CI
 
 
 def _success(games: list[EvalGame] | None, m: dict) -> tuple[Rate, dict[str, Rate]]:
@@ -107,11 +115,16 @@ def summarize(d: IterationData, seed: int = 0) -> IterationSummary:
     success, by_type = _success(d.games, d.metrics)
     top1, mrr = _expert(d.states, d.metrics, seed)
     score = d.metrics.get("score")
+    if d.games:
+        score = Estimate(*(100 * v for v in stats.bootstrap_mean(
+            [g.reward for g in d.games], seed=seed)))
+    elif score is not None:
+        score = Estimate(float(score))
     return IterationSummary(
         iteration=d.iteration, success=success, by_type=by_type, top1=top1, mrr=mrr,
         top1_by_type=dict(d.metrics.get("expert_top1_by_type", {})),
         mrr_by_type=dict(d.metrics.get("expert_mrr_by_type", {})),
-        score=None if score is None else float(score),
+        score=score,
     )
 
 
@@ -219,11 +232,31 @@ def paired_states(a: list[StateRank], b: list[StateRank], prompt: str = "shown",
     )
 
 
+def paired_score(a: list[EvalGame], b: list[EvalGame], seed: int = 0) -> PairedResult | None:
+    """Paired bootstrap on the score (mean reward x 100) of the games both runs played."""
+    ra = {g.task_id: 100 * g.reward for g in a}
+    rb = {g.task_id: 100 * g.reward for g in b}
+    ids = sorted(set(ra) & set(rb))
+    if len(ids) < 2:
+        return None
+    xa, xb = [ra[i] for i in ids], [rb[i] for i in ids]
+    boot = stats.paired_bootstrap(xa, xb, seed=seed)
+    return PairedResult(
+        what="score, mean reward x 100 (paired bootstrap)", pairs=len(ids),
+        a=sum(xa) / len(ids), b=sum(xb) / len(ids), diff=boot["diff"], p=boot["p"],
+        low=boot["low"], high=boot["high"],
+        needed=stats.pairs_needed([y - x for x, y in zip(xa, xb, strict=True)]),
+    )
+
+
 def compare_iterations(a: IterationData, b: IterationData, seed: int = 0
                        ) -> list[PairedResult]:
     out = []
     if a.games and b.games and (r := paired_success(a.games, b.games)):
         out.append(r)
+    partial = any(0 < g.reward < 1 for g in (*a.games, *b.games)) if a.games and b.games else False
+    if partial and (r := paired_score(a.games, b.games, seed=seed)):
+        out.append(r)  # WebShop: rewards between 0 and 1 carry more than success
     if a.states and b.states and (r := paired_states(a.states, b.states, seed=seed)):
         out.append(r)
     return out

@@ -21,6 +21,7 @@ from jerp.report.analysis import (
     IterationSummary,
     compare_iterations,
     competence_verdict,
+    fmt_estimate,
     fmt_rate,
     summarize,
 )
@@ -57,7 +58,7 @@ def csv_rows(data: list[IterationData], rows: list[IterationSummary], ops: list[
             row[f"rules_{name}"] = getattr(o, name) if o else None
         row["train_ce"] = d.train.get("ce_last")
         row["train_pg"] = d.train.get("pg_last")
-        row["score"] = r.score
+        row["score"] = None if r.score is None else round(r.score.value, 2)
         out.append(row)
     return out
 
@@ -80,9 +81,11 @@ def _success_blocks(rows: list[IterationSummary]) -> list[Block]:
               [[str(r.iteration), fmt_rate(r.success),
                 *[fmt_rate(r.by_type.get(t)) for t in types]] for r in rows]),
     ]
-    if any(r.score is not None and r.score != r.success.value for r in rows):
-        blocks.insert(3, Text("Mean score per iteration: " + ", ".join(
-            f"{r.iteration}: {_f(r.score)}" for r in rows) + "."))
+    if any(r.score is not None and abs(r.score.value - 100 * r.success.value) > 1e-6
+           for r in rows):  # partial rewards (WebShop): the score says more than success
+        blocks.insert(3, Text("Score (mean reward x 100, 95% bootstrap interval) per "
+                              "iteration: " + ", ".join(
+            f"{r.iteration}: {fmt_estimate(r.score)}" for r in rows) + "."))
     return blocks
 
 

@@ -15,7 +15,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from jerp.report.analysis import IterationSummary, compare_iterations, fmt_rate, summarize
+from jerp.report.analysis import (
+    IterationSummary,
+    compare_iterations,
+    fmt_estimate,
+    fmt_rate,
+    summarize,
+)
 from jerp.report.load import (
     IterationData,
     Source,
@@ -76,7 +82,7 @@ def table2(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
         rows.append([run.method, run.label, str(s.iteration),
                      *[f"{s.by_type[t].value:.2f}" if t in s.by_type else "-" for t in types],
                      fmt_rate(s.success), "-" if top1 is None else f"{top1.value:.3f}"]
-                    + ([f"{s.score:.3f}" if s.score is not None else "-"] if webshop else []))
+                    + ([fmt_estimate(s.score)] if webshop else []))
     return header, rows
 
 
@@ -132,3 +138,4 @@ def experiment_names(root: Path) -> list[str]:
         if len(parts) == 5 and parts[2] + parts[3] == head:
             names.append(parts[4])
     return names
+
