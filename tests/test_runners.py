@@ -183,3 +183,11 @@ def test_finished_chunks_are_not_replayed(episodes, alf_root, model_cache, prefe
         second, s2 = go()
     assert s1["cached"] == 0 and s2["cached"] == len(calls)
     assert _fingerprint(first) == _fingerprint(second) == _fingerprint(ref)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_ray_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, prefect_server):
+    root, specs, ref = episodes
+    got = _in_flow(_params(alf_root, model_cache, "ray"), root, specs)
+    assert _fingerprint(got) == _fingerprint(ref)

@@ -175,14 +175,15 @@ class RunnerParams(Section):
     """How rollout and evaluation spread their episodes: chunks of episodes become
     Prefect tasks on this task runner, each worker loading its policy copy once."""
 
-    kind: Literal["local", "process", "dask"] = Field(
+    kind: Literal["local", "process", "dask", "ray"] = Field(
         "process", description="local: in the stage's process; process: a pool of worker "
         "processes (Prefect's ProcessPoolTaskRunner); dask: a `distributed` cluster "
-        "(prefect-dask), a LocalCluster unless `address` is given.")
+        "(prefect-dask), a LocalCluster unless `address` is given; ray: a Ray cluster "
+        "(prefect-ray), a local one unless `address` is given.")
     workers: int = Field(0, ge=0, description="Worker processes; 0 = one per available core.")
     address: str | None = Field(
-        None, description="dask only: the scheduler address (tcp://host:8786); None: a "
-        "LocalCluster of `workers` single-threaded processes on this machine.")
+        None, description="dask/ray: the cluster to join (tcp://host:8786, ray://host:10001); "
+        "None: a local cluster of `workers` single-threaded processes on this machine.")
     chunk_episodes: int = Field(
         0, ge=0, description="Episodes per task; 0 = about two tasks per worker, so a slow "
         "chunk does not leave a worker idle.")

@@ -8,6 +8,8 @@ another in this process.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +43,8 @@ def task_runner(p: Params):
     if r.kind == "process":
         return ProcessPoolTaskRunner(max_workers=workers(p), initializer=set_threads,
                                      initargs=(threads(p),))
+    if r.kind == "ray":
+        return _ray(p)
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError:
@@ -52,6 +56,22 @@ def task_runner(p: Params):
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": workers(p), "threads_per_worker": 1, "processes": True,
         "dashboard_address": None})
+
+
+def _ray(p: Params):
+    try:
+        from prefect_ray import RayTaskRunner
+    except ImportError:
+        raise SystemExit("runner.kind = 'ray' needs prefect-ray (in requirements.txt: "
+                         "`make install`)") from None
+    if p.runner.address:
+        return RayTaskRunner(address=p.runner.address)
+    # A local Ray instance with one CPU per worker: at most `workers` chunks at once. Its
+    # workers import what this process imports (as multiprocessing's spawn does).
+    path = os.pathsep.join(x for x in sys.path if x)
+    return RayTaskRunner(init_kwargs={
+        "num_cpus": workers(p), "include_dashboard": False, "log_to_driver": False,
+        "runtime_env": {"env_vars": {"PYTHONPATH": path}}})
 
 
 def in_flow() -> bool:
