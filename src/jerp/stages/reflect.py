@@ -2,10 +2,15 @@
 
 References are the environment's reference solutions for train tasks plus the
 agent's own wins, which accumulate across iterations in wins.jsonl.
+
+The LLM reflector's API key is read from $OPENAI_API_KEY here, where the client
+is made, and never passed as an argument: arguments of Prefect tasks and flows
+may be recorded in Prefect's database, and params reach MLflow.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jerp import paths
@@ -20,7 +25,7 @@ from jerp.records import (
 )
 
 
-def run(p: Params, root: Path, iteration: int, prev: int, environ: dict) -> list[Proposal]:
+def run(p: Params, root: Path, iteration: int, prev: int) -> list[Proposal]:
     rollouts = read_trajectories(root / paths.rollouts_file(iteration))
     wins = read_trajectories(root / paths.wins_file(prev))
     wins += [t for t in rollouts if t.won]
@@ -36,17 +41,17 @@ def run(p: Params, root: Path, iteration: int, prev: int, environ: dict) -> list
 
         props = reflect_contrastive(rollouts, refs, pool, p.rules.max_ops)
     else:
-        props = _reflect_llm(p, root, rollouts, refs, pool, environ)
+        props = _reflect_llm(p, root, rollouts, refs, pool)
     write_proposals(root / paths.proposals_file(iteration), props)
     return props
 
 
-def _reflect_llm(p: Params, root: Path, rollouts, refs, pool, environ: dict) -> list[Proposal]:
+def _reflect_llm(p: Params, root: Path, rollouts, refs, pool) -> list[Proposal]:
     """One LLM call per failed rollout, against a reference for the same task (or type)."""
     from jerp.memory.reflect.llm import openai_generate, reflect_llm
 
     if p.rules.llm_endpoint:
-        key = environ.get("OPENAI_API_KEY", "")
+        key = os.environ.get("OPENAI_API_KEY", "")  # read at the edge; see the docstring
         generate = openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
     else:
         from jerp.stages.common import local_generate
