@@ -26,15 +26,19 @@ from jerp.records import (
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> list[Proposal]:
+    # Every input is read before any output is written: a corrupt one changes nothing.
     rollouts = read_trajectories(root / paths.rollouts_file(iteration))
     wins = read_trajectories(root / paths.wins_file(prev))
     wins += [t for t in rollouts if t.won]
+    rules = parts(p.run.method).rules
+    if rules:
+        pool = read_snapshot(root / paths.rules_file(prev))
+        refs = [r for r in read_trajectories(root / paths.references_file())
+                if r.split == "train"]
     write_trajectories(root / paths.wins_file(iteration), wins)
-    if not parts(p.run.method).rules:
+    if not rules:
         write_proposals(root / paths.proposals_file(iteration), [])
         return []
-    pool = read_snapshot(root / paths.rules_file(prev))
-    refs = [r for r in read_trajectories(root / paths.references_file()) if r.split == "train"]
     refs += wins
     if p.rules.reflector == "contrastive":
         from jerp.memory.reflect.contrastive import reflect_contrastive
