@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -160,7 +161,11 @@ def guard_stage() -> Owner:
 
     owner = this_process()
     start_prefect_server()
-    mark_orphans_crashed(owner)
+    try:
+        mark_orphans_crashed(owner)
+    except Exception as e:  # housekeeping: never the reason a stage fails
+        print(f"warning: could not mark crashed Prefect runs: {type(e).__name__}: {e}",
+              file=sys.stderr)
     # Entered for the process's life (never exited): every flow run it creates carries
     # its owner. `prefect.tags(...)` would not do: its generator, once collected, exits.
     current = TagsContext.get().current_tags
