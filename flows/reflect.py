@@ -1,7 +1,5 @@
 """Stage `reflect@i`: contrast rollouts i with reference successes; propose pool operations."""
 
-import os
-
 from common import ROOT, iteration_args, load
 
 PARAMS = load()
@@ -16,7 +14,7 @@ from jerp.stages import reflect  # noqa: E402
 @flow(name="reflect")
 def reflect_flow(iteration: int, prev: int) -> None:
     props = task(reflect.run, name="reflect", cache_policy=NONE)(
-        PARAMS, ROOT, iteration, prev, dict(os.environ)
+        PARAMS, ROOT, iteration, prev
     )
     accepted = sum(p.accepted for p in props)
     rejected = len(props) - accepted

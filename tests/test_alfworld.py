@@ -6,6 +6,7 @@ from jerp.envs.alfworld import (
     TASK_TYPES,
     AlfWorldEnv,
     DataNotFoundError,
+    GameFileError,
     list_tasks,
     resolve_data_root,
     sample_tasks,
@@ -67,3 +68,26 @@ def test_missing_data_dir_says_where_it_looked(tmp_path):
     with pytest.raises(DataNotFoundError) as e:
         resolve_data_root(str(tmp_path / "nowhere"), {}, tmp_path / "proj")
     assert str(tmp_path / "nowhere") in str(e.value) and "ALFWORLD_DATA" in str(e.value)
+
+
+def test_broken_game_file_is_named(env, alf_root, tmp_path):
+    """A truncated game file: reset and reference both name it (the engine's JSON error
+    alone does not), and the env still plays the next good game."""
+    good = sample_tasks(list_tasks(alf_root, "train"), 1, seed=0)[0]
+    trial = tmp_path / good.source
+    trial.parent.mkdir(parents=True)
+    for f in (alf_root / good.source).parent.iterdir():
+        (trial.parent / f.name).symlink_to(f)
+    text = (alf_root / good.source).read_text()
+    trial.unlink()
+    trial.write_text(text[: len(text) // 2])
+    broken = AlfWorldEnv(tmp_path, max_steps=5)
+    try:
+        with pytest.raises(GameFileError, match=f"{trial}: not a playable ALFWorld game "
+                           r"\(JSONDecodeError"):
+            broken.reset(good)
+        with pytest.raises(GameFileError, match=f"{trial}: no readable walkthrough"):
+            broken.reference(good)
+    finally:
+        broken.close()
+    assert env.reset(good).admissible

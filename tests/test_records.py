@@ -3,11 +3,13 @@
 import pytest
 
 from jerp.records import (
+    CorruptInputError,
     RuleSnapshot,
     StepRecord,
     Trajectory,
     atomic_open,
     read_snapshot,
+    read_tasks,
     read_trajectories,
     write_snapshot,
     write_trajectories,
@@ -49,3 +51,27 @@ def test_bad_line_is_named(tmp_path):
     path.write_text('{"traj_id": 1}\n')
     with pytest.raises(ValueError, match=r"t\.jsonl:1"):
         read_trajectories(path)
+
+
+def test_truncated_trajectory_file_names_file_line_and_cut(tmp_path):
+    path = tmp_path / "rollouts.jsonl"
+    write_trajectories(path, [_traj(1), _traj(2)])
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])  # cut inside the second record
+    with pytest.raises(CorruptInputError, match=r"rollouts\.jsonl:2: not a valid Trajectory "
+                       r"\(truncated\?\)"):
+        read_trajectories(path)
+
+
+def test_hand_edited_snapshot_names_the_file_and_the_json_error(tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text('{"iteration": 1, "capacity": 5, "rules": [,]}\n')
+    with pytest.raises(CorruptInputError, match=r"rules\.json: not valid JSON \(Expecting value: "
+                       r"line 1 column 43"):
+        read_snapshot(path)
+    path.write_text('{"iteration": "one", "capacity": 5, "rules": []}\n')
+    with pytest.raises(CorruptInputError, match=r"rules\.json: not a valid RuleSnapshot"):
+        read_snapshot(path)
+    path.write_bytes(b'{"env": "\xff"}')
+    with pytest.raises(CorruptInputError, match=r"rules\.json: not valid JSON"):
+        read_tasks(path)

@@ -46,7 +46,7 @@ def run_dir(tmp_path, alf_root):
 
 def test_contrastive_reflect_then_revise(run_dir):
     p = parse_params({"iterations": {1: {"prev": 0}}, "eval_iterations": [0, 1]})
-    props = reflect.run(p, run_dir, 1, 0, {})
+    props = reflect.run(p, run_dir, 1, 0)
     assert [t.traj_id for t in read_trajectories(run_dir / paths.wins_file(1))] == ["roll1:a#1"]
     assert any(x.op == "ADD" and "heat" in x.text.lower() for x in props)
     snap, counts = revise.run(p, run_dir, 1, 0)
@@ -58,7 +58,7 @@ def test_contrastive_reflect_then_revise(run_dir):
 def test_react_method_passes_the_pool_through(run_dir):
     p = parse_params({"run": {"method": "react"}, "iterations": {1: {"prev": 0}},
                       "eval_iterations": [0, 1]})
-    assert reflect.run(p, run_dir, 1, 0, {}) == []
+    assert reflect.run(p, run_dir, 1, 0) == []
     snap, _ = revise.run(p, run_dir, 1, 0)
     assert snap.rules == [] and snap.iteration == 1
 
@@ -70,7 +70,7 @@ def test_llm_reflector_on_the_real_local_model(run_dir, model_cache):
     p = parse_params({"rules": {"reflector": "llm", "max_ops": 3},
                       "policy": {"cache_dir": str(model_cache)},
                       "iterations": {1: {"prev": 0}}, "eval_iterations": [0, 1]})
-    reflect.run(p, run_dir, 1, 0, {})
+    reflect.run(p, run_dir, 1, 0)
     logged = read_proposals(run_dir / paths.proposals_file(1))
     assert all(x.accepted or x.reject_reason for x in logged)
     assert sum(x.accepted for x in logged) <= 3

@@ -122,6 +122,9 @@ def test_missing_or_broken_adapter_is_an_error_naming_it(model_cache, tmp_path):
         AdapterManifest(kind="lora", base="smollm2", iteration=1).model_dump_json())
     with pytest.raises(AdapterError, match="no adapter_config.json"):
         load_policy("smollm2", model_cache, "float32", broken)
+    (broken / "adapter_config.json").write_text("{}")
+    with pytest.raises(AdapterError, match=f"{broken} says kind 'lora' but has no weights"):
+        load_policy("smollm2", model_cache, "float32", broken)
     (broken / ADAPTER_MANIFEST).write_text("{not json")
     with pytest.raises(AdapterError, match="not a valid adapter manifest"):
         load_policy("smollm2", model_cache, "float32", broken)

@@ -41,7 +41,7 @@ def run_dir(tmp_path_factory, root, model_cache):
     warmstart.run(p, d)
     evaluate.run(p, d, 0)
     rollout.run(p, d, 1, 0)
-    reflect.run(p, d, 1, 0, {})
+    reflect.run(p, d, 1, 0)
     revise.run(p, d, 1, 0)
     finetune.run(p, d, 1, 0)
     m1 = evaluate.run(p, d, 1)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from jerp.envs.base import Task
 
@@ -53,9 +53,25 @@ def write_json(path: str | Path, obj: object) -> None:
         fh.write("\n")
 
 
+class CorruptInputError(ValueError):
+    """A stage input that exists but cannot be read: the message names the file and
+    what is wrong with it (truncated, hand-edited, not the expected schema)."""
+
+
 def read_json(path: str | Path) -> object:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptInputError(f"{path}: not valid JSON ({e})") from e
+
+
+def read_model(path: str | Path, model: type[M]) -> M:
+    """One JSON file validated as `model`; a bad file names itself and the problem."""
+    try:
+        return model.model_validate(read_json(path))
+    except ValidationError as e:
+        raise CorruptInputError(f"{path}: not a valid {model.__name__}: {e}") from e
 
 
 def write_jsonl(path: str | Path, models: Iterable[BaseModel]) -> None:
@@ -68,12 +84,17 @@ def write_jsonl(path: str | Path, models: Iterable[BaseModel]) -> None:
 def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
     out = []
     with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    out.append(model.model_validate_json(line))
-                except ValueError as e:
-                    raise ValueError(f"{path}:{n}: not a valid {model.__name__}: {e}") from e
+        try:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        out.append(model.model_validate_json(line))
+                    except ValueError as e:
+                        hint = " (truncated?)" if not line.endswith("\n") else ""
+                        raise CorruptInputError(
+                            f"{path}:{n}: not a valid {model.__name__}{hint}: {e}") from e
+        except UnicodeDecodeError as e:
+            raise CorruptInputError(f"{path}: not UTF-8 text ({e})") from e
     return out
 
 
@@ -100,7 +121,7 @@ def write_tasks(path: str | Path, tasks: TaskList) -> None:
 
 
 def read_tasks(path: str | Path) -> TaskList:
-    return TaskList.model_validate(read_json(path))
+    return read_model(path, TaskList)
 
 
 # ---------------------------------------------------------------- trajectories
@@ -203,7 +224,7 @@ def write_snapshot(path: str | Path, snap: RuleSnapshot) -> None:
 
 
 def read_snapshot(path: str | Path) -> RuleSnapshot:
-    return RuleSnapshot.model_validate(read_json(path))
+    return read_model(path, RuleSnapshot)
 
 
 OpName = Literal["ADD", "EDIT", "UPVOTE", "DOWNVOTE", "MERGE"]

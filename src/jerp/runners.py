@@ -48,7 +48,7 @@ def task_runner(p: Params):
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError:
-        raise SystemExit("runner.kind = 'dask' needs prefect-dask (in requirements.txt: "
+        raise SystemExit("runner.kind = 'dask' needs prefect-dask (a dependency in pyproject.toml: "
                          "`make install`)") from None
     if r.address:
         return DaskTaskRunner(address=r.address)
@@ -62,7 +62,7 @@ def _ray(p: Params):
     try:
         from prefect_ray import RayTaskRunner
     except ImportError:
-        raise SystemExit("runner.kind = 'ray' needs prefect-ray (in requirements.txt: "
+        raise SystemExit("runner.kind = 'ray' needs prefect-ray (a dependency in pyproject.toml: "
                          "`make install`)") from None
     if p.runner.address:
         return RayTaskRunner(address=p.runner.address)

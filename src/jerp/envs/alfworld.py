@@ -31,6 +31,10 @@ class DataNotFoundError(FileNotFoundError):
     pass
 
 
+class GameFileError(ValueError):
+    """A game file that is there but cannot be played (truncated, edited, wrong format)."""
+
+
 def resolve_data_root(explicit: str | None, environ: Mapping[str, str], project: Path) -> Path:
     """params env.data_dir, else $ALFWORLD_DATA, else ../shared/alfworld beside the project."""
     tried = []
@@ -140,7 +144,11 @@ class AlfWorldEnv:
         # Re-point the registered env at this one game; seed() rebuilds its game iterator.
         self._env.gamefiles = [str(path)]
         self._env.seed(0)
-        return self._env.reset()
+        try:
+            return self._env.reset()
+        except Exception as e:  # the engine's own errors (JSON, PDDL) do not name the file
+            raise GameFileError(f"{path}: not a playable ALFWorld game "
+                                f"({type(e).__name__}: {e})") from e
 
     def reset(self, task: Task) -> Observation:
         obs, info = self._load(task)
@@ -167,8 +175,13 @@ class AlfWorldEnv:
         """The game's walkthrough: its reference successful trajectory."""
         import json
 
-        with open(self.root / task.source, encoding="utf-8") as fh:
-            return list(json.load(fh)["walkthrough"])
+        path = self.root / task.source
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return list(json.load(fh)["walkthrough"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise GameFileError(f"{path}: no readable walkthrough "
+                                f"({type(e).__name__}: {e})") from e
 
     def close(self) -> None:
         self._env.close()

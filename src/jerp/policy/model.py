@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SMOLLM2 = "smollm2"
+# peft's weight file names (safetensors, or the older pickle) in an adapter folder.
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -129,6 +131,10 @@ def read_adapter(folder: str | Path):
     if m.kind == "lora" and not (folder / "adapter_config.json").is_file():
         raise AdapterError(f"adapter folder {folder} says kind 'lora' but has no "
                            "adapter_config.json (a broken or half-copied adapter)")
+    if m.kind == "lora" and not any((folder / w).is_file() for w in ADAPTER_WEIGHTS):
+        raise AdapterError(f"adapter folder {folder} says kind 'lora' but has no weights "
+                           f"({' or '.join(ADAPTER_WEIGHTS)}): a broken or half-copied "
+                           "adapter (`dvc pull` or re-run the stage that writes it)")
     return m
 
 

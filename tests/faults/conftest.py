@@ -1,0 +1,16 @@
+"""Fault tests' fixture: make_project(**overrides), a tiny real project in tmp_path."""
+
+from __future__ import annotations
+
+import pytest
+from stage_project import make_project as _make_project
+
+
+@pytest.fixture
+def make_project(tmp_path, root, alf_root, model_cache):
+    """make_project(**overrides) -> a project copy on the tiny preset (see stage_project)."""
+
+    def make(**overrides: dict):
+        return _make_project(tmp_path / "proj", root, alf_root, model_cache, **overrides)
+
+    return make
