@@ -32,8 +32,9 @@ ifneq ($(PRESET),)
 	cp presets/$(PRESET).yaml params.yaml
 endif
 
+# One Prefect server for the whole run (the UI at http://127.0.0.1:4200 shows it live).
 run: install params
-	$(BIN)/dvc repro
+	$(PY) -m jerp.serve -- $(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
 test: install

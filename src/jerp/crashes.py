@@ -85,7 +85,7 @@ def process_alive(owner: Owner) -> bool:
     return abs(started - owner.started) < 0.05
 
 
-def _dies_with_parent() -> Callable[[], None] | None:
+def dies_with_parent() -> Callable[[], None] | None:
     """A Popen preexec_fn that makes the child die with this process; None off Linux.
     The C function is looked up here, before any fork: the child only calls it."""
     try:
@@ -110,7 +110,7 @@ def start_prefect_server() -> None:
 
     if PREFECT_API_URL.value():
         return
-    preexec = _dies_with_parent()
+    preexec = dies_with_parent()
     if preexec is not None:
         popen = prefect_server.subprocess.Popen
 
