@@ -1,12 +1,13 @@
 """Benchmark: episodes per second on each task runner, quiet and beside a busy neighbour.
 
     python bench/runners.py [--games 8] [--steps 15] [--runs 1] [--adapter data/iter_0/adapter]
-                            [--runners local,local1,process,dask] [--neighbour]
+                            [--runners local,local1,process,dask,ray] [--neighbour]
 
 Plays the same eval_out games with the same seed on each runner (params
 `runner`): `local` (the stage's process, all cores' threads), `local1` (the
 stage's process, one thread), `process` (a pool of single-thread worker
-processes, the default) and `dask` (a LocalCluster of single-thread workers).
+processes, the default), `dask` (a LocalCluster of single-thread workers) and
+`ray` (a local Ray instance).
 Sampled at T = 1 by default, as rollouts are. `--neighbour` also runs each
 with a busy loop pinned to one core (another job on the machine), to show
 whether throughput collapses (torch threads waiting on the thread that lost
@@ -40,7 +41,7 @@ from jerp.stages.common import play_episodes  # noqa: E402
 from jerp.workers import AgentSpec  # noqa: E402
 
 KINDS = {"local": ("local", 0), "local1": ("local", 1), "process": ("process", 0),
-         "dask": ("dask", 0)}
+         "dask": ("dask", 0), "ray": ("ray", 0)}
 
 
 def busy(core: int) -> None:

@@ -173,15 +173,16 @@ def test_finished_chunks_are_not_replayed(episodes, alf_root, model_cache, prefe
     key = fingerprint(job, [(s.task.task_id, s.episode) for s in specs])
 
     @flow(name="cache-test", task_runner=task_runner(p))
-    def go():
+    def go(key):
         stats: dict = {}
         parts = spread(play_chunk, calls, name="t", size=len, key=key, stats=stats)
         return [t for part in parts for t in part], stats
 
     with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}):
-        first, s1 = go()
-        second, s2 = go()
-    assert s1["cached"] == 0 and s2["cached"] == len(calls)
+        first, s1 = go(key)
+        second, s2 = go(key)
+        _, s3 = go(key[::-1])  # anything it depends on changed: a new key, nothing reused
+    assert s1["cached"] == 0 and s2["cached"] == len(calls) and s3["cached"] == 0
     assert _fingerprint(first) == _fingerprint(second) == _fingerprint(ref)
 
 

@@ -106,14 +106,14 @@ def spread(
 
     log = get_run_logger()
     n = len(calls)
-    key = "".join(c if c.isalnum() else "-" for c in name.lower())
-    art = create_progress_artifact(0.0, key=key, description=f"{name}: chunks done")
+    art_key = "".join(c if c.isalnum() else "-" for c in name.lower())
+    art = create_progress_artifact(0.0, key=art_key, description=f"{name}: chunks done")
     if key:
         run = task(_threaded, name=name, cache_key_fn=_chunk_key, persist_result=True)
     else:
         run = task(_threaded, name=name, cache_policy=NONE)
     futures = [run.with_options(task_run_name=f"{name} {k + 1}/{n}")
-               .submit(fn, threads_each, args, f"{key}-{k}-{n}" if key else None)
+               .submit(fn, threads_each, args, f"{art_key}-{key}-{k}-{n}" if key else None)
                for k, args in enumerate(calls)]
     index = {id(f): k for k, f in enumerate(futures)}
     results: list[Any] = [None] * n
