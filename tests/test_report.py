@@ -52,6 +52,10 @@ def test_competence_verdict_says_whether_gap_shrank(tmp_path):
                                             top1={"shown": analysis.Rate(0.5)},
                                             mrr={"shown": analysis.Estimate(0.6)})]
     assert "shows no rules" in analysis.competence_verdict(shown_only)
+    # with the per-state ranks: whether the change is beyond noise (4 states: it is not)
+    states = {d.iteration: d.states for d in load_run(workspace(write_run(tmp_path)), [0, 1])}
+    text = analysis.competence_verdict(rows, states)
+    assert "shrank" in text and "paired bootstrap over" in text and "within noise" in text
 
 
 def test_pool_ops_counts_each_operation():

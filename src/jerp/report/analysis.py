@@ -131,8 +131,11 @@ def summarize(d: IterationData, seed: int = 0) -> IterationSummary:
 # ---------------------------------------------------------------- competence
 
 
-def competence_verdict(rows: list[IterationSummary]) -> str:
-    """One sentence: where the competence lives, and whether the rules' share shrank."""
+def competence_verdict(rows: list[IterationSummary],
+                       states: dict[int, list[StateRank]] | None = None, seed: int = 0) -> str:
+    """Where the competence lives, whether the rules' share shrank, and (with the
+    per-state ranks) whether that change is beyond noise: a paired bootstrap over the
+    states of the change in each state's with-minus-none difference."""
     gaps = [(r.iteration, r.top1["shown"].value - r.top1["none"].value) for r in rows
             if "shown" in r.top1 and "none" in r.top1]
     if not gaps:
@@ -155,8 +158,30 @@ def competence_verdict(rows: list[IterationSummary]) -> str:
         trend = "grew: the policy leans more on its rules than before"
     else:
         trend = "did not change"
-    return (f"The with-rules minus no-rules gap in top-1 went from {g0:+.3f} (iteration {i0}) "
-            f"to {g1:+.3f} (iteration {i1}): it {trend}.")
+    text = (f"The with-rules minus no-rules gap in top-1 went from {g0:+.3f} (iteration {i0}) "
+            f"to {g1:+.3f} (iteration {i1}): it {trend}")
+    change = _gap_change(states.get(i0), states.get(i1), seed) if states else None
+    if change is None:
+        return text + "."
+    lo, hi, p = change["low"], change["high"], change["p"]
+    verdict = ("a change beyond noise" if p < ALPHA else
+               "within noise on these states, so not yet evidence either way")
+    return (f"{text}; the change is {change['diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, "
+            f"paired bootstrap over {change['n']} states, p = {p:.2g}): {verdict}.")
+
+
+def _gap_change(a: list[StateRank] | None, b: list[StateRank] | None, seed: int
+                ) -> dict | None:
+    def gaps(states):
+        return {(s.task_id, s.step): float(s.rank["shown"] == 1) - float(s.rank["none"] == 1)
+                for s in states or [] if "shown" in s.rank and "none" in s.rank}
+
+    ga, gb = gaps(a), gaps(b)
+    keys = sorted(set(ga) & set(gb))
+    if len(keys) < 2:
+        return None
+    out = stats.paired_bootstrap([ga[k] for k in keys], [gb[k] for k in keys], seed=seed)
+    return {**out, "n": len(keys)}
 
 
 # ---------------------------------------------------------------- paired comparison

@@ -116,12 +116,13 @@ def _est(e) -> str:
     return f"{e.value:.3f}" + ("" if e.low is None else f" ({e.low:.3f}-{e.high:.3f})")
 
 
-def _competence_blocks(rows: list[IterationSummary]) -> list[Block]:
+def _competence_blocks(rows: list[IterationSummary],
+                       states: dict | None = None) -> list[Block]:
     blocks: list[Block] = [
         Heading("Where the competence lives: rules vs weights"),
         Text("The same policy scores the reference states three ways: with the retrieved "
              "working set (the prompt it acts with), with no rules, and with the working set "
-             "of another task type. " + competence_verdict(rows)),
+             "of another task type. " + competence_verdict(rows, states)),
         Figure("competence.png", "top-1 with the working set, no rules and wrong rules"),
     ]
     if any("none" in r.top1 for r in rows):
@@ -218,7 +219,7 @@ def document(data: list[IterationData], title: str, seed: int = 0,
     blocks: list[Block] = [Heading(title, 1)]
     blocks += _success_blocks(rows)
     blocks += _expert_blocks(rows)
-    blocks += _competence_blocks(rows)
+    blocks += _competence_blocks(rows, {d.iteration: d.states for d in data if d.states})
     blocks += _paired_blocks(data, seed)
     blocks += _pool_blocks(data, ops)
     blocks += _training_blocks(data)
