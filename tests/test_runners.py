@@ -192,3 +192,14 @@ def test_ray_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, pr
     root, specs, ref = episodes
     got = _in_flow(_params(alf_root, model_cache, "ray"), root, specs)
     assert _fingerprint(got) == _fingerprint(ref)
+
+
+def test_thread_plan_per_worker_and_inline(alf_root, model_cache):
+    from jerp import runners
+    from jerp.workers import available_cores
+
+    cores = available_cores()
+    p = _params(alf_root, model_cache, "process")  # 2 workers
+    assert runners.threads(p) == (max(1, cores // 2), cores)
+    local = _params(alf_root, model_cache, "local")
+    assert runners.workers(local) == 1 and runners.threads(local) == (cores, cores)

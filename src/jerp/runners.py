@@ -21,9 +21,12 @@ def workers(p: Params) -> int:
     return 1 if p.runner.kind == "local" else (p.runner.workers or available_cores())
 
 
-def threads(p: Params) -> int:
-    """torch threads for each process that plays chunks."""
-    return worker_threads(available_cores(), workers(p), p.policy.threads)
+def threads(p: Params) -> tuple[int, int]:
+    """torch threads (for each worker that plays chunks in a flow, for this process when
+    the chunks run here one after another: outside a flow, all its cores)."""
+    cores = available_cores()
+    return (worker_threads(cores, workers(p), p.policy.threads),
+            worker_threads(cores, 1, p.policy.threads))
 
 
 def set_threads(n: int) -> None:
@@ -82,11 +85,12 @@ def in_flow() -> bool:
 
 def spread(
     fn: Callable[..., list], calls: Sequence[tuple], *, name: str, size: Callable[[list], int],
-    tally: Callable[[list], str] | None = None, threads_each: int = 0, key: str | None = None,
-    stats: dict | None = None,
+    tally: Callable[[list], str] | None = None, threads: tuple[int, int] = (0, 0),
+    key: str | None = None, stats: dict | None = None,
 ) -> list[list]:
     """[fn(*args) for args in calls], as tasks on the flow's task runner.
 
+    `threads`: (per worker in a flow, in this process outside one), see `threads`.
     `size(result)` counts a chunk's items for the progress figures; `tally(all results
     so far)` says how the stage is doing (e.g. the running success) in each log line.
     `key`: a fingerprint of everything the results depend on (workers.fingerprint).
@@ -95,9 +99,10 @@ def spread(
     finished from there and plays only the rest: its outputs are still written whole,
     at the end. `stats` (optional) gets the number of chunks served that way.
     """
+    threads_each, threads_inline = threads
     if not in_flow():
-        if threads_each:
-            set_threads(threads_each)
+        if threads_inline:
+            set_threads(threads_inline)
         return [fn(*args) for args in calls]
     from prefect import get_run_logger, task
     from prefect.artifacts import create_progress_artifact, update_progress_artifact

@@ -56,7 +56,7 @@ def play_episodes(
     parts = runners.spread(
         play_chunk, [(job, specs[a:b], a) for a, b in ranges], name=desc, size=len,
         tally=lambda done: _success([t for part in done for t in part]),
-        threads_each=runners.threads(p), key=key)
+        threads=runners.threads(p), key=key)
     return [t for part in parts for t in part]
 
 

@@ -73,5 +73,5 @@ def rank_reference_states(job: Job, refs: list[Trajectory]) -> list[StateRank]:
     ranges = chunks(len(refs), runners.workers(p))
     key = fingerprint(job, [(r.task_id, len(r.steps)) for r in refs])
     parts_ = runners.spread(rank_states, [(job, refs[a:b], wrong) for a, b in ranges],
-                            name=job.desc, size=len, threads_each=runners.threads(p), key=key)
+                            name=job.desc, size=len, threads=runners.threads(p), key=key)
     return [s for part in parts_ for s in part]
