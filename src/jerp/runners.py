@@ -45,7 +45,7 @@ def task_runner(p: Params):
         return ThreadPoolTaskRunner(max_workers=1)
     if r.kind == "process":
         return ProcessPoolTaskRunner(max_workers=workers(p), initializer=set_threads,
-                                     initargs=(threads(p),))
+                                     initargs=(threads(p)[0],))
     if r.kind == "ray":
         return _ray(p)
     try:
