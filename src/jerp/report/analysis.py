@@ -241,35 +241,29 @@ def paired_success(a: list[EvalGame], b: list[EvalGame]) -> PairedResult | None:
 def paired_states(a: list[StateRank], b: list[StateRank], prompt: str = "shown",
                   seed: int = 0) -> PairedResult | None:
     """Paired bootstrap on reference-state top-1, states matched by (task id, step)."""
-    ra = {(s.task_id, s.step): s.rank[prompt] for s in a if prompt in s.rank}
-    rb = {(s.task_id, s.step): s.rank[prompt] for s in b if prompt in s.rank}
-    keys = sorted(set(ra) & set(rb))
-    if len(keys) < 2:
-        return None
-    xa = [float(ra[k] == 1) for k in keys]
-    xb = [float(rb[k] == 1) for k in keys]
-    boot = stats.paired_bootstrap(xa, xb, seed=seed)
-    return PairedResult(
-        what="reference action ranked 1st (paired bootstrap)", pairs=len(keys),
-        a=sum(xa) / len(keys), b=sum(xb) / len(keys), diff=boot["diff"], p=boot["p"],
-        low=boot["low"], high=boot["high"],
-        needed=stats.pairs_needed([y - x for x, y in zip(xa, xb, strict=True)]),
-    )
+    return _paired_bootstrap(
+        "reference action ranked 1st (paired bootstrap)",
+        {(s.task_id, s.step): float(s.rank[prompt] == 1) for s in a if prompt in s.rank},
+        {(s.task_id, s.step): float(s.rank[prompt] == 1) for s in b if prompt in s.rank}, seed)
 
 
 def paired_score(a: list[EvalGame], b: list[EvalGame], seed: int = 0) -> PairedResult | None:
     """Paired bootstrap on the score (mean reward x 100) of the games both runs played."""
-    ra = {g.task_id: 100 * g.reward for g in a}
-    rb = {g.task_id: 100 * g.reward for g in b}
-    ids = sorted(set(ra) & set(rb))
-    if len(ids) < 2:
+    return _paired_bootstrap("score, mean reward x 100 (paired bootstrap)",
+                             {g.task_id: 100 * g.reward for g in a},
+                             {g.task_id: 100 * g.reward for g in b}, seed)
+
+
+def _paired_bootstrap(what: str, ra: dict, rb: dict, seed: int) -> PairedResult | None:
+    """The values of `ra` and `rb` paired by key; None under two pairs."""
+    keys = sorted(set(ra) & set(rb))
+    if len(keys) < 2:
         return None
-    xa, xb = [ra[i] for i in ids], [rb[i] for i in ids]
+    xa, xb = [ra[k] for k in keys], [rb[k] for k in keys]
     boot = stats.paired_bootstrap(xa, xb, seed=seed)
     return PairedResult(
-        what="score, mean reward x 100 (paired bootstrap)", pairs=len(ids),
-        a=sum(xa) / len(ids), b=sum(xb) / len(ids), diff=boot["diff"], p=boot["p"],
-        low=boot["low"], high=boot["high"],
+        what=what, pairs=len(keys), a=sum(xa) / len(keys), b=sum(xb) / len(keys),
+        diff=boot["diff"], p=boot["p"], low=boot["low"], high=boot["high"],
         needed=stats.pairs_needed([y - x for x, y in zip(xa, xb, strict=True)]),
     )
 
