@@ -77,3 +77,22 @@ def test_llm_reflector_on_the_real_local_model(run_dir, model_cache):
     snap, counts = revise.run(p, run_dir, 1, 0)
     assert sum(counts.values()) <= sum(x.accepted for x in logged)
     assert len(snap.rules) <= 3
+
+
+def test_prepare_adds_state_only_eval_games(tmp_path, alf_root):
+    """eval.state_games_per_type: more games of the eval split, none of them played ones,
+    whose references (hence reference states) `references` replays."""
+    from jerp.envs.registry import EVAL_STATES
+    from jerp.stages import prepare
+
+    types = ["pick_and_place_simple", "pick_clean_then_place_in_recep"]
+    p = parse_params({"env": {"data_dir": str(alf_root), "eval_per_type": 1, "task_types": types},
+                      "eval": {"state_games_per_type": 2}})
+    tl = prepare.run(p, tmp_path)
+    played = {t.task_id for t in tl.tasks("eval_out")}
+    extra = tl.tasks(EVAL_STATES)
+    assert len(played) == 2 and len(extra) == 4
+    assert not played & {t.task_id for t in extra}
+    assert {t.split for t in extra} == {"eval_out"}  # evaluate ranks them with the eval split
+    assert EVAL_STATES not in prepare.run(parse_params({"env": {"data_dir": str(alf_root)}}),
+                                          tmp_path).splits

@@ -169,6 +169,11 @@ class EvalParams(Section):
         description="Also measure how often the expert's action is ranked first at the "
         "eval games' reference states (moves long before success does on small models).",
     )
+    state_games_per_type: int = Field(
+        0, ge=0, description="More eval-split games per task type whose reference states are "
+        "ranked but never played: narrows expert_top1's interval at about one decision per "
+        "state (an episode costs up to max_steps).",
+    )
 
 
 class RunnerParams(Section):

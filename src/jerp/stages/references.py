@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jerp import paths, runners
 from jerp.config import Params
-from jerp.envs.registry import WARMSTART
+from jerp.envs.registry import EVAL_STATES, WARMSTART
 from jerp.records import Trajectory, read_tasks, write_trajectories
 from jerp.workers import chunks, replay_chunk
 
@@ -20,8 +20,9 @@ REPLAY_LIMIT = 500
 def run(p: Params, root: Path) -> list[Trajectory]:
     tl = read_tasks(root / paths.tasks_file())
     tasks = tl.tasks("train") + tl.tasks(p.env.eval_split)
-    if WARMSTART in tl.splits:
-        tasks += tl.tasks(WARMSTART)
+    for extra in (WARMSTART, EVAL_STATES):
+        if extra in tl.splits:
+            tasks += tl.tasks(extra)
     # A reference is a whole success: replay it past the episode step limit of the run.
     full = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": REPLAY_LIMIT})})
     ranges = chunks(len(tasks), runners.workers(p))
