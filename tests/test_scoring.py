@@ -66,3 +66,20 @@ def test_parse_generated():
     assert parse_generated("Action: look", adm) == ("look", True)
     assert parse_generated("think: find the key first", adm)[1] is True
     assert parse_generated("I will fly away", adm) == ("I will fly away", False)
+
+
+def test_parse_generated_webshop_free_search():
+    """WebShop accepts any non-empty search, on any page; ALFWorld has no such command."""
+    item_page = ["click[back to search]", "click[< prev]", "click[black]", "click[buy now]"]
+    assert parse_generated("> Search[ red running shoes ]\n", item_page) == (
+        "search[red running shoes]", True)
+    assert parse_generated("Action: click[Black]", item_page) == ("click[black]", True)
+    assert parse_generated("search[]", item_page) == ("search[]", False)
+    assert parse_generated("search[  ]", item_page) == ("search[  ]", False)
+    assert parse_generated("click[red shoes]", item_page) == ("click[red shoes]", False)
+    search_page = ["search[women's shorts]", "search[find me women's shorts]"]
+    assert parse_generated("search[shorts, high waist]", search_page) == (
+        "search[shorts, high waist]", True)
+    alfworld = ["go to desk 1", "look"]
+    assert parse_generated("search[desk]", alfworld) == ("search[desk]", False)
+    assert parse_generated("search[desk]", []) == ("search[desk]", False)

@@ -28,7 +28,7 @@ from jerp.envs.webshop.data import load_catalogue, resolve_data_dir
 from jerp.envs.webshop.env import _goals
 from jerp.envs.webshop.goals import NO_PRICE_BOUND
 from jerp.envs.webshop.reward import compute_reward, normalize_color, token_set_ratio
-from jerp.envs.webshop.search import analyze
+from jerp.envs.webshop.search import analyze, porter_stem
 
 DATA = resolve_data_dir()
 
@@ -137,9 +137,51 @@ def test_invalid_actions_are_noops(env) -> None:
         assert (res.observation, res.reward, res.done, res.won) == (obs, 0.0, False, False)
     obs = env.step(env.reference(task)[0]).observation
     assert obs.text.splitlines()[3] == "Page 1 (Total results: 50)"
-    for bad in ["search[pillows]", "click[< prev]", "click[description]", "click[nothing]"]:
+    for bad in ["search[  ]", "click[< prev]", "click[description]", "click[nothing]"]:
         res = env.step(bad)
         assert (res.observation, res.reward, res.done) == (obs, 0.0, False)
+
+
+def test_free_text_search_from_any_page(env) -> None:
+    """As upstream's text env: `search[...]` works on the results and item pages too,
+    shows page 1 of the new query's hits and drops the open product and its options;
+    `admissible` (what rank mode chooses from) is unchanged."""
+    task = _task_for(0)
+    goal = env.goal(task)
+    obs = env.reset(task)
+    assert obs.admissible == [f"search[{q}]" for q in search_candidates(goal)]
+    ref = env.reference(task)
+    env.step(ref[0])
+    results_admissible = env.step("click[next >]").observation.admissible
+    assert not any(a.startswith("search[") for a in results_admissible)
+    item = env.step(results_admissible[3])
+    opened = results_admissible[3][len("click["):-1].upper()
+    assert "[button] Buy Now [button_]" in item.observation.text
+    assert not any(a.startswith("search[") for a in item.observation.admissible)
+
+    query = "Wireless Bluetooth Headphones"  # not the goal's product (fashion)
+    res = env.step(f"search[{query}]")
+    hits = env.search(query)  # lowercased, as upstream
+    assert hits and hits == env.search(query.lower())
+    assert res.info["valid"] and (res.reward, res.done) == (0.0, False)
+    lines = res.observation.text.splitlines()
+    assert lines[3] == f"Page 1 (Total results: {len(hits)})"
+    shown = [f"click[{a.lower()}]" for a in hits[:10]]
+    assert res.observation.admissible == ["click[back to search]", "click[next >]", *shown]
+    assert hits[0] in res.observation.text
+    if opened in hits[:10]:  # a visited product stays marked, as upstream
+        assert f"[clicked button] {opened} [clicked button_]" in res.observation.text
+
+    # A search from the results page replaces the results; the reference purchase then
+    # completes from there as in a fresh episode (no product or option carried over).
+    res = env.step(ref[0])
+    assert res.observation.text.splitlines()[3].startswith("Page 1 ")
+    for a in ref[1:]:
+        res = env.step(a)
+    env.reset(task)
+    for a in ref:
+        fresh = env.step(a)
+    assert res.done and (res.reward, res.won) == (fresh.reward, fresh.won)
 
 
 def test_navigation(env) -> None:
@@ -182,6 +224,24 @@ def test_bm25_agrees_with_lucene(env) -> None:
             exact += 1
             assert max(abs(s - r) for (_, s), (_, r) in zip(got, rec["hits"], strict=True)) < 1e-3
     assert exact / len(refs) >= 0.99  # measured: 300/300
+
+
+def test_porter_stem_is_lucenes() -> None:
+    """Porter's reference stemmer (as Lucene), worked by hand through its steps; the
+    1980 paper's version gives `assembli`, `technologi` (Lucene: `assembl`, `technolog`)."""
+    cases = {
+        "caresses": "caress",  # 1a sses -> ss
+        "ponies": "poni",  # 1a ies -> i
+        "hopping": "hop",  # 1b ing, undouble
+        "relational": "relat",  # 2 ational -> ate, 5 e dropped (m > 1)
+        "assembly": "assembl",  # 1c y -> i, 2 bli -> ble (not the paper's abli), 5 e
+        "technology": "technolog",  # 1c y -> i, 2 logi -> log (not in the paper)
+        "generalization": "gener",  # 2 ization -> ize, 3 alize -> al, 4 al
+        "sky": "sky",  # no vowel before the y
+        "is": "is",  # 1-2 characters stay
+    }
+    assert {w: porter_stem(w) for w in cases} == cases
+    assert analyze("Assembly-required BEDS' frames") == ["assembl", "requir", "bed", "frame"]
 
 
 def test_official_file_names_and_missing_dir(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,11 @@ from jerp.policy.scoring import (
 )
 
 THINK = "think:"
+# WebShop takes free-text searches, on any page (as upstream); they cannot be listed among
+# the admissible commands. A generated `search[<text>]` is accepted where the admissible
+# commands are WebShop's `search[...]` / `click[...]` (ALFWorld's never are).
+_FREE_SEARCH = re.compile(r"search\[(.*\S.*)\]", re.IGNORECASE | re.DOTALL)
+_WEBSHOP_COMMAND = re.compile(r"(search|click)\[.*\]", re.DOTALL)
 
 
 @dataclass
@@ -38,7 +44,8 @@ class Decision:
 
 
 def parse_generated(text: str, admissible: list[str]) -> tuple[str, bool]:
-    """First non-empty line, without '>' or 'Action:' prefixes, matched case-insensitively."""
+    """First non-empty line, without '>' or 'Action:' prefixes, matched case-insensitively
+    against the admissible commands; in WebShop also any non-empty `search[<text>]`."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     for prefix in (">", "action:", "command:"):
         if line.lower().startswith(prefix):
@@ -48,6 +55,9 @@ def parse_generated(text: str, admissible: list[str]) -> tuple[str, bool]:
     by_lower = {a.lower(): a for a in admissible}
     if line.lower() in by_lower:
         return by_lower[line.lower()], True
+    free = _FREE_SEARCH.fullmatch(line)
+    if free and admissible and all(_WEBSHOP_COMMAND.fullmatch(a) for a in admissible):
+        return f"search[{free.group(1).strip()}]", True
     return line, False
 
 

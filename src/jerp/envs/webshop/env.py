@@ -1,14 +1,17 @@
 """`WebShopEnv`: the offline WebShop text environment behind the `Env` protocol.
 
-Actions are `search[text]` (on the search page) and `click[x]` with x one of the page's
-clickables; anything else is a no-op (same observation, reward 0, not done). The episode
-ends on `click[buy now]` with the original purchase reward; `won` means reward == 1.0.
-Step limits are the caller's (15 in the 1k-product setting).
+Actions are `search[text]` and `click[x]` with x one of the page's clickables; anything
+else is a no-op (same observation, reward 0, not done). The episode ends on
+`click[buy now]` with the original purchase reward; `won` means reward == 1.0. Step limits
+are the caller's (15 in the 1k-product setting).
 
-Admissible search actions: free-text search cannot be enumerated, so on the search page
-the env offers a small fixed set of queries derived from the goal's instruction (see
-`search_candidates`), which a ranking policy can choose from; `step` still accepts any
-non-empty `search[...]` text there, as the original does.
+Search, as upstream's text env (`WebAgentTextEnv.step` -> `SimServer.search_results`): any
+non-empty `search[text]` is accepted on every page but the final one, and shows page 1 of
+that text's results; the open product and its chosen options are dropped, products
+already visited stay marked. Free text cannot be enumerated, so `admissible` (what a
+ranking policy chooses from) offers searches on the search page only: a small fixed set
+of queries derived from the goal's instruction (see `search_candidates`). A generating
+policy may write any query, on any page (policy/agent.py `parse_generated`).
 """
 
 from __future__ import annotations
@@ -157,8 +160,9 @@ class WebShopEnv:
             return StepResult(obs, 0.0, True, False, {"valid": False})
         m = _ACTION.match(action)
         kind, arg = (m.group(1).lower(), m.group(2).strip().lower()) if m else ("", "")
-        if kind == "search" and st.page == "search" and arg:
+        if kind == "search" and arg:  # from any page, as upstream
             st.keywords, st.hits, st.page_num, st.page = arg, self.search(arg), 1, "results"
+            st.asin, st.options = None, {}
         elif kind == "click" and arg in self._clickables:
             return self._click(st, arg)
         else:
