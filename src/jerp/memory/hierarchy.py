@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Final
 
 from rapidfuzz import fuzz
 
@@ -43,8 +44,8 @@ from jerp.memory.hindsight import segment
 from jerp.memory.pool import revise, rule_number
 from jerp.records import Proposal, Rule, RuleShown, RuleSnapshot, StepRecord
 
-PLANNING = "planning"
-EXECUTION = "execution"
+PLANNING: Final = "planning"
+EXECUTION: Final = "execution"
 PLAN_PREFIX = "Plan for "
 _PLAN = re.compile(r"Plan for (?P<goal>.+?): 1\. (?P<steps>.+)", re.DOTALL)
 _ITEM = re.compile(r"\s+\d+\.\s+")
