@@ -8,9 +8,9 @@ import pytest
 from jerp.envs.alfworld_actions import ALFWORLD_ACTIONS
 from jerp.envs.base import Task
 from jerp.memory.base import Query
+from jerp.memory.executor import SubgoalMemory
 from jerp.memory.hierarchy import (
     H2RMemory,
-    SubgoalMemory,
     current_subgoal,
     parse_plan,
     plan_text,

@@ -22,10 +22,9 @@ The two levels are looked up with different queries:
   in/on the countertop" for "put the mug in/on the shelf"), ranked by rapidfuzz ratio
   of the subgoals, then score, then id.
 
-The executor's per-step lookup (`SubgoalMemory`) lives here too: it segments the
-episode so far (`memory/hindsight.py`), follows the retrieved plan (or the env's
-default plan for the task type) and moves on when a subgoal is closed or its step
-budget is spent.
+The executor's position in its plan (`current_subgoal`) is computed here, from the
+episode's segments (`memory/hindsight.py`); `memory/executor.py` turns it into the
+per-step memory slot.
 """
 
 from __future__ import annotations
@@ -37,12 +36,11 @@ from typing import Final
 from rapidfuzz import fuzz
 
 from jerp.envs.actions import ActionAbstraction
-from jerp.envs.base import Task
 from jerp.memory.base import Memory, Query
 from jerp.memory.diff import SnapshotDiff, diff_snapshots
 from jerp.memory.hindsight import segment
 from jerp.memory.pool import revise, rule_number
-from jerp.records import Proposal, Rule, RuleShown, RuleSnapshot, StepRecord
+from jerp.records import Proposal, Rule, RuleShown, RuleSnapshot
 
 PLANNING: Final = "planning"
 EXECUTION: Final = "execution"
@@ -178,43 +176,3 @@ def current_subgoal(plan: list[str], actions: list[str], goal: str,
                 if spent >= budget and pos < len(plan) - 1:
                     pos, spent = pos + 1, 0
     return pos
-
-
-@dataclass(frozen=True)
-class SubgoalMemory:
-    """The executor's per-step memory (H4's `StepMemory`): plain data, so it pickles to
-    worker processes. Called with (task, goal, steps so far), it returns the slot of
-    the next decision: the current subgoal and the execution memories for it."""
-
-    pool: RuleSnapshot
-    env: str  # whose action abstraction segments the episode
-    k: int  # execution memories shown per step
-    budget: int  # steps a subgoal may take before the executor moves on
-
-    def __call__(self, task: Task, goal: str, steps: list[StepRecord]):
-        from jerp.envs.registry import action_abstraction
-
-        ax = action_abstraction(self.env)
-        memory = H2RMemory(self.pool)
-        plan = memory.plan(Query(task.task_type, goal), ax)
-        pos = current_subgoal(plan, [s.action for s in steps], goal, ax, self.budget)
-        subgoal = plan[pos] if pos < len(plan) else ""
-        shown = memory.execution(subgoal, self.k) if subgoal and self.k else []
-        return memory_slot(subgoal, shown)
-
-
-def memory_slot(subgoal: str, shown: list[RuleShown]):
-    """policy.rollout.MemorySlot (H4); imported here, when called, so that this module
-    does not load the policy's dependencies (torch) for the stages that only revise."""
-    from jerp.policy import rollout
-
-    slot = getattr(rollout, "MemorySlot", None)
-    if slot is None:  # before H4's per-step slot is merged: the same two fields
-        return _Slot(subgoal, shown)
-    return slot(subgoal=subgoal, shown=shown)
-
-
-@dataclass(frozen=True)
-class _Slot:
-    subgoal: str
-    shown: list[RuleShown]

@@ -113,7 +113,8 @@ def _stalled(name: str, good: Segment, segs: list[Segment], good_goal: str, goal
     text = f"To {name}: {brief(good, good_goal, ax)}."
     stuck = segs[-1] if segs and not segs[-1].done else None
     if stuck is not None:
-        text += (f" A failed attempt spent {len(stuck.actions)} steps on "
+        n = len(stuck.actions)
+        text += (f" A failed attempt spent {n} step{'s' * (n != 1)} on "
                  f"{brief(stuck, goal, ax, keep=3)} without getting there.")
     return Insight(EXECUTION, name, text)
 
