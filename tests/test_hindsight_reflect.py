@@ -62,8 +62,8 @@ def test_stalled_subgoal_is_an_execution_insight_in_the_failures_words() -> None
     assert ins == Insight(
         "execution", "heat the mug with the microwave",
         "To heat the mug with the microwave: go to a microwave, heat the target object with "
-        "a microwave. A failed attempt spent 3 steps on look, go to a sinkbasin without "
-        "getting there.")
+        "a microwave. Attempts that went elsewhere ran out of steps before they could heat "
+        "the mug with the microwave.")
 
 
 def test_wrong_option_is_an_execution_insight() -> None:

@@ -14,7 +14,8 @@ same task first), its plan restated for the failure's goal, which yields insight
 - planning, skipped: the failure closed a later subgoal of the plan but never this one;
 - planning, order: it closed the plan's subgoals in another order;
 - execution, stalled: it closed a prefix of the plan and never the next subgoal; the
-  insight sets the success's segment against what the failure spent its steps on;
+  insight gives the success's way there (in words that do not depend on the failure,
+  so the same finding upvotes one memory rather than adding near copies);
 - execution, different means: both closed a subgoal with different milestones
   (WebShop: the right steps with an option the goal does not ask for).
 
@@ -91,7 +92,7 @@ def contrast(failed: Trajectory, success: Trajectory, ax: ActionAbstraction) -> 
             if i + 1 < len(plan):
                 text += f" and before {_quote(plan[i + 1])}"
             return Insight(PLANNING, failed.task_type, text + ".")
-        return _stalled(name, plan_segs[i], segs, success.goal, failed.goal, ax)
+        return _stalled(name, plan_segs[i], segs, success.goal, ax)
     for want, did in zip(plan, in_plan, strict=False):
         if want != did:
             return Insight(PLANNING, failed.task_type,
@@ -108,14 +109,14 @@ def _first_occurrences(names: list[str]) -> list[str]:
     return seen
 
 
-def _stalled(name: str, good: Segment, segs: list[Segment], good_goal: str, goal: str,
+def _stalled(name: str, good: Segment, segs: list[Segment], good_goal: str,
              ax: ActionAbstraction) -> Insight:
+    """The success's way to the subgoal the failure never closed. The text does not
+    describe the failure's own wandering, so the same finding from another failure (or
+    iteration) is the same text: the pool upvotes it instead of adding a near copy."""
     text = f"To {name}: {brief(good, good_goal, ax)}."
-    stuck = segs[-1] if segs and not segs[-1].done else None
-    if stuck is not None:
-        n = len(stuck.actions)
-        text += (f" A failed attempt spent {n} step{'s' * (n != 1)} on "
-                 f"{brief(stuck, goal, ax, keep=3)} without getting there.")
+    if segs and not segs[-1].done:
+        text += f" Attempts that went elsewhere ran out of steps before they could {name}."
     return Insight(EXECUTION, name, text)
 
 
