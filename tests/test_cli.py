@@ -55,3 +55,38 @@ def test_rules_show_and_history(workspace, capsys):
 def test_rules_missing_iteration_is_a_clear_error(workspace):
     with pytest.raises(SystemExit, match="no snapshot for iteration 7"):
         main(["rules", "show", "--iteration", "7"])
+
+
+@pytest.fixture
+def h2r_workspace(workspace):
+    """Iteration 3: the flat rules of iteration 2 plus H2R's two levels."""
+    plan = Rule(id="R4", text="Plan for heat some egg: 1. find and take the egg", score=2,
+                scope="pick_heat_then_place_in_recep", level="planning", created=3, updated=3)
+    step = Rule(id="R5", text="To find and take the egg: go to a countertop.", score=2,
+                scope="find and take the egg", level="execution", created=3, updated=3)
+    write_snapshot(workspace / paths.rules_file(3), RuleSnapshot(
+        iteration=3, capacity=5, rules=[_rule(1, "heat it first", 4), _rule(3, "use the fridge", 2),
+                                        plan, step]))
+    return workspace
+
+
+def test_rules_per_level(h2r_workspace, capsys):
+    main(["rules", "show"])
+    out = capsys.readouterr().out
+    # one table per level, planning first, then execution, then the flat rules
+    assert out.index("planning memories") < out.index("execution memories") < out.index(
+        "rule pool")
+    main(["rules", "show", "--level", "execution", "--json"])
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["rules"]] == ["R5"]
+    main(["rules", "diff", "2", "3", "--level", "planning", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in d["added"]] == ["R4"] and d["score_changes"] == []
+    main(["rules", "diff", "2", "3"])
+    out = capsys.readouterr().out
+    assert "planning memories: iteration 2 -> 3" in out and "rule pool: iteration 2 -> 3" in out
+    main(["rules", "diff", "2", "3", "--level", "rule"])
+    assert "R4" not in capsys.readouterr().out
+    main(["rules", "history", "R5", "--level", "planning", "--json"])
+    assert json.loads(capsys.readouterr().out) == []
+    with pytest.raises(SystemExit):
+        main(["rules", "show", "--level", "plans"])

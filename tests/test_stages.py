@@ -63,6 +63,34 @@ def test_react_method_passes_the_pool_through(run_dir):
     assert snap.rules == [] and snap.iteration == 1
 
 
+@pytest.mark.parametrize("method", ["h2r", "jerp_h2r"])
+def test_h2r_methods_reflect_in_hindsight_into_the_hierarchy(run_dir, method):
+    from jerp.memory.base import Query
+    from jerp.memory.choose import memory_for
+    from jerp.memory.executor import SubgoalMemory
+    from jerp.stages.common import step_memory_for
+
+    p = parse_params({"run": {"method": method}, "iterations": {1: {"prev": 0}},
+                      "eval_iterations": [0, 1]})
+    props = reflect.run(p, run_dir, 1, 0)
+    assert {x.level for x in props} == {"planning", "execution"}
+    snap, counts = revise.run(p, run_dir, 1, 0)
+    assert counts["ADD"] == len(props)
+    plan = next(r for r in snap.rules if r.level == "planning" and r.text.startswith("Plan"))
+    # this game's walkthrough ends with the heat (its four actions win)
+    assert plan.text == ("Plan for put a hot mug in coffeemachine: 1. find and take the mug "
+                         "2. heat the mug with the microwave")
+    # the failure stopped before the heat: an execution insight for that subgoal
+    (stalled,) = [r for r in snap.rules if "ran out of steps" in r.text]
+    assert (stalled.level, stalled.scope) == ("execution", "heat the mug with the microwave")
+    assert stalled.provenance[0] == "roll1:a#0" and "go to a microwave" in stalled.text
+    memory = memory_for(p, snap, run_dir)
+    assert memory.retrieve(Query(plan.scope, "put a hot cup in coffeemachine."), 1)[0].id \
+        == plan.id
+    assert step_memory_for(p, snap) == SubgoalMemory(snap, "alfworld", 2, 8)
+    assert step_memory_for(parse_params({}), snap) is None  # jerp: the flat pool, no slot
+
+
 @pytest.mark.slow
 def test_llm_reflector_on_the_real_local_model(run_dir, model_cache):
     """The 135M model rarely writes grammatical operations: whatever it writes is parsed,

@@ -26,7 +26,7 @@ class Section(BaseModel):
 
 class RunParams(Section):
     seed: int = Field(0, description="Seeds task sampling and sampling-mode decisions.")
-    method: Literal["react", "rules_only", "policy_only", "jerp"] = Field(
+    method: Literal["react", "rules_only", "policy_only", "jerp", "h2r", "jerp_h2r"] = Field(
         "jerp", description="Which parts of the loop run (see jerp.methods)."
     )
 
@@ -99,6 +99,12 @@ class RulesParams(Section):
         "None: the local model named by llm_model.",
     )
     llm_model: str = Field("smollm2", description="llm reflector: model name or local path.")
+    execution_top_k: int = Field(
+        2, ge=0, description="H2R methods: execution memories shown with the current subgoal "
+        "(top_k is the planning memories shown for the task).")
+    subgoal_budget: int = Field(
+        8, ge=1, description="H2R methods: steps the executor spends on one subgoal before "
+        "it moves on to the next one of the plan.")
 
 
 class RolloutParams(Section):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 class MethodParts:
     rules: bool  # reflect + revise the pool, show the working set in prompts
     finetune: bool  # finetune@i updates the LoRA policy from rollouts i
+    hierarchy: bool = False  # H2R: planning + execution memories (memory/hierarchy.py),
+    # hindsight reflection, and the executor's per-step subgoal slot
 
 
 # Every method starts from the same warm-started policy (iteration 0).
@@ -21,6 +23,8 @@ METHODS: dict[str, MethodParts] = {
     "rules_only": MethodParts(rules=True, finetune=False),
     "policy_only": MethodParts(rules=False, finetune=True),
     "jerp": MethodParts(rules=True, finetune=True),
+    "h2r": MethodParts(rules=True, finetune=False, hierarchy=True),  # frozen policy
+    "jerp_h2r": MethodParts(rules=True, finetune=True, hierarchy=True),
 }
 
 

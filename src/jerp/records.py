@@ -243,6 +243,7 @@ class Proposal(BaseModel):
     rule_ids: list[str] = Field(default_factory=list)
     text: str | None = None
     scope: Scope = "general"
+    level: Level = "rule"  # the memory level an ADD writes to (H2R: planning / execution)
     evidence: Evidence = Field(default_factory=Evidence)
     rationale: str = ""
     accepted: bool = True

@@ -2,6 +2,8 @@
 
 A version is `I` (iteration I in this workspace) or `REV:I` (iteration I at a
 git revision or DVC experiment, read through dvc.api, so nothing is checked out).
+`--level planning|execution|rule` keeps one memory level (H2R's two, or the flat
+rules); without it, tables are grouped by level.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 from jerp import paths
+from jerp.memory.diff import LEVELS, at_level, levels_in
 from jerp.records import RuleSnapshot
 
 
@@ -57,16 +60,29 @@ def cmd_show(args) -> None:
 
     its = available_iterations(args.root)
     spec = args.iteration or (str(its[-1]) if its else "0")
-    snap = load_version(args.root, spec)
+    full = load_version(args.root, spec)
+    snap = at_level(full, args.level)
     if args.json:
         print(snap.model_dump_json(indent=2))
         return
-    t = Table(title=f"rule pool at {spec} ({len(snap.rules)}/{snap.capacity} rules)")
-    for col in ("id", "score", "scope", "rule", "created", "updated"):
-        t.add_column(col, overflow="fold")
-    for r in sorted(snap.rules, key=lambda r: (-r.score, r.id)):
-        t.add_row(r.id, str(r.score), r.scope, r.text, str(r.created), str(r.updated))
-    Console().print(t)
+    console = Console()
+    for level in _levels(args.level, snap):
+        rules = [r for r in snap.rules if r.level == level]
+        what = "rule pool" if level == "rule" else f"{level} memories"
+        t = Table(title=f"{what} at {spec} ({len(rules)} of {len(full.rules)}/"
+                        f"{full.capacity} in the snapshot)")
+        for col in ("id", "score", "scope", "text", "created", "updated"):
+            t.add_column(col, overflow="fold")
+        for r in sorted(rules, key=lambda r: (-r.score, r.id)):
+            t.add_row(r.id, str(r.score), r.scope, r.text, str(r.created), str(r.updated))
+        console.print(t)
+
+
+def _levels(chosen: str | None, *snaps: RuleSnapshot) -> list[str]:
+    """The levels a view prints, one table each (an empty pool still prints one)."""
+    if chosen is not None:
+        return [chosen]
+    return levels_in(*snaps) or ["rule"]
 
 
 def cmd_diff(args) -> None:
@@ -74,13 +90,19 @@ def cmd_diff(args) -> None:
 
     from jerp.memory.diff import diff_json, diff_snapshots, diff_table
 
-    d = diff_snapshots(load_version(args.root, args.a), load_version(args.root, args.b))
+    a = at_level(load_version(args.root, args.a), args.level)
+    b = at_level(load_version(args.root, args.b), args.level)
     if args.json:
-        print(json.dumps(diff_json(d), indent=2))
-    elif d.empty:
+        print(json.dumps(diff_json(diff_snapshots(a, b)), indent=2))
+        return
+    shown = False
+    for level in _levels(args.level, a, b):
+        d = diff_snapshots(at_level(a, level), at_level(b, level))
+        if not d.empty:
+            Console().print(diff_table(d, None if level == "rule" else level))
+            shown = True
+    if not shown:
         print(f"no changes between {args.a} and {args.b}")
-    else:
-        Console().print(diff_table(d))
 
 
 def cmd_history(args) -> None:
@@ -89,7 +111,7 @@ def cmd_history(args) -> None:
     from jerp.memory.diff import history_table, rule_history
 
     its = available_iterations(args.root)
-    snaps = [load_version(args.root, str(i)) for i in its]
+    snaps = [at_level(load_version(args.root, str(i)), args.level) for i in its]
     hist = rule_history(snaps, args.rule_id)
     if args.json:
         print(json.dumps([h.model_dump() for h in hist], indent=2))
@@ -107,6 +129,11 @@ def _guard(fn):
     return run
 
 
+def _level_arg(parser) -> None:
+    parser.add_argument("--level", choices=LEVELS, default=None,
+                        help="one memory level (default: all, grouped by level)")
+
+
 def add_rules_parser(sub) -> None:
     r = sub.add_parser("rules", help="show, diff and trace rule-pool snapshots",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,13 +141,16 @@ def add_rules_parser(sub) -> None:
     s = rs.add_parser("show", help="the pool at one version (default: the latest iteration)")
     s.add_argument("--iteration", default=None, help="I or REV:I")
     s.add_argument("--json", action="store_true")
+    _level_arg(s)
     s.set_defaults(func=_guard(cmd_show))
     d = rs.add_parser("diff", help="added, removed, edited rules and score changes from A to B")
     d.add_argument("a", help="I or REV:I")
     d.add_argument("b", help="I or REV:I")
     d.add_argument("--json", action="store_true")
+    _level_arg(d)
     d.set_defaults(func=_guard(cmd_diff))
     h = rs.add_parser("history", help="one rule across every iteration in the workspace")
     h.add_argument("rule_id")
     h.add_argument("--json", action="store_true")
+    _level_arg(h)
     h.set_defaults(func=_guard(cmd_history))

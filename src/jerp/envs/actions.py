@@ -11,7 +11,10 @@ through its spec in `envs/registry.py`; the reflectors only see the `Act`s it re
 * milestones: the state-changing actions a success cannot skip (ALFWorld: take,
   heat, cool, clean, slice, use, move; WebShop: search, open a product, choose an
   option, buy); navigation and looking around are not;
-* subgoal boundaries: a subgoal ends at each milestone (H2R segments trajectories there).
+* subgoal boundaries: a subgoal ends at each milestone (H2R segments trajectories there),
+  and each environment names the subgoal a milestone closes in plain language
+  ("cool the mug with the fridge", "choose the options"), says which subgoals a task
+  type needs when no plan is known, and carries a plan over to another goal.
 
 An `Act` may also carry an instance `ident` that names *which* instance it acted on
 (WebShop: the product's ASIN). It counts in the comparison keys, never in rule text,
@@ -74,6 +77,19 @@ class ActionAbstraction(Protocol):
 
     def rule_verbs(self, text: str) -> set[str] | None:
         """Milestone verbs a rule asks for; None when it cannot be judged."""
+        ...
+
+    def subgoal_name(self, act: Act, goal: str) -> str:
+        """The subgoal a milestone closes, in plain language with the goal's own types:
+        'find and take the mug', 'put the mug in/on the shelf', 'choose the options'."""
+        ...
+
+    def default_plan(self, task_type: str, goal: str) -> list[str]:
+        """The subgoals a task of this type needs, in order, when no plan is remembered."""
+        ...
+
+    def adapt_subgoal(self, name: str, from_goal: str, to_goal: str) -> str:
+        """A subgoal of a plan made for `from_goal`, restated for `to_goal`."""
         ...
 
 

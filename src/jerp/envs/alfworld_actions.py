@@ -5,6 +5,10 @@ receptacle"; "the lamp" in look_at_obj_in_light), every other entity its type
 ("a microwave"), instance numbers are dropped. Milestones are take, heat, cool,
 clean, slice, use and move; going somewhere, opening and examining are not.
 Commands outside the known forms fall back to "verb + abstracted words".
+
+Subgoals (H2R) are named with the goal's own types, not roles: "find and take the
+mug", "cool the mug with the fridge", "put the mug in/on the shelf", "turn on the
+desklamp"; each task type has a default plan of such subgoals (`PLANS`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,18 @@ _VERB_WORDS = {
     "use": r"use|using|turn(?:ing)? on|switch(?:ing)? on",
     "move": r"put|putting|place|placing|move it|move the",
 }
+
+
+# The default subgoal plan of each task type, in role words (see `_named`).
+PLANS: dict[str, tuple[str, ...]] = {
+    "pick_and_place_simple": ("take", "put"),
+    "look_at_obj_in_light": ("take", "light"),
+    "pick_clean_then_place_in_recep": ("take", "clean", "put"),
+    "pick_heat_then_place_in_recep": ("take", "heat", "put"),
+    "pick_cool_then_place_in_recep": ("take", "cool", "put"),
+    "pick_two_obj_and_place": ("take", "put", "take", "put"),
+}
+_APPLIANCE = {"clean": "sinkbasin", "heat": "microwave", "cool": "fridge"}
 
 
 @dataclass(frozen=True)
@@ -136,6 +152,47 @@ class AlfWorldActions:
 
     def rule_verbs(self, text: str) -> set[str] | None:
         return verbs_in(text, _VERB_WORDS)
+
+    def subgoal_name(self, act: Act, goal: str) -> str:
+        roles = parse_goal(goal)
+        a = [_named(x, roles) for x in act.args]
+        if act.verb == "take" and a:
+            return f"find and take {a[0]}"
+        if act.verb == "move" and len(a) == 2:
+            return f"put {a[0]} in/on {a[1]}"
+        if act.verb in ("heat", "cool", "clean", "slice") and len(a) == 2:
+            return f"{act.verb} {a[0]} with {a[1]}"
+        if act.verb == "use" and a:
+            return f"turn on {a[0]}"
+        return " ".join((act.verb, *a)).strip()
+
+    def default_plan(self, task_type: str, goal: str) -> list[str]:
+        if task_type not in PLANS:
+            raise ValueError(f"no default plan for ALFWorld task type {task_type!r}; "
+                             f"accepted: {sorted(PLANS)}")
+        roles = parse_goal(goal)
+        obj, recep = f"the {roles.obj or 'object'}", f"the {roles.recep or 'receptacle'}"
+        steps = {"take": f"find and take {obj}", "put": f"put {obj} in/on {recep}",
+                 "light": f"turn on {recep}"}
+        steps.update({v: f"{v} {obj} with the {_APPLIANCE[v]}" for v in _APPLIANCE})
+        return [steps[s] for s in PLANS[task_type]]
+
+    def adapt_subgoal(self, name: str, from_goal: str, to_goal: str) -> str:
+        old, new = parse_goal(from_goal), parse_goal(to_goal)
+        swaps = {w: v for w, v in ((old.obj, new.obj), (old.recep, new.recep)) if w and v}
+        if not swaps:
+            return name
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, swaps)) + r")\b")
+        return pattern.sub(lambda m: swaps[m.group(1)], name)
+
+
+def _named(arg: str, roles: GoalRoles) -> str:
+    """A role or type phrase of an `Act`, back in the goal's own words: 'the mug'."""
+    if arg == TARGET_OBJECT and roles.obj:
+        return f"the {roles.obj}"
+    if arg in (TARGET_RECEP, LAMP) and roles.recep:
+        return f"the {roles.recep}"
+    return re.sub(r"^(?:a|an) ", "the ", arg)
 
 
 ALFWORLD_ACTIONS = AlfWorldActions()

@@ -3,7 +3,9 @@
 Snapshots are immutable and written per iteration, so the interesting
 question for a reader (and the report) is the difference: which rules were
 added, removed, rewritten, and how scores moved. Rendered as a rich table
-for the terminal and as plain JSON for reports and MLflow artifacts.
+for the terminal and as plain JSON for reports and MLflow artifacts. H2R's
+snapshots hold two levels beside the flat rules: `at_level` cuts a snapshot to
+one, so every view works per level.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from jerp.memory.pool import rule_number
-from jerp.records import Rule, RuleSnapshot
+from jerp.records import Level, Rule, RuleSnapshot
+
+LEVELS: tuple[Level, ...] = ("planning", "execution", "rule")  # the order views list them
 
 
 class RuleEdit(BaseModel):
@@ -57,6 +61,21 @@ class HistoryEntry(BaseModel):
     event: Event
     text: str | None = None
     score: int | None = None
+
+
+def at_level(snap: RuleSnapshot, level: str | None) -> RuleSnapshot:
+    """The snapshot with only the rules of `level` (None: all of them)."""
+    if level is None:
+        return snap
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}; accepted: {list(LEVELS)}")
+    return snap.model_copy(update={"rules": [r for r in snap.rules if r.level == level]})
+
+
+def levels_in(*snaps: RuleSnapshot) -> list[str]:
+    """The levels any of the snapshots holds, in `LEVELS` order."""
+    present = {r.level for s in snaps for r in s.rules}
+    return [lv for lv in LEVELS if lv in present]
 
 
 def _by_id(snap: RuleSnapshot) -> dict[str, Rule]:
@@ -117,8 +136,9 @@ def diff_json(d: SnapshotDiff) -> dict:
     return out
 
 
-def diff_table(d: SnapshotDiff) -> Table:
-    table = Table(title=f"rule pool: iteration {d.from_iteration} -> {d.to_iteration}")
+def diff_table(d: SnapshotDiff, level: str | None = None) -> Table:
+    what = f"{level} memories" if level else "rule pool"
+    table = Table(title=f"{what}: iteration {d.from_iteration} -> {d.to_iteration}")
     for col in ("change", "id", "score", "text"):
         table.add_column(col, overflow="fold")
     for r in d.added:

@@ -9,9 +9,10 @@ passed through untouched and never applied.
 
 Score rule (ExpeL's counts):
 
-- ADD creates a rule with score 2 (`ADD_SCORE`). An ADD whose normalised
-  text (lower case, punctuation and extra spaces removed) equals a rule of
-  the same scope is applied as an UPVOTE of that rule instead, so repeated
+- ADD creates a rule with score 2 (`ADD_SCORE`) at the proposal's level
+  ("rule" for the flat pool; H2R's "planning" / "execution"). An ADD whose
+  normalised text (lower case, punctuation and extra spaces removed) equals a
+  rule of the same scope and level is applied as an UPVOTE of that rule instead, so repeated
   discoveries strengthen one rule rather than cloning it.
 - UPVOTE adds 1; EDIT replaces the text and adds 1.
 - DOWNVOTE subtracts 1, and 1 more (`DOWNVOTE_OVER_CAPACITY_DELTA`, 2 in
@@ -118,10 +119,10 @@ class _Pool:
         self.rules[rule.id] = rule
         return rule
 
-    def duplicate_of(self, text: str, scope: str) -> Rule | None:
+    def duplicate_of(self, text: str, scope: str, level: str) -> Rule | None:
         key = normalise(text)
         for r in self.rules.values():
-            if r.scope == scope and normalise(r.text) == key:
+            if r.scope == scope and r.level == level and normalise(r.text) == key:
                 return r
         return None
 
@@ -170,10 +171,10 @@ def _one_id(p: Proposal) -> str:
 
 def _add(pool: _Pool, p: Proposal) -> str:
     text = _text(p)
-    dup = pool.duplicate_of(text, p.scope)
+    dup = pool.duplicate_of(text, p.scope, p.level)
     if dup is not None:
         return "duplicate text, applied as UPVOTE: " + pool.touch(dup, p, UPVOTE_DELTA)
-    rule = pool.new_rule(text, ADD_SCORE, p.scope, "rule", _evidence_ids(p))
+    rule = pool.new_rule(text, ADD_SCORE, p.scope, p.level, _evidence_ids(p))
     return f"added {rule.id}"
 
 

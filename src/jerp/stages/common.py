@@ -123,14 +123,28 @@ def retriever(p: Params, root: Path, pool: RuleSnapshot | None) -> Retrieve | No
     if pool is None or not pool.rules or not p.rules.top_k:
         return None
     from jerp.memory.base import Query
-    from jerp.memory.flat import FlatPool
+    from jerp.memory.choose import memory_for
 
-    memory = FlatPool(pool, p.rules.retrieval, root / paths.index_cache())
+    memory = memory_for(p, pool, root)  # H2R methods: planning memories for the task
 
     def retrieve(task: Task, goal: str) -> list[RuleShown]:
         return memory.retrieve(Query(task.task_type, goal), p.rules.top_k)
 
     return retrieve
+
+
+def step_memory_for(p: Params, pool: RuleSnapshot | None):
+    """The executor's per-step memory slot (H2R methods), or None: the subgoal of each
+    decision and its execution memories (memory/executor.py); pass it to the rollout as
+    `step_memory`. Without execution memories yet it still tracks the subgoal (from the
+    environment's default plan)."""
+    from jerp.methods import parts
+
+    if pool is None or not parts(p.run.method).hierarchy:
+        return None
+    from jerp.memory.executor import SubgoalMemory
+
+    return SubgoalMemory(pool, p.env.name, p.rules.execution_top_k, p.rules.subgoal_budget)
 
 
 def local_generate(p: Params, root: Path):

@@ -43,7 +43,9 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Proposal]:
         return []
     refs += wins
     actions = action_abstraction(p.env.name)
-    if p.rules.reflector == "contrastive":
+    if parts(p.run.method).hierarchy:
+        props = _reflect_hindsight(p, root, rollouts, refs, pool, actions)
+    elif p.rules.reflector == "contrastive":
         from jerp.memory.reflect.contrastive import reflect_contrastive
 
         props = reflect_contrastive(rollouts, refs, pool, p.rules.max_ops, actions)
@@ -53,19 +55,37 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Proposal]:
     return props
 
 
+def _reflect_hindsight(p: Params, root: Path, rollouts, refs, pool,
+                       actions: ActionAbstraction) -> list[Proposal]:
+    """H2R's hindsight reflection: the same `reflector` switch picks its insight back end
+    (contrastive: the offline one; llm: the same model or endpoint as the LLM reflector)."""
+    from jerp.memory.reflect.hindsight import reflect_hindsight, reflect_hindsight_llm
+
+    if p.rules.reflector == "contrastive":
+        return reflect_hindsight(rollouts, refs, pool, p.rules.max_ops, actions)
+    return reflect_hindsight_llm(_generate(p, root), rollouts, refs, pool, p.rules.max_ops,
+                                 actions, p.rules.max_rule_chars)
+
+
+def _generate(p: Params, root: Path):
+    """The LLM reflectors' text-in, text-out model: the endpoint, else the local model."""
+    if p.rules.llm_endpoint:
+        from jerp.memory.reflect.llm import openai_generate
+
+        key = os.environ.get("OPENAI_API_KEY", "")  # read at the edge; see the docstring
+        return openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
+    from jerp.stages.common import local_generate
+
+    return local_generate(p, root)
+
+
 def _reflect_llm(p: Params, root: Path, rollouts, refs, pool,
                  actions: ActionAbstraction) -> list[Proposal]:
     """One LLM call per failed rollout, against its closest real success (same task, else
     the most similar goal of the type); failures without one are skipped."""
-    from jerp.memory.reflect.llm import closest_reference, openai_generate, reflect_llm
+    from jerp.memory.reflect.llm import closest_reference, reflect_llm
 
-    if p.rules.llm_endpoint:
-        key = os.environ.get("OPENAI_API_KEY", "")  # read at the edge; see the docstring
-        generate = openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
-    else:
-        from jerp.stages.common import local_generate
-
-        generate = local_generate(p, root)
+    generate = _generate(p, root)
     props: list[Proposal] = []
     for t in rollouts:
         if t.won:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
-from jerp.memory.flat import FlatPool
+from jerp.memory.choose import memory_for
 from jerp.records import RuleSnapshot, read_proposals, read_snapshot, write_snapshot
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> tuple[RuleSnapshot, dict]:
-    before = FlatPool(read_snapshot(root / paths.rules_file(prev)))
+    before = memory_for(p, read_snapshot(root / paths.rules_file(prev)), root)
     proposals = [x for x in read_proposals(root / paths.proposals_file(iteration)) if x.accepted]
     memory, applied = before.revise(proposals, iteration, p.rules.capacity)
     after = memory.snapshot()

@@ -12,6 +12,10 @@ product, or with the wrong option) from a success, so the abstraction also says:
   dollars"); a clicked value that matches one of them, with the reward's own fuzzy
   rule (`reward.option_matches`), becomes "the size the goal asks for", any other
   value "an option the goal does not ask for".
+
+Subgoals (H2R) are the four steps of a purchase: "search for the product", "open a
+matching product", "choose the options" (every option click; skipped in the default
+plan when the goal names no option) and "buy".
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ _PHRASES = {
     "buy": "click Buy Now",
 }
 _SHORT = {"click product": "open the product the goal describes"}
+SUBGOALS = {"search": "search for the product", "click product": "open a matching product",
+            "select option": "choose the options", "buy": "buy"}
 _VERB_WORDS = {
     "search": r"search",
     "click product": r"open the product|open a product|open the result",
@@ -105,6 +111,18 @@ class WebShopActions:
 
     def rule_verbs(self, text: str) -> set[str] | None:
         return verbs_in(text, _VERB_WORDS)
+
+    def subgoal_name(self, act: Act, goal: str) -> str:
+        return SUBGOALS.get(act.verb, act.verb)
+
+    def default_plan(self, task_type: str, goal: str) -> list[str]:
+        verbs = ["search", "click product", "select option", "buy"]
+        if not goal_options(goal):
+            verbs.remove("select option")
+        return [SUBGOALS[v] for v in verbs]
+
+    def adapt_subgoal(self, name: str, from_goal: str, to_goal: str) -> str:
+        return name  # the purchase's subgoals name no product
 
 
 WEBSHOP_ACTIONS = WebShopActions()
