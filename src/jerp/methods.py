@@ -13,6 +13,9 @@ from dataclasses import dataclass
 class MethodParts:
     rules: bool  # reflect + revise the pool, show the working set in prompts
     finetune: bool  # finetune@i updates the LoRA policy from rollouts i
+    trials: bool = False  # Reflexion: evaluate retries a failed task with notes on its failures
+    success_insights: bool = False  # ExpeL: reflect also draws rules from sets of successes
+    examples: bool = False  # ExpeL: evaluate shows the most similar successes in the prompt
 
 
 # Every method starts from the same warm-started policy (iteration 0).
@@ -21,6 +24,12 @@ METHODS: dict[str, MethodParts] = {
     "rules_only": MethodParts(rules=True, finetune=False),
     "policy_only": MethodParts(rules=False, finetune=True),
     "jerp": MethodParts(rules=True, finetune=True),
+    # The H2R paper's baselines, frozen policy. Reflexion (Shinn et al. 2023): up to
+    # `reflexion.trials` attempts per eval task, each shown the notes of the earlier ones.
+    "reflexion": MethodParts(rules=False, finetune=False, trials=True),
+    # ExpeL (Zhao et al. 2024): a rule pool revised from failure/success pairs and from
+    # sets of successes, plus the top `expel.examples` similar successes in the prompt.
+    "expel": MethodParts(rules=True, finetune=False, success_insights=True, examples=True),
 }
 
 
