@@ -124,3 +124,18 @@ def test_prepare_adds_state_only_eval_games(tmp_path, alf_root):
     assert {t.split for t in extra} == {"eval_out"}  # evaluate ranks them with the eval split
     assert EVAL_STATES not in prepare.run(parse_params({"env": {"data_dir": str(alf_root)}}),
                                           tmp_path).splits
+
+
+def test_expel_reflect_adds_a_success_set_insight(run_dir):
+    """The walkthrough and the rollout's win form a set of two successes of the type."""
+    from jerp.memory.reflect.successes import PATTERN_PREFIX
+
+    p = parse_params({"run": {"method": "expel"}, "rules": {"max_ops": 3},
+                      "iterations": {1: {"prev": 0}}, "eval_iterations": [0, 1]})
+    props = reflect.run(p, run_dir, 1, 0)
+    assert props[0].op == "ADD" and props[0].text.startswith(PATTERN_PREFIX)
+    assert "heat the target object" in props[0].text
+    assert any(x.op == "ADD" and not x.text.startswith(PATTERN_PREFIX) for x in props[1:])
+    assert sum(x.accepted for x in props) <= 3
+    snap, counts = revise.run(p, run_dir, 1, 0)
+    assert counts["ADD"] == sum(x.op == "ADD" for x in props)

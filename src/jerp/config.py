@@ -26,7 +26,8 @@ class Section(BaseModel):
 
 class RunParams(Section):
     seed: int = Field(0, description="Seeds task sampling and sampling-mode decisions.")
-    method: Literal["react", "rules_only", "policy_only", "jerp", "h2r", "jerp_h2r"] = Field(
+    method: Literal["react", "rules_only", "policy_only", "jerp", "h2r", "jerp_h2r",
+                    "reflexion", "expel"] = Field(
         "jerp", description="Which parts of the loop run (see jerp.methods)."
     )
 
@@ -105,6 +106,29 @@ class RulesParams(Section):
     subgoal_budget: int = Field(
         8, ge=1, description="H2R methods: steps the executor spends on one subgoal before "
         "it moves on to the next one of the plan.")
+
+
+class ReflexionParams(Section):
+    """run.method reflexion (Shinn et al. 2023): evaluate retries each failed eval task,
+    showing the self-reflection notes of its earlier failed trials (frozen policy)."""
+
+    trials: int = Field(
+        3, ge=1, le=10, description="Attempts per eval task at most (1 = no retry); "
+        "only failures are retried, so the cost is (trials - 1) x the failed episodes.")
+    reflector: Literal["milestones", "llm"] = Field(
+        "milestones", description="milestones: a deterministic note from the failed "
+        "trajectory alone (milestones reached and missed, loops, last actions); llm: the "
+        "model of rules.llm_endpoint / rules.llm_model writes it.")
+    max_note_chars: int = Field(400, ge=40, description="Longer notes are cut.")
+
+
+class ExpelParams(Section):
+    """run.method expel (Zhao et al. 2024): besides its rule pool, evaluate shows the most
+    similar successful trajectories (train references and rollout wins) in the prompt."""
+
+    examples: int = Field(1, ge=0, description="Successes shown per episode; 0 = none.")
+    max_example_actions: int = Field(
+        20, ge=1, description="Actions of an example shown at most (the rest elided).")
 
 
 class RolloutParams(Section):
@@ -210,6 +234,8 @@ class Params(Section):
     policy: PolicyParams = PolicyParams()
     rules: RulesParams = RulesParams()
     rollout: RolloutParams = RolloutParams()
+    reflexion: ReflexionParams = ReflexionParams()
+    expel: ExpelParams = ExpelParams()
     lora: LoraParams = LoraParams()
     warmstart: WarmstartParams = WarmstartParams()
     finetune: FinetuneParams = FinetuneParams()

@@ -15,6 +15,9 @@ class MethodParts:
     finetune: bool  # finetune@i updates the LoRA policy from rollouts i
     hierarchy: bool = False  # H2R: planning + execution memories (memory/hierarchy.py),
     # hindsight reflection, and the executor's per-step subgoal slot
+    trials: bool = False  # Reflexion: evaluate retries a failed task with notes on its failures
+    success_insights: bool = False  # ExpeL: reflect also draws rules from sets of successes
+    examples: bool = False  # ExpeL: evaluate shows the most similar successes in the prompt
 
 
 # Every method starts from the same warm-started policy (iteration 0).
@@ -25,6 +28,12 @@ METHODS: dict[str, MethodParts] = {
     "jerp": MethodParts(rules=True, finetune=True),
     "h2r": MethodParts(rules=True, finetune=False, hierarchy=True),  # frozen policy
     "jerp_h2r": MethodParts(rules=True, finetune=True, hierarchy=True),
+    # The H2R paper's baselines, frozen policy. Reflexion (Shinn et al. 2023): up to
+    # `reflexion.trials` attempts per eval task, each shown the notes of the earlier ones.
+    "reflexion": MethodParts(rules=False, finetune=False, trials=True),
+    # ExpeL (Zhao et al. 2024): a rule pool revised from failure/success pairs and from
+    # sets of successes, plus the top `expel.examples` similar successes in the prompt.
+    "expel": MethodParts(rules=True, finetune=False, success_insights=True, examples=True),
 }
 
 

@@ -172,6 +172,12 @@ class Trajectory(BaseModel):
     wall_s: float = 0.0
     source: Literal["rollout", "reference"] = "rollout"
     score: Literal["sum", "mean"] = "sum"  # the candidate score the acting softmax used
+    # Baselines (run.method reflexion / expel): which attempt at the task this is (0: the
+    # first; Reflexion retries failures), the notes of the earlier failed attempts it was
+    # shown, and the ids of the successful trajectories shown as in-context examples.
+    trial: int = 0
+    notes_shown: list[str] = Field(default_factory=list)
+    examples_shown: list[str] = Field(default_factory=list)
 
     @property
     def initial_observation(self) -> str:
@@ -181,6 +187,17 @@ class Trajectory(BaseModel):
     @property
     def actions(self) -> list[str]:
         return [s.action for s in self.steps]
+
+
+def final_trials(trajs: Iterable[Trajectory]) -> list[Trajectory]:
+    """Each episode's last trial, i.e. its outcome after Reflexion's retries (order of
+    first appearance); without retries, the trajectories themselves."""
+    last: dict[tuple[str, int], Trajectory] = {}
+    for t in trajs:
+        key = (t.task_id, t.episode)
+        if key not in last or t.trial >= last[key].trial:
+            last[key] = t
+    return list(last.values())
 
 
 def write_trajectories(path: str | Path, trajs: Iterable[Trajectory]) -> None:

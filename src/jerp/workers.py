@@ -19,7 +19,7 @@ from jerp.config import Params
 from jerp.envs.base import Observation, Task
 from jerp.policy.agent import Agent
 from jerp.policy.prompts import EpisodeContext
-from jerp.policy.rollout import EpisodeSpec, Retrieve, play
+from jerp.policy.rollout import EpisodeSpec, Examples, Retrieve, play
 from jerp.records import RuleShown, StateRank, Trajectory, read_snapshot
 
 # The prompts expert states are scored with. "shown": as the method acts (its working
@@ -47,6 +47,9 @@ class Job:
     rules: Path | None = None  # the pool snapshot whose working sets are shown; None: none
     meta: dict = field(default_factory=dict)  # Trajectory bookkeeping (stage, iteration...)
     desc: str = "episodes"
+    # ExpeL: the trajectory files whose successes are shown as in-context examples
+    # (memory/examples.py; params expel); empty: none
+    examples: tuple[Path, ...] = ()
 
 
 def fingerprint(job: Job, items: list) -> str:
@@ -62,6 +65,7 @@ def fingerprint(job: Job, items: list) -> str:
                  job.desc, repr(items)):
         h.update(part.encode())
     files = [job.rules] if job.rules else []
+    files += list(job.examples)
     if job.agent.adapter is not None and job.agent.adapter.is_dir():
         files += sorted(job.agent.adapter.iterdir())
     code = Path(jerp.__file__).parent
@@ -136,13 +140,33 @@ def retriever(job: Job) -> Retrieve | None:
     return make(job.params, job.root, read_snapshot(job.rules))
 
 
+def example_retriever(job: Job) -> Examples | None:
+    """The per-episode ExpeL examples over the job's example files, or None."""
+    k = job.params.expel.examples
+    if not job.examples or k <= 0:
+        return None
+    from jerp import paths
+    from jerp.memory.examples import example_store, render_example, similar_successes
+    from jerp.records import read_trajectories
+
+    store = example_store(t for f in job.examples for t in read_trajectories(f))
+    index, n = job.root / paths.index_cache(), job.params.expel.max_example_actions
+
+    def examples(task: Task, goal: str) -> list[RuleShown]:
+        return [RuleShown(id=t.traj_id, text=render_example(t, n))
+                for t in similar_successes(store, goal, k, index)]
+
+    return examples
+
+
 def play_chunk(job: Job, specs: list[EpisodeSpec], first: int) -> list[Trajectory]:
     """Play `specs`, which are episodes first..first+len-1 of the stage."""
     from jerp.stages.common import make_env
 
     p = job.params
     return play(specs, make_env(p, job.root), agent(job), p.env.max_steps, p.policy.batch_envs,
-                job.meta, retriever(job), desc=job.desc, first_index=first)
+                job.meta, retriever(job), desc=job.desc, first_index=first,
+                examples=example_retriever(job))
 
 
 def replay_chunk(p: Params, root: Path, tasks: list[Task]) -> list[Trajectory]:
@@ -164,9 +188,11 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
 
     With a pool, also without rules and with the working set retrieved for another
     task type (`wrong[task_type]`), with the same policy: how much of its competence
-    lives in the rules and how much in the weights."""
+    lives in the rules and how much in the weights. ExpeL's examples are shown in the
+    "shown" prompt only (as the method acts); "none" and "wrong" have none."""
     ag = agent(job)
     retrieve = retriever(job)
+    examples = example_retriever(job)
     conds = CONDITIONS if retrieve else CONDITIONS[:1]
     out: list[StateRank] = []
     for ref in refs:
@@ -176,9 +202,11 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
                 "wrong": _rules(retrieve, Task(ref.task_id, ref.env, ref.split,
                                                wrong.get(ref.task_type, ""), ""), ref.goal)}
         ranks: list[dict[str, int]] = [{} for _ in ref.steps]
+        shown_examples = [e.text for e in examples(task, ref.goal)] if examples else []
         for cond in conds:
             ctx = EpisodeContext(env=ref.env, goal=ref.goal, rules=[r.text for r in sets[cond]],
-                                 initial=ref.initial_observation)
+                                 initial=ref.initial_observation,
+                                 examples=shown_examples if cond == "shown" else [])
             for k, s in enumerate(ref.steps):
                 if s.admissible:
                     ob = Observation(s.observation, s.admissible, ref.goal, ref.task_type)

@@ -69,6 +69,8 @@ class EpisodeContext:
     goal: str
     rules: list[str] = field(default_factory=list)
     initial: str = ""  # the episode's first observation, kept in the header
+    examples: list[str] = field(default_factory=list)  # ExpeL: rendered similar successes
+    notes: list[str] = field(default_factory=list)  # Reflexion: notes of earlier failed trials
     history: list[tuple[str, str]] = field(default_factory=list)  # (observation, action)
     seed: int = 0
     state: object | None = field(default=None, repr=False, compare=False)
@@ -78,6 +80,19 @@ def render_rules(rules: list[str]) -> str:
     if not rules:
         return ""
     return "Rules learned from experience:\n" + "".join(f"- {r}\n" for r in rules)
+
+
+def render_experience(examples: list[str], notes: list[str]) -> str:
+    """The episode's own experience, placed after the rules in the header: ExpeL's
+    successful examples of similar tasks, then Reflexion's notes on this task's
+    earlier failed trials (trial t shows the notes of trials 1..t-1)."""
+    out = ""
+    if examples:
+        out += "Successful examples of similar tasks:\n" + "".join(f"{e}\n" for e in examples)
+    if notes:
+        out += "Your earlier failed attempts at this task:\n" + "".join(
+            f"- Trial {i}: {n}\n" for i, n in enumerate(notes, 1))
+    return out
 
 
 def window_start(t: int, window: int) -> int:
@@ -90,7 +105,8 @@ def window_start(t: int, window: int) -> int:
 
 def header(ctx: EpisodeContext) -> str:
     head, _ = split_template(ctx.env)
-    return head.format(goal=ctx.goal, rules=render_rules(ctx.rules), initial=ctx.initial)
+    rules = render_rules(ctx.rules) + render_experience(ctx.examples, ctx.notes)
+    return head.format(goal=ctx.goal, rules=rules, initial=ctx.initial)
 
 
 def observation_piece(env: str, observation: str, commands: list[str] | None = None) -> str:

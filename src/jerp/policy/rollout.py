@@ -23,14 +23,19 @@ from jerp.policy.prompts import EpisodeContext
 from jerp.records import RuleShown, StepRecord, Trajectory
 
 Retrieve = Callable[[Task, str], list[RuleShown]]  # (task, goal) -> working set
+# (task, goal) -> ExpeL's in-context examples: (trajectory id, rendered text) each
+Examples = Callable[[Task, str], list[RuleShown]]
 
 
 @dataclass
 class EpisodeSpec:
-    """One episode to play: a task and its index in the task's group of G episodes."""
+    """One episode to play: a task and its index in the task's group of G episodes;
+    Reflexion's later trials also carry their number and the notes of earlier ones."""
 
     task: Task
     episode: int = 0
+    trial: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class _Slot:
     env: EnvHandle
     spec: EpisodeSpec | None = None
     rules: list[RuleShown] = field(default_factory=list)
+    examples: list[RuleShown] = field(default_factory=list)
     ctx: EpisodeContext | None = None
     obs: Observation | None = None
     steps: list[StepRecord] = field(default_factory=list)
@@ -58,6 +64,7 @@ def play(
     desc: str = "episodes",
     env_workers: int | None = None,
     first_index: int = 0,
+    examples: Examples | None = None,
 ) -> list[Trajectory]:
     """Play every spec; returns trajectories in the order of `specs`.
 
@@ -71,6 +78,8 @@ def play(
     do not depend on the number of workers or on `batch_envs`. `first_index`: the
     index of specs[0] among the stage's episodes (a chunk's offset); an episode's
     sampling stream is keyed by that global index, so chunking changes nothing.
+    `examples` gives each episode its in-context successes (ExpeL) at reset, like
+    `retrieve`; a spec's `notes` (Reflexion) are shown from its first step.
     """
     if env_workers is None:
         env_workers = getattr(agent.params, "env_workers", 0)
@@ -93,7 +102,7 @@ def play(
             for s in busy:
                 if not _answered(s):
                     continue
-                if _receive(s, max_steps, retrieve):
+                if _receive(s, max_steps, retrieve, examples):
                     idx = order.pop(id(s))
                     agent.release(s.ctx)
                     results[idx] = _finish(s, meta)
@@ -148,16 +157,20 @@ def _act(slot: _Slot, d: Decision) -> None:
         slot.env.send("step", d.action)
 
 
-def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None) -> bool:
+def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None,
+             examples: Examples | None = None) -> bool:
     """Apply the environment's answer to the slot; True when the episode has ended."""
     kind, *rest = slot.pending
     slot.pending = None
     if kind == "reset":
         slot.obs = slot.env.recv()
         slot.rules = retrieve(slot.spec.task, slot.obs.goal) if retrieve else []
+        slot.examples = examples(slot.spec.task, slot.obs.goal) if examples else []
         slot.ctx = EpisodeContext(env=slot.spec.task.env, goal=slot.obs.goal,
                                   rules=[r.text for r in slot.rules], seed=rest[0],
-                                  initial=slot.obs.text)
+                                  initial=slot.obs.text,
+                                  examples=[e.text for e in slot.examples],
+                                  notes=list(slot.spec.notes))
         return False
     (d,) = rest
     action = d.action
@@ -185,13 +198,17 @@ def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None) -> bool:
 def _finish(slot: _Slot, meta: dict) -> Trajectory:
     spec = slot.spec
     t = spec.task
+    trial = f"/t{spec.trial}" if spec.trial else ""
     return Trajectory(
-        traj_id=f"{meta.get('stage', 'eval')}{meta.get('iteration', 0)}:{t.task_id}#{spec.episode}",
+        traj_id=f"{meta.get('stage', 'eval')}{meta.get('iteration', 0)}:{t.task_id}"
+                f"#{spec.episode}{trial}",
         task_id=t.task_id, env=t.env, split=t.split, task_type=t.task_type,
         goal=slot.ctx.goal, steps=slot.steps, reward=slot.reward, won=slot.won,
         n_steps=len(slot.steps), invalid_actions=sum(not s.valid for s in slot.steps),
         rules_shown=slot.rules, episode=spec.episode,
         wall_s=round(time.perf_counter() - slot.t0, 3),
+        trial=spec.trial, notes_shown=list(spec.notes),
+        examples_shown=[e.id for e in slot.examples],
         **{k: v for k, v in meta.items() if k != "stage"},
     )
 

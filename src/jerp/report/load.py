@@ -19,7 +19,14 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from jerp import paths
-from jerp.records import ExpertStates, Proposal, RuleSnapshot, StateRank, Trajectory
+from jerp.records import (
+    ExpertStates,
+    Proposal,
+    RuleSnapshot,
+    StateRank,
+    Trajectory,
+    final_trials,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Source = Callable[[str], "str | None"]
@@ -85,8 +92,9 @@ def _model(text: str, model: type[M], where: str) -> M:
 
 
 def _games(text: str, where: str) -> list[EvalGame]:
+    """One game per eval episode: its last trial (Reflexion records every trial)."""
     return [EvalGame(t.task_id, t.task_type, t.won, t.reward)
-            for t in _jsonl(text, Trajectory, where)]
+            for t in final_trials(_jsonl(text, Trajectory, where))]
 
 
 def load_iteration(read: Source, i: int) -> IterationData:

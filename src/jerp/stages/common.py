@@ -45,19 +45,26 @@ def policy_version(adapter: Path | None) -> str:
 
 def play_episodes(
     p: Params, root: Path, agent: AgentSpec, specs: list[EpisodeSpec], meta: dict,
-    rules: Path | None, desc: str,
+    rules: Path | None, desc: str, examples: tuple[Path, ...] = (),
 ) -> list[Trajectory]:
     """Play specs in chunks on the run's task runner (params `runner`), with the run's
     environment, step limit and lockstep batch; `rules`: the pool snapshot whose working
-    sets the episodes show (None: no rules)."""
-    job = Job(p, root, agent, rules, meta, desc)
+    sets the episodes show (None: no rules); `examples`: the trajectory files ExpeL's
+    in-context successes come from (empty: none)."""
+    job = Job(p, root, agent, rules, meta, desc, examples)
     ranges = chunks(len(specs), runners.workers(p), p.runner.chunk_episodes)
-    key = fingerprint(job, [(s.task.task_id, s.task.source, s.episode) for s in specs])
+    key = fingerprint(job, [_spec_key(s) for s in specs])
     parts = runners.spread(
         play_chunk, [(job, specs[a:b], a) for a, b in ranges], name=desc, size=len,
         tally=lambda done: _success([t for part in done for t in part]),
         threads=runners.threads(p), key=key)
     return [t for part in parts for t in part]
+
+
+def _spec_key(s: EpisodeSpec) -> tuple:
+    """What an episode's result depends on besides the job (a retry's notes included)."""
+    base = (s.task.task_id, s.task.source, s.episode)
+    return (*base, s.trial, tuple(s.notes)) if s.trial or s.notes else base
 
 
 def _success(trajs: list[Trajectory]) -> str:

@@ -6,10 +6,18 @@ dozen games cannot separate methods, and this accuracy moves long before success
 does, at one decision per state. Methods that show rules are ranked three ways
 (their working set, no rules, another task type's working set), which tells how
 much of the policy's competence lives in the rules and how much in its weights.
+
+Two baselines act differently here (jerp.methods): Reflexion retries each failed
+game up to `reflexion.trials` times, each retry shown notes on the game's earlier
+failed trials (policy/trials.py; success@k in the metrics, every trial in
+eval.jsonl, `success` = after the last trial); ExpeL shows the `expel.examples`
+successes most similar to the goal, drawn from the train references and the wins
+up to iteration i (memory/examples.py).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jerp import paths, runners
@@ -17,10 +25,12 @@ from jerp.config import Params
 from jerp.methods import parts
 from jerp.metrics import expert_metrics, summarize
 from jerp.policy.rollout import EpisodeSpec
+from jerp.policy.trials import Note, play_trials, success_at
 from jerp.records import (
     ExpertStates,
     StateRank,
     Trajectory,
+    final_trials,
     read_snapshot,
     read_tasks,
     read_trajectories,
@@ -35,22 +45,37 @@ def run(p: Params, root: Path, iteration: int) -> dict:
     tasks = read_tasks(root / paths.tasks_file()).tasks(p.env.eval_split)
     rules_file = root / paths.rules_file(iteration)
     pool = read_snapshot(rules_file)
-    rules = rules_file if parts(p.run.method).rules and pool.rules and p.rules.top_k else None
+    method = parts(p.run.method)
+    rules = rules_file if method.rules and pool.rules and p.rules.top_k else None
+    examples = ((root / paths.references_file(), root / paths.wins_file(iteration))
+                if method.examples and p.expel.examples else ())
     adapter = root / paths.adapter_dir(iteration)
     agent = AgentSpec(adapter, seed=p.run.seed)
     meta = dict(stage="eval", method=p.run.method, iteration=iteration, seed=p.run.seed,
                 policy_version=policy_version(adapter),
                 pool_version=str(paths.rules_file(iteration)) if rules else "none")
-    trajs = play_episodes(p, root, agent, [EpisodeSpec(t) for t in tasks], meta, rules,
-                          desc=f"evaluate@{iteration}")
-    metrics = summarize(trajs)
+
+    def play(specs: list[EpisodeSpec]) -> list[Trajectory]:
+        trial = f" trial {specs[0].trial + 1}" if specs and specs[0].trial else ""
+        return play_episodes(p, root, agent, specs, meta, rules,
+                             desc=f"evaluate@{iteration}{trial}", examples=examples)
+
+    specs = [EpisodeSpec(t) for t in tasks]
+    if method.trials:
+        trajs = play_trials(specs, play, note_reflector(p, root), p.reflexion.trials)
+    else:
+        trajs = play(specs)
+    metrics = summarize(final_trials(trajs))
+    if method.trials:
+        metrics["success_at"] = success_at(trajs, p.reflexion.trials)
+        metrics["trial_episodes"] = len(trajs)
     metrics["iteration"] = iteration
     metrics["rules_in_pool"] = len(pool.rules)
     states: list[StateRank] = []
     if p.eval.expert_states and (root / paths.references_file()).exists():
         refs = [r for r in read_trajectories(root / paths.references_file())
                 if r.split == p.env.eval_split]
-        job = Job(p, root, agent, rules, desc=f"expert states@{iteration}")
+        job = Job(p, root, agent, rules, desc=f"expert states@{iteration}", examples=examples)
         states = rank_reference_states(job, refs)
         metrics.update(expert_metrics([s.model_dump() for s in states]))
     write_trajectories(root / paths.eval_file(iteration), trajs)
@@ -58,6 +83,29 @@ def run(p: Params, root: Path, iteration: int) -> dict:
                ExpertStates(iteration=iteration, rows=states).model_dump())
     write_json(root / paths.metrics_file(iteration), metrics)
     return metrics
+
+
+def note_reflector(p: Params, root: Path) -> Note:
+    """Reflexion's note on a failed trial (params reflexion.reflector): the deterministic
+    milestone note, or the LLM of rules.llm_endpoint / rules.llm_model. The endpoint's
+    key is read from $OPENAI_API_KEY here, never passed as an argument (stages/reflect)."""
+    from jerp.envs.registry import action_abstraction
+    from jerp.memory.reflect.reflexion import llm_note, milestone_note
+
+    n = p.reflexion.max_note_chars
+    if p.reflexion.reflector == "milestones":
+        ax = action_abstraction(p.env.name)
+        return lambda t: milestone_note(t, ax, n)
+    if p.rules.llm_endpoint:
+        from jerp.memory.reflect.llm import openai_generate
+
+        key = os.environ.get("OPENAI_API_KEY", "")
+        generate = openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
+    else:
+        from jerp.stages.common import local_generate
+
+        generate = local_generate(p, root)
+    return lambda t: llm_note(generate, t, n)
 
 
 def wrong_types(types: list[str]) -> dict[str, str]:

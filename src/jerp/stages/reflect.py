@@ -1,7 +1,9 @@
 """reflect@i: contrast iteration i's rollouts with reference successes; propose pool ops.
 
 References are the environment's reference solutions for train tasks plus the
-agent's own wins, which accumulate across iterations in wins.jsonl.
+agent's own wins, which accumulate across iterations in wins.jsonl. ExpeL also
+draws insights from the set of those successes per task type
+(memory/reflect/successes.py); they come first within `rules.max_ops`.
 
 The LLM reflector's API key is read from $OPENAI_API_KEY here, where the client
 is made, and never passed as an argument: arguments of Prefect tasks and flows
@@ -51,6 +53,12 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Proposal]:
         props = reflect_contrastive(rollouts, refs, pool, p.rules.max_ops, actions)
     else:
         props = _reflect_llm(p, root, rollouts, refs, pool, actions)
+    if parts(p.run.method).success_insights:
+        from jerp.memory.reflect.successes import reflect_successes
+
+        new = {t.traj_id for t in rollouts if t.won}
+        found = reflect_successes(refs, new, pool, actions, p.rules.max_rule_chars)
+        props = within_budget(found + props, p.rules.max_ops)
     write_proposals(root / paths.proposals_file(iteration), props)
     return props
 
@@ -77,6 +85,18 @@ def _generate(p: Params, root: Path):
     from jerp.stages.common import local_generate
 
     return local_generate(p, root)
+
+
+def within_budget(props: list[Proposal], max_ops: int) -> list[Proposal]:
+    """The first `max_ops` accepted proposals, and every rejected one (kept as a record)."""
+    out, n = [], 0
+    for x in props:
+        if x.accepted:
+            if n >= max_ops:
+                continue
+            n += 1
+        out.append(x)
+    return out
 
 
 def _reflect_llm(p: Params, root: Path, rollouts, refs, pool,
