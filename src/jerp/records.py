@@ -171,7 +171,7 @@ class Trajectory(BaseModel):
     seed: int = 0
     wall_s: float = 0.0
     source: Literal["rollout", "reference"] = "rollout"
-    score: Literal["sum", "mean"] = "sum"  # the candidate score the acting softmax used
+    score: Literal["sum", "mean", "calibrated"] = "sum"  # the acting softmax's candidate score
 
     @property
     def initial_observation(self) -> str:
