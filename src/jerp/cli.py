@@ -76,8 +76,8 @@ def cmd_play(args) -> None:
     ctx = EpisodeContext(env=task.env, goal=ob.goal)
     print(f"task {task.task_id} ({task.task_type})\n{ob.text}\n")
     for step in range(1, (args.max_steps or p.env.max_steps) + 1):
-        scores, lengths = agent.scores(ctx, ob)
-        ranked = sorted(zip(scores, ob.admissible, strict=True), reverse=True)
+        values = agent.values(ctx, ob)  # what the agent ranks by (policy.score)
+        ranked = sorted(zip(values, ob.admissible, strict=True), reverse=True)
         for s, a in ranked[: args.top]:
             print(f"   {s:8.2f}  {a}")
         d = agent.decide([ctx], [ob])[0]
