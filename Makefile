@@ -6,7 +6,7 @@ PY := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install params run plots test lint bench compare prefect-ui mlflow-ui clean
+.PHONY: install params run plots test lint bench compare seeds prefect-ui mlflow-ui clean
 
 # pyproject.toml declares the dependencies (ranges); constraints.txt pins the exact set.
 $(VENV)/.installed: constraints.txt pyproject.toml
@@ -66,6 +66,25 @@ compare: install params
 	$(BIN)/dvc queue status
 	$(BIN)/dvc exp show --csv --drop '.*' \
 	  --keep 'Experiment|run.method|metrics/iter_.\.json:(success|expert_top1)$$'
+
+# Several seeds of one configuration: params.yaml's method (or each of METHODS) once per seed
+# in SEEDS, as queued DVC experiments; `jerp compare --table` then shows one row per method
+# with the mean ± sd over its seeds (the workspace counts as its own run.seed). A seed equal
+# to the workspace's repeats the workspace: leave it out of SEEDS.
+SEEDS ?= 1 2
+METHODS ?=
+seeds: install params
+	for s in $(SEEDS); do \
+	  if [ -z "$(METHODS)" ]; then \
+	    $(BIN)/dvc exp run --queue -n "seed$$s" -S run.seed="$$s" || exit 1; \
+	  else for m in $(METHODS); do \
+	    $(BIN)/dvc exp run --queue -n "$$m-seed$$s" -S run.method="$$m" -S run.seed="$$s" \
+	      || exit 1; done; fi; \
+	done
+	$(BIN)/dvc queue start --jobs 1
+	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
+	$(BIN)/dvc queue status
+	$(BIN)/jerp compare --table
 
 bench: install
 	$(PY) bench/speed.py && $(PY) bench/decide.py --quick && $(PY) bench/webshop_env.py

@@ -17,14 +17,15 @@ from jerp.report.build import FIGURES, build  # noqa: E402
 from jerp.report.load import workspace  # noqa: E402
 
 
-def methods_table() -> tuple[list[str], list[list[str]]] | None:
-    """Table II over this commit's DVC experiments and the workspace (None: no experiments,
-    or inside a queued experiment, which must not read its siblings)."""
+def methods_tables() -> tuple[tuple | None, tuple | None]:
+    """Table II over this commit's DVC experiments and the workspace, and the workspace's
+    figures over the experiments that repeat it with other seeds (None, None: no
+    experiments, or inside a queued experiment, which must not read its siblings)."""
     if os.environ.get("DVC_EXP_NAME"):
-        return None
+        return None, None
     names = experiments.experiment_names(ROOT)
     if not names:
-        return None
+        return None, None
     log = get_run_logger()
     runs = []
     for name in names:
@@ -33,17 +34,19 @@ def methods_table() -> tuple[list[str], list[list[str]]] | None:
         except Exception as e:  # an experiment that never finished: leave it out, say why
             log.warning(f"report: experiment {name} left out of the table: {e}")
     if not runs:
-        return None
-    ours = experiments.load(workspace(ROOT), experiments.WORKSPACE)
-    return experiments.table2([ours, *runs])
+        return None, None
+    every = [experiments.load(workspace(ROOT), experiments.WORKSPACE), *runs]
+    group = experiments.seed_group_of(every, 0)
+    seeds = experiments.seed_curves(group) if len(group) > 1 else None
+    return experiments.table2(every), seeds
 
 
 @flow(name="report")
 def report_flow() -> None:
     title = f"{PARAMS.env.name}: {PARAMS.run.method}, {PARAMS.policy.model}"
-    table2 = task(methods_table, name="compare experiments", cache_policy=NONE)()
+    table2, seeds = task(methods_tables, name="compare experiments", cache_policy=NONE)()
     rows = task(build, name="build report", cache_policy=NONE)(
-        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2
+        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2, seeds
     )
     get_run_logger().info(f"report: {len(rows)} iterations -> {paths.REPORTS}/index.html")
     reports = ROOT / paths.REPORTS

@@ -82,3 +82,8 @@ def test_unknown_revision_is_a_clear_error(repo, capsys):
 
 def test_no_experiments_in_a_plain_repo(repo):
     assert experiments.experiment_names(repo) == []
+
+
+def test_table_without_runs_is_the_workspace_and_this_commits_experiments(repo, capsys):
+    out = _compare(repo, capsys, table=True)
+    assert "workspace" in out and "jerp" in out and "seeds" in out

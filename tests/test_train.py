@@ -60,6 +60,18 @@ def test_rft_step_changes_adapter_and_lowers_loss(model_cache, reference):
     assert changed  # lora_B starts at zero; one step moves it
 
 
+def test_calibrated_rft_step_lowers_its_loss(model_cache, reference):
+    """policy.score calibrated: the loss subtracts each command's empty-context score,
+    recomputed with the weights (calibration.py), and one step lowers it."""
+    policy = _trainable(model_cache)
+    items = success_items([reference])
+    cfg = TrainConfig(lr=1e-3, epochs=1, batch_sequences=8, score="calibrated")
+    before = _batch_loss(policy, items, cfg)
+    assert before != pytest.approx(_batch_loss(policy, items, TrainConfig(lr=1e-3)))
+    train(policy, items, cfg)
+    assert _batch_loss(policy, items, cfg) < before
+
+
 def test_grpo_step_moves_probability_towards_positive_advantage(model_cache, reference):
     policy = _trainable(model_cache)
     pos = TrainItem(reference, {k: Target(advantage=1.0, old_prob=None, temperature=1.0)

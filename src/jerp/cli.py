@@ -5,7 +5,9 @@
   jerp evaluate               evaluate a policy (+ pool) on a split, print the metrics
   jerp rules show|diff|history   read rule-pool snapshots across iterations and revisions
   jerp compare A B            two runs (git revisions / DVC experiments) side by side, paired
-  jerp compare --table RUN... the JERP paper's Table II over runs (methods as rows)
+  jerp compare --table [RUN...]  the JERP paper's Table II over runs (methods as rows; runs
+                              that differ only in run.seed: one row, mean ± sd); no RUN:
+                              the workspace and every DVC experiment of this commit
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ def cmd_play(args) -> None:
     ctx = EpisodeContext(env=task.env, goal=ob.goal)
     print(f"task {task.task_id} ({task.task_type})\n{ob.text}\n")
     for step in range(1, (args.max_steps or p.env.max_steps) + 1):
-        scores, lengths = agent.scores(ctx, ob)
-        ranked = sorted(zip(scores, ob.admissible, strict=True), reverse=True)
+        values = agent.values(ctx, ob)  # what the agent ranks by (policy.score)
+        ranked = sorted(zip(values, ob.admissible, strict=True), reverse=True)
         for s, a in ranked[: args.top]:
             print(f"   {s:8.2f}  {a}")
         d = agent.decide([ctx], [ob])[0]
@@ -126,8 +128,11 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 def cmd_compare(args) -> None:
     from jerp.report import experiments as ex
 
+    names = args.runs
+    if not names and args.table:
+        names = [ex.WORKSPACE, *ex.experiment_names(args.root)]
     try:
-        runs = [ex.load_rev(args.root, rev) for rev in args.runs]
+        runs = [ex.load_rev(args.root, rev) for rev in names]
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"jerp compare: {e}")
     if args.table:
@@ -175,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="two runs side by side with paired tests, or Table II")
-    c.add_argument("runs", nargs="+", metavar="RUN",
-                   help="git revision or DVC experiment name; `workspace` for the workspace")
+    c.add_argument("runs", nargs="*", metavar="RUN",
+                   help="git revision or DVC experiment name; `workspace` for the workspace "
+                   "(--table without RUN: the workspace and this commit's experiments)")
     c.add_argument("--table", action="store_true",
                    help="one row per run (the JERP paper's Table II layout)")
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -57,8 +57,9 @@ class PolicyParams(Section):
     )
     mode: Literal["rank", "generate"] = "rank"
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy.")
-    score: Literal["sum", "mean"] = Field(
-        "sum", description="Candidate score: summed or per-token mean log-probability."
+    score: Literal["sum", "mean", "calibrated"] = Field(
+        "sum", description="Candidate score: summed or per-token mean log-probability, or "
+        "calibrated (summed minus the command's log-probability under an empty context).",
     )
     history: int = Field(
         3, ge=0,

@@ -171,7 +171,7 @@ class Trajectory(BaseModel):
     seed: int = 0
     wall_s: float = 0.0
     source: Literal["rollout", "reference"] = "rollout"
-    score: Literal["sum", "mean"] = "sum"  # the candidate score the acting softmax used
+    score: Literal["sum", "mean", "calibrated"] = "sum"  # the acting softmax's candidate score
     # Baselines (run.method reflexion / expel): which attempt at the task this is (0: the
     # first; Reflexion retries failures), the notes of the earlier failed attempts it was
     # shown, and the ids of the successful trajectories shown as in-context examples.

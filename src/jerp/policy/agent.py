@@ -14,6 +14,7 @@ import torch
 
 from jerp.config import PolicyParams
 from jerp.envs.base import Observation
+from jerp.policy.calibration import UnconditionalScores
 from jerp.policy.kvcache import PrefixCache, score_trie
 from jerp.policy.model import Policy
 from jerp.policy.prompts import EpisodeContext, build_prompt, prompt_pieces, window_start
@@ -78,6 +79,7 @@ class Agent:
         self.params = params
         self.seed = seed
         self.rng = random.Random(seed)
+        self.unconditional = UnconditionalScores(policy)  # calibrated scores' offsets
 
     def _state(self, ctx: EpisodeContext) -> EpisodeState:
         if not isinstance(ctx.state, EpisodeState):
@@ -121,6 +123,18 @@ class Agent:
         cands = encode_candidates(self.policy.tokenizer, ob.admissible)
         return score_trie(self.policy, st.cache, cands), [len(c) for c in cands]
 
+    def offsets(self, ctx: EpisodeContext, ob: Observation) -> list[float] | None:
+        """Each command's log-probability under an empty context when `policy.score` is
+        "calibrated" (cached per command for this policy), else None."""
+        if self.params.score != "calibrated":
+            return None
+        return self.unconditional(ctx.env, ob.admissible)
+
+    def values(self, ctx: EpisodeContext, ob: Observation) -> list[float]:
+        """What the candidate softmax ranks by (`policy.score`), per admissible command."""
+        scores, lengths = self.scores(ctx, ob)
+        return candidate_values(scores, lengths, self.params.score, self.offsets(ctx, ob))
+
     def release(self, ctx: EpisodeContext) -> None:
         """Free an ended episode's KV cache."""
         ctx.state = None
@@ -129,7 +143,7 @@ class Agent:
         scores, lengths = self.scores(ctx, ob)
         rng = self._state(ctx).rng
         temp = self.params.temperature
-        probs = candidate_probs(scores, lengths, self.params.score, temp)
+        probs = candidate_probs(scores, lengths, self.params.score, temp, self.offsets(ctx, ob))
         i = pick(probs, temp, rng)
         return Decision(ob.admissible[i], scores[i], True, prob=probs[i], temperature=temp)
 
@@ -138,9 +152,7 @@ class Agent:
         choice (1: the greedy policy takes it); len(admissible) + 1 if it is not there."""
         if expert not in ob.admissible:
             return len(ob.admissible) + 1
-        scores, lengths = self.scores(ctx, ob)
-        values = candidate_values(scores, lengths, self.params.score)
-        return rank_of(values, ob.admissible.index(expert))
+        return rank_of(self.values(ctx, ob), ob.admissible.index(expert))
 
     @torch.no_grad()
     def _generate(self, ctxs: list[EpisodeContext], obs: list[Observation]) -> list[Decision]:

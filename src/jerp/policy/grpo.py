@@ -1,7 +1,8 @@
 """GRPO over the candidate set (rank mode), as in the JERP paper, plus GiGPO step anchors.
 
 The acting policy is the softmax over the admissible commands of value(a)/T, where
-value is the command's summed (or per-token mean) log-probability (scoring.py). So:
+value is the command's summed (or per-token mean, or calibrated) log-probability
+(scoring.py, calibration.py). So:
 
   * advantage: G episodes of one game form a group; an episode's advantage is its
     return minus the group mean (divided by the group std if `std_normalize`, the
@@ -71,9 +72,22 @@ def step_advantages(anchors: Sequence[Sequence[str]], step_returns: Sequence[Seq
 
 
 def candidate_logits(scores: torch.Tensor, lengths: Sequence[int], how: str,
-                     temperature: float) -> torch.Tensor:
-    """value(a)/T for every candidate: the logits of the acting softmax."""
-    vals = scores / torch.tensor(lengths, dtype=scores.dtype) if how == "mean" else scores
+                     temperature: float, unconditional: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+    """value(a)/T for every candidate: the logits of the acting softmax (scoring.py's
+    `candidate_values`; "calibrated" subtracts `unconditional`, recomputed with the
+    current weights by the caller: see policy/calibration.py for why)."""
+    if how == "sum":
+        vals = scores
+    elif how == "mean":
+        vals = scores / torch.tensor(lengths, dtype=scores.dtype)
+    elif how == "calibrated":
+        if unconditional is None:
+            raise ValueError("score 'calibrated' needs the commands' unconditional "
+                             "log-probabilities (policy/calibration.py decision_offsets)")
+        vals = scores - unconditional
+    else:
+        raise ValueError(f"unknown candidate score {how!r}; accepted: sum, mean, calibrated")
     return vals / max(temperature, EPS)
 
 

@@ -68,6 +68,7 @@ class PackedWindow:
     parents: list[int] = field(default_factory=list)  # -1: the root
     decisions: list[PackedDecision] = field(default_factory=list)
     traj: int = 0  # index of the trajectory it came from (in the caller's list)
+    env: str = ""  # its prompts' environment (calibrated scores need its empty context)
 
     def add(self, tok: int, parent: int) -> int:
         self.tokens.append(tok)
@@ -133,7 +134,7 @@ def pack_trajectory(
             groups.setdefault(_window_of(traj, t, window), []).append(t)
     out = []
     for ws, steps in groups.items():
-        w = PackedWindow(traj=traj_index)
+        w = PackedWindow(traj=traj_index, env=traj.env)
         last = w.extend(pt(header(ctx)), -1)
         for t in range(ws, steps[-1] + 1):
             s = traj.steps[t]

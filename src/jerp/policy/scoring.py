@@ -68,19 +68,35 @@ def score_shared_prefix(
     return [float(first_lp[c[0]] + lp[i].sum()) for i, c in enumerate(cands)]
 
 
-def candidate_values(scores: Sequence[float], lengths: Sequence[int], how: str) -> list[float]:
-    """The score the candidate softmax uses: summed or per-token mean log-probability."""
-    return [s / n if how == "mean" else s for s, n in zip(scores, lengths, strict=True)]
+SCORINGS = ("sum", "mean", "calibrated")
+
+
+def candidate_values(scores: Sequence[float], lengths: Sequence[int], how: str,
+                     unconditional: Sequence[float] | None = None) -> list[float]:
+    """The score the candidate softmax uses (`policy.score`): the summed log-probability,
+    its per-token mean, or "calibrated": summed minus the command's log-probability under
+    an empty context (`unconditional`, policy/calibration.py)."""
+    if how == "sum":
+        return list(scores)
+    if how == "mean":
+        return [s / n for s, n in zip(scores, lengths, strict=True)]
+    if how == "calibrated":
+        if unconditional is None:
+            raise ValueError("score 'calibrated' needs the commands' unconditional "
+                             "log-probabilities (policy/calibration.py UnconditionalScores)")
+        return [s - u for s, u in zip(scores, unconditional, strict=True)]
+    raise ValueError(f"unknown candidate score {how!r}; accepted: {', '.join(SCORINGS)}")
 
 
 def candidate_probs(
-    scores: Sequence[float], lengths: Sequence[int], how: str, temperature: float
+    scores: Sequence[float], lengths: Sequence[int], how: str, temperature: float,
+    unconditional: Sequence[float] | None = None,
 ) -> list[float]:
     """pi(a|s) = softmax(value(a) / T) over the admissible commands; T = 0 is one-hot argmax.
 
     This is the acting policy that GRPO trains (policy/grpo.py recomputes it with grads).
     """
-    vals = candidate_values(scores, lengths, how)
+    vals = candidate_values(scores, lengths, how, unconditional)
     if temperature <= 0:
         best = max(range(len(vals)), key=vals.__getitem__)
         return [float(i == best) for i in range(len(vals))]
@@ -92,10 +108,11 @@ def candidate_probs(
 
 def choose(
     scores: Sequence[float], lengths: Sequence[int], how: str, temperature: float,
-    rng: random.Random,
+    rng: random.Random, unconditional: Sequence[float] | None = None,
 ) -> int:
     """Greedy (temperature 0) or a sample from the candidate softmax."""
-    return pick(candidate_probs(scores, lengths, how, temperature), temperature, rng)
+    return pick(candidate_probs(scores, lengths, how, temperature, unconditional),
+                temperature, rng)
 
 
 def pick(probs: Sequence[float], temperature: float, rng: random.Random) -> int:

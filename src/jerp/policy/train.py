@@ -5,7 +5,9 @@ window of an episode is one packed forward that scores every target decision's
 candidates. The loss of a batch is the mean over its decisions of
   rft_weight * candidate CE  (decisions with `ce`)
 + grpo_weight * clipped GRPO term (decisions with an advantage; grpo.py).
-Stops after `epochs` or at the wall-clock cap, between batches.
+Stops after `epochs` or at the wall-clock cap, between batches. With
+`policy.score: calibrated` each window also scores its distinct commands after
+the empty context, with gradients (calibration.py says why not detached).
 
 Generate mode has no candidate set: a decision is the prompt (with its list of
 valid commands) followed by the command's tokens; the same advantages weight
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from jerp.policy.calibration import decision_offsets, premise_ids
 from jerp.policy.grpo import candidate_logits, clipped_surrogate, grpo_decision_loss
 from jerp.policy.model import Policy
 from jerp.policy.packing import (
@@ -53,7 +56,7 @@ class TrainConfig:
     batch_sequences: int = 4
     max_minutes: float = 5.0
     window: int = 3  # policy.history: how prompts were windowed
-    score: str = "sum"  # policy.score
+    score: str = "sum"  # policy.score ("calibrated": offsets recomputed per window, calibration.py)
     mode: str = "rank"  # policy.mode
     clip: float = 0.2
     entropy: float = 0.0
@@ -165,10 +168,18 @@ def window_loss(policy: Policy, w: PackedWindow | GeneratedStep,
         return generated_loss(policy, w, cfg)
     model = policy.model
     scores = window_scores(model, w, policy.dtype)
+    need_ref = cfg.kl > 0 and any(d.target.advantage is not None for d in w.decisions)
     ref = None
-    if cfg.kl > 0 and any(d.target.advantage is not None for d in w.decisions):
+    if need_ref:
         with torch.no_grad(), model.disable_adapter():
             ref = window_scores(model, w, policy.dtype)
+    off = ref_off = [None] * len(w.decisions)
+    if cfg.score == "calibrated":
+        premise = premise_ids(policy.tokenizer, w.env)
+        off = decision_offsets(model, policy.dtype, premise, w.decisions)
+        if need_ref:
+            with torch.no_grad(), model.disable_adapter():
+                ref_off = decision_offsets(model, policy.dtype, premise, w.decisions)
     total = torch.zeros(())
     ce_sum = pg_sum = 0.0
     n_ce = n_pg = 0
@@ -176,13 +187,14 @@ def window_loss(policy: Policy, w: PackedWindow | GeneratedStep,
     for j, (d, s) in enumerate(zip(w.decisions, scores, strict=True)):
         t = d.target
         if t.ce:
-            ce = candidate_ce(candidate_logits(s, d.lengths, cfg.score, 1.0), d.chosen)
+            ce = candidate_ce(candidate_logits(s, d.lengths, cfg.score, 1.0, off[j]), d.chosen)
             total = total + cfg.rft_weight * ce
             ce_sum += float(ce.detach())
             n_ce += 1
         if t.advantage is not None:
-            logits = candidate_logits(s, d.lengths, cfg.score, t.temperature)
-            ref_logits = (candidate_logits(ref[j], d.lengths, cfg.score, t.temperature)
+            logits = candidate_logits(s, d.lengths, cfg.score, t.temperature, off[j])
+            ref_logits = (candidate_logits(ref[j], d.lengths, cfg.score, t.temperature,
+                                           ref_off[j])
                           if ref is not None else None)
             old = t.old_prob if t.old_prob is not None else float(
                 torch.softmax(logits.detach(), -1)[d.chosen])

@@ -1,7 +1,8 @@
 """Stage `report`: reports/index.md, a self-contained reports/index.html, PNG figures and
 reports/iterations.csv (for `dvc plots`), from every evaluated iteration's outputs.
 
-Sections: success with 95% Wilson intervals (overall and per task type),
+Sections: success with 95% Wilson intervals (overall and per task type), the
+mean ± sd over seeds when other seeds of the same configuration were run,
 reference-state accuracy and MRR, the three competence curves, the pool's size
 and operations, training losses, the final pool's top rules, the rule
 evolution, and the paired comparison of the first and last iterations. A
@@ -210,14 +211,27 @@ def table2_blocks(table: list[list[str]] | None, header: list[str] | None) -> li
             Table(header, table, left=(0, 1))]
 
 
+def seed_blocks(seeds: tuple[list[str], list[list[str]]] | None) -> list[Block]:
+    """The seed-to-seed spread of this configuration (experiments.seed_curves)."""
+    if not seeds or not seeds[1]:
+        return []
+    n = max(int(r[1]) for r in seeds[1])
+    return [Heading(f"Over seeds ({n} runs that differ only in run.seed)"),
+            Text("Mean ± sample standard deviation over the seeds (`make seeds`); the "
+                 "sections above show this workspace's seed alone."),
+            Table(*seeds)]
+
+
 def document(data: list[IterationData], title: str, seed: int = 0,
-             table2: tuple[list[str], list[list[str]]] | None = None
+             table2: tuple[list[str], list[list[str]]] | None = None,
+             seeds: tuple[list[str], list[list[str]]] | None = None,
              ) -> tuple[list[Block], list[IterationSummary], list[PoolOps]]:
     rows = [summarize(d, seed) for d in data]
     snaps = [d.snapshot for d in data if d.snapshot is not None]
     ops = evolution(snaps, {d.iteration: d.proposals for d in data})
     blocks: list[Block] = [Heading(title, 1)]
     blocks += _success_blocks(rows)
+    blocks += seed_blocks(seeds)
     blocks += _expert_blocks(rows)
     blocks += _competence_blocks(rows, {d.iteration: d.states for d in data if d.states})
     blocks += _paired_blocks(data, seed)
@@ -240,10 +254,11 @@ def figures(data: list[IterationData], rows: list[IterationSummary], ops: list[P
 
 
 def build(root: Path, iterations: list[int], title: str, seed: int = 0,
-          table2: tuple[list[str], list[list[str]]] | None = None) -> list[dict]:
+          table2: tuple[list[str], list[list[str]]] | None = None,
+          seeds: tuple[list[str], list[list[str]]] | None = None) -> list[dict]:
     """Write the report under root/reports; returns the CSV rows (one per iteration)."""
     data = load_run(workspace(root), iterations)
-    blocks, rows, ops = document(data, title, seed, table2)
+    blocks, rows, ops = document(data, title, seed, table2, seeds)
     images = figures(data, rows, ops, title)
     out = root / paths.REPORTS
     table = csv_rows(data, rows, ops)

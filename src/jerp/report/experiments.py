@@ -6,7 +6,8 @@ methods on the same seed play the same eval games and reference states, so
 their last iterations are compared pairwise (exact McNemar on success, paired
 bootstrap on reference-state top-1). Table II has methods as rows, success
 per task type and overall at the last evaluated iteration, then expert top-1
-(and the WebShop score where the run is on WebShop).
+(and the WebShop score where the run is on WebShop); runs that differ only in
+run.seed (`make seeds`) share a row with the mean ± sd over their seeds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from jerp.report.load import (
     revision,
     run_params,
 )
+from jerp.report.seeds import fmt_spread, seed_groups, spread
 
 WORKSPACE = "workspace"
 
@@ -70,20 +72,57 @@ def _short(task_type: str) -> str:
 
 
 def table2(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): one row per run, its last evaluated iteration."""
+    """(header, rows): one row per configuration at its last evaluated iteration. Runs
+    that differ only in run.seed share a row: each cell is then the mean over the seeds
+    ± their sample standard deviation (seeds.py); a single seed keeps its own figure and
+    interval."""
     lasts = [summarize(r.data[-1]) for r in runs]
     types = sorted({t for s in lasts for t in s.by_type})
     webshop = any(r.env == "webshop" for r in runs)
-    header = ["method", "run", "iteration", *[_short(t) for t in types], "all (95% CI)",
-              "expert top-1"] + (["score"] if webshop else [])
+    header = ["method", "run", "iteration", "seeds", *[_short(t) for t in types],
+              "all (95% CI)", "expert top-1"] + (["score"] if webshop else [])
     rows = []
-    for run, s in zip(runs, lasts, strict=True):
-        top1 = s.top1.get("shown")
-        rows.append([run.method, run.label, str(s.iteration),
-                     *[f"{s.by_type[t].value:.2f}" if t in s.by_type else "-" for t in types],
-                     fmt_rate(s.success), "-" if top1 is None else f"{top1.value:.3f}"]
-                    + ([fmt_estimate(s.score)] if webshop else []))
+    for group in seed_groups([r.params for r in runs]):
+        g = [lasts[i] for i in group]
+        one = g[0] if len(g) == 1 else None
+        top1 = [s.top1["shown"].value for s in g if "shown" in s.top1]
+        scores = [s.score.value for s in g if s.score is not None]
+        rows.append([runs[group[0]].method, ", ".join(runs[i].label for i in group),
+                     "/".join(sorted({str(s.iteration) for s in g}, key=int)), str(len(g)),
+                     *[_cell([s.by_type[t].value for s in g if t in s.by_type], 2)
+                       for t in types],
+                     fmt_rate(one.success) if one else _cell([s.success.value for s in g], 2),
+                     _cell(top1, 3)]
+                    + ([fmt_estimate(one.score) if one else _cell(scores, 1)]
+                       if webshop else []))
     return header, rows
+
+
+def _cell(values: list[float], digits: int) -> str:
+    return fmt_spread(spread(values), digits) if values else "-"
+
+
+def seed_curves(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """Per iteration, the mean ± sd over the seeds of one configuration (`runs`: one seed
+    group) of eval success, reference-state top-1 and MRR."""
+    by_it: dict[int, list[IterationSummary]] = {}
+    for r in runs:
+        for d in r.data:
+            by_it.setdefault(d.iteration, []).append(summarize(d))
+    header = ["iteration", "seeds", "success", "expert top-1", "expert MRR"]
+    rows = []
+    for i in sorted(by_it):
+        ss = by_it[i]
+        rows.append([str(i), str(len(ss)), _cell([s.success.value for s in ss], 3),
+                     _cell([s.top1["shown"].value for s in ss if "shown" in s.top1], 3),
+                     _cell([s.mrr["shown"].value for s in ss if "shown" in s.mrr], 3)])
+    return header, rows
+
+
+def seed_group_of(runs: list[Run], index: int = 0) -> list[Run]:
+    """The runs that repeat `runs[index]` with other seeds, itself first."""
+    group = next(g for g in seed_groups([r.params for r in runs]) if index in g)
+    return [runs[index], *[runs[i] for i in group if i != index]]
 
 
 def curves(a: Run, b: Run) -> tuple[list[str], list[list[str]]]:
