@@ -19,7 +19,7 @@ from jerp.config import Params
 from jerp.envs.base import Observation, Task
 from jerp.policy.agent import Agent
 from jerp.policy.prompts import EpisodeContext
-from jerp.policy.rollout import EpisodeSpec, Retrieve, play
+from jerp.policy.rollout import EpisodeSpec, Retrieve, StepMemory, play
 from jerp.records import RuleShown, StateRank, Trajectory, read_snapshot
 
 # The prompts expert states are scored with. "shown": as the method acts (its working
@@ -47,13 +47,17 @@ class Job:
     rules: Path | None = None  # the pool snapshot whose working sets are shown; None: none
     meta: dict = field(default_factory=dict)  # Trajectory bookkeeping (stage, iteration...)
     desc: str = "episodes"
+    # The per-step memory slot (rollout.StepMemory); a picklable object, None: no slot.
+    step_memory: StepMemory | None = None
 
 
 def fingerprint(job: Job, items: list) -> str:
     """A digest of everything a job's results depend on: params, policy (the adapter's
-    bytes, not its path), pool snapshot, the code of the jerp package, and the items.
-    Results cached under it are reused only when all of these are unchanged."""
+    bytes, not its path), pool snapshot, step memory (its pickle: what a worker gets),
+    the code of the jerp package, and the items. Results cached under it are reused
+    only when all of these are unchanged."""
     import hashlib
+    import pickle
 
     import jerp
 
@@ -61,6 +65,8 @@ def fingerprint(job: Job, items: list) -> str:
     for part in (job.params.model_dump_json(), repr(job.agent), repr(sorted(job.meta.items())),
                  job.desc, repr(items)):
         h.update(part.encode())
+    if job.step_memory is not None:
+        h.update(pickle.dumps(job.step_memory))
     files = [job.rules] if job.rules else []
     if job.agent.adapter is not None and job.agent.adapter.is_dir():
         files += sorted(job.agent.adapter.iterdir())
@@ -142,7 +148,8 @@ def play_chunk(job: Job, specs: list[EpisodeSpec], first: int) -> list[Trajector
 
     p = job.params
     return play(specs, make_env(p, job.root), agent(job), p.env.max_steps, p.policy.batch_envs,
-                job.meta, retriever(job), desc=job.desc, first_index=first)
+                job.meta, retriever(job), desc=job.desc, first_index=first,
+                step_memory=job.step_memory)
 
 
 def replay_chunk(p: Params, root: Path, tasks: list[Task]) -> list[Trajectory]:
