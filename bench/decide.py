@@ -1,12 +1,17 @@
 """Benchmark: engine (E), model deciding (M), full rollouts (R) on ALFWorld valid_unseen.
 
-    python bench/decide.py [--quick] [--games N] [--runs K]
+    python bench/decide.py [--quick] [--games N] [--runs K] [--slot-every S] [--model-only]
 
 1. E: replay valid_unseen walkthroughs; engine steps/s (resets timed apart).
 2. M: the model deciding on the recorded walkthrough states, episode by episode
    (KV cache + trie), decisions/s; tokens encoded per decision for the naive
    method (full prompt + command per candidate), the old one (prompt
    re-encoded per step, shared by the candidates) and the product.
+   M+slot: the same with a per-step memory slot (a subgoal and two execution
+   memories) that changes every S steps (H2R's executor), so the prompt is
+   re-forwarded from the slot on at each change. Each run times the two cases
+   back to back (interleaved), so both see the same machine load: their ratio
+   is the figure to read on a shared machine, not the absolute speeds.
 3. R: rollouts (max 50 steps), steps/s, with env workers and without: greedy with
    the untrained policy by default; what users run is the warm-started policy's
    sampled rollouts (`--adapter data/iter_0/adapter --temperature 1`), whose
@@ -35,7 +40,7 @@ from jerp.envs.registry import env_factory
 from jerp.policy.agent import Agent
 from jerp.policy.kvcache import PrefixCache, build_trie, score_trie, tree_mask
 from jerp.policy.model import cpu_has_bf16, load_policy, pick_dtype, set_threads
-from jerp.policy.prompts import EpisodeContext
+from jerp.policy.prompts import EpisodeContext, render_slot
 from jerp.policy.rollout import EpisodeSpec, play, replay_reference
 from jerp.policy.scoring import encode_candidates, score_shared_prefix
 from jerp.runtime import configure
@@ -52,14 +57,32 @@ def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def model_decisions(agent: Agent, refs) -> tuple[float, dict]:
-    """Decide along each walkthrough with the episode cache; decisions/s and token counts."""
+# What an execution memory looks like (H2R: per-subgoal insights), ~25 tokens each.
+MEMORIES = [
+    "Go to the receptacle where the object is most likely kept before trying to take it.",
+    "Open a closed receptacle first; its contents are only listed once it is open.",
+    "After taking the object, go straight to the appliance the task names.",
+    "Use the exact object and receptacle numbers that the observation lists.",
+]
+
+
+def bench_slot(k: int) -> str:
+    """The memory slot of the k-th subgoal of an episode: a subgoal and two memories."""
+    return render_slot(f"subgoal {k + 1} of the plan for this task",
+                       [MEMORIES[k % len(MEMORIES)], MEMORIES[(k + 1) % len(MEMORIES)]])
+
+
+def model_decisions(agent: Agent, refs, slot_every: int = 0) -> tuple[float, dict]:
+    """Decide along each walkthrough with the episode cache; decisions/s and token counts.
+    `slot_every` > 0: a memory slot that changes every that many steps."""
     tok = agent.policy.tokenizer
     naive = old = product = n = 0
     t0 = time.perf_counter()
     for ref in refs:
         ctx = EpisodeContext(env=ref.env, goal=ref.goal)
-        for s in ref.steps:
+        for t, s in enumerate(ref.steps):
+            if slot_every:
+                ctx.slot = bench_slot(t // slot_every)
             ob = Observation(s.observation, s.admissible, ref.goal, ref.task_type)
             before = ctx.state.cache.encoded if ctx.state else 0
             agent.scores(ctx, ob)
@@ -174,6 +197,11 @@ def main() -> None:
     ap.add_argument("--batch-envs", type=int, default=4)
     ap.add_argument("--adapter", default=None, help="a pipeline adapter folder")
     ap.add_argument("--temperature", type=float, default=0.0, help="rollout sampling T")
+    ap.add_argument("--slot-every", type=int, default=5,
+                    help="M+slot: the memory slot changes every this many steps")
+    ap.add_argument("--model-only", action="store_true",
+                    help="E and M (with and without slot) only: no old method, batching, "
+                         "rollouts")
     a = ap.parse_args()
     games = a.games or (4 if a.quick else 12)
     rgames = a.rollout_games or (4 if a.quick else 8)
@@ -216,14 +244,32 @@ def main() -> None:
     E, reset_s = med(e_rates), med(resets)
     e_eff = 1 / (1 / E + reset_s / MAX_STEPS)  # resets amortised over 50-step episodes
 
-    say(f"E = {E:.1f} steps/s, reset {reset_s:.2f} s; M: deciding on recorded states")
-    m_rates, info = [], {}
-    for _ in range(runs):
-        agent = Agent(policy, params)
-        rate, info = model_decisions(agent, refs)
-        m_rates.append(rate)
-    M = med(m_rates)
-    say(f"M = {M:.2f} decisions/s {info}; old method")
+    say(f"E = {E:.1f} steps/s, reset {reset_s:.2f} s; M: deciding on recorded states, "
+        f"without and with a memory slot, interleaved")
+    m_rates, s_rates, info, sinfo = [], [], {}, {}
+    for r in range(runs):  # alternate which case goes first, so neither always runs warmer
+        for every in ((0, a.slot_every) if r % 2 == 0 else (a.slot_every, 0)):
+            rate, got = model_decisions(Agent(policy, params), refs, every)
+            (s_rates if every else m_rates).append(rate)
+            sinfo, info = (got, info) if every else (sinfo, got)
+    M, MS = med(m_rates), med(s_rates)
+    ratios = [b / a_ for a_, b in zip(m_rates, s_rates, strict=True)]
+    slot_rows = [
+        ("M decisions/s (episode cache + trie)", f"{M:.2f}"),
+        (f"M+slot decisions/s (slot changes every {a.slot_every} steps)", f"{MS:.2f}"),
+        ("M+slot / M, median of the interleaved runs' ratios",
+         f"{med(ratios):.3f} (runs: {', '.join(f'{r:.3f}' for r in ratios)})"),
+        ("tokens/decision product: no slot / slot", f"{info['product']:.0f} / "
+         f"{sinfo['product']:.0f}"),
+    ]
+    if a.model_only:
+        print(f"\nmedians of {runs} interleaved run(s); {len(walk_tasks)} walkthroughs "
+              f"({info['decisions']} states), history {a.history}, policy {policy.version}")
+        print("| what | figure |\n|---|---|")
+        for k, v in slot_rows:
+            print(f"| {k} | {v} |")
+        return
+    say(f"M = {M:.2f} decisions/s {info}; M+slot = {MS:.2f} {sinfo}; old method")
     old_rate = old_decisions(Agent(policy, params), refs, limit=10 if a.quick else 30)
 
     say(f"old = {old_rate:.2f} decisions/s; cross-env batching")
@@ -249,7 +295,7 @@ def main() -> None:
         ("E engine steps/s (no resets)", f"{E:.1f}"),
         ("engine reset, s", f"{reset_s:.2f}"),
         ("E' engine steps/s, resets over 50-step episodes", f"{e_eff:.1f}"),
-        ("M decisions/s (episode cache + trie)", f"{M:.2f}"),
+        *slot_rows[:3],
         ("decisions/s, old (prompt re-encoded per step)", f"{old_rate:.2f}"),
         (f"R rollout steps/s ({a.batch_envs} envs, {default_w} workers)", f"{R:.2f}"),
     ]
@@ -261,6 +307,7 @@ def main() -> None:
         ("tokens/decision naive (prompt per candidate)", f"{info['naive']:.0f}"),
         ("tokens/decision old (prompt once per step)", f"{info['old']:.0f}"),
         ("tokens/decision product", f"{info['product']:.0f}"),
+        slot_rows[3],
         ("ratio naive / product", f"{info['naive'] / info['product']:.1f}x"),
         ("trie scoring s/decision: per env / 4 envs padded", f"{one:.3f} / {pad:.3f} "
          f"(max diff {diff:.2g})"),

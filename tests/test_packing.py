@@ -37,11 +37,11 @@ class RecordingAgent(Agent):
         return super().scores(ctx, ob)
 
 
-def _rollout(policy, make_env, tasks, rules=None):
+def _rollout(policy, make_env, tasks, rules=None, step_memory=None):
     agent = RecordingAgent(policy, PolicyParams(history=HISTORY, temperature=1.0), seed=3)
     retrieve = (lambda task, goal: rules) if rules else None
     trajs = play([EpisodeSpec(t, g) for g, t in enumerate(tasks)], make_env, agent, STEPS, 2,
-                 {}, retrieve=retrieve, env_workers=0)
+                 {}, retrieve=retrieve, env_workers=0, step_memory=step_memory)
     return agent, trajs
 
 
@@ -76,6 +76,7 @@ def _agent_scores(agent, traj, k):
     ctx = context_of(traj)
     ctx.history = [(s.observation, s.action) for s in traj.steps[:k]]
     s = traj.steps[k]
+    ctx.slot = s.slot
     got, _ = Agent.scores(agent, ctx, Observation(s.observation, s.admissible, traj.goal,
                                                    traj.task_type))
     return got
@@ -88,6 +89,19 @@ def test_alfworld_records_rebuild_the_scored_prompt(policy_fp32, alf_root):
                             tasks, rules)
     assert all(t.rules_shown == rules for t in trajs)
     assert trajs[0].initial_observation.startswith("You are in the middle of a room")
+    _check(policy_fp32, agent, trajs)
+
+
+def test_records_with_a_changing_memory_slot_rebuild_the_scored_prompt(policy_fp32, alf_root):
+    """H2R's executor changes the slot between steps: training packs a window per
+    (window start, slot) and still scores exactly what the agent acted with."""
+    from slot_fixtures import ScriptedStepMemory
+
+    tasks = list_tasks(alf_root, "eval_out")[:2]
+    agent, trajs = _rollout(policy_fp32, env_factory(EnvParams(max_steps=50), alf_root),
+                            tasks, step_memory=ScriptedStepMemory(per_subgoal=3))
+    assert len({s.slot for s in trajs[0].steps}) == 3
+    assert all(s.slot.startswith(f"Current subgoal: {s.subgoal}\n") for s in trajs[0].steps)
     _check(policy_fp32, agent, trajs)
 
 

@@ -5,6 +5,7 @@ reference-state metrics, and the same trajectories whichever runner plays them
 from __future__ import annotations
 
 import pytest
+from slot_fixtures import ScriptedStepMemory
 
 from jerp.config import parse_params
 from jerp.envs.alfworld import list_tasks
@@ -77,20 +78,21 @@ def _params(alf_root, model_cache, kind: str):
     })
 
 
-def _play(p, root, specs):
+def _play(p, root, specs, step_memory=None):
     from jerp.stages.common import play_episodes
 
-    return play_episodes(p, root, AgentSpec(None, seed=5), specs, {"stage": "t"}, None, "t")
+    return play_episodes(p, root, AgentSpec(None, seed=5), specs, {"stage": "t"}, None, "t",
+                         step_memory=step_memory)
 
 
-def _in_flow(p, root, specs):
+def _in_flow(p, root, specs, step_memory=None):
     from prefect import flow
 
     from jerp.runners import task_runner
 
     @flow(name="runner-test", task_runner=task_runner(p))
     def run():
-        return _play(p, root, specs)
+        return _play(p, root, specs, step_memory)
 
     return run()
 
@@ -129,6 +131,24 @@ def test_process_pool_plays_the_same_episodes(episodes, alf_root, model_cache, p
 
 
 @pytest.mark.slow
+def test_process_pool_plays_the_same_episodes_with_a_memory_slot(
+        episodes, alf_root, model_cache, prefect_server):
+    """A Job carrying a step memory (the scripted test fixture) pickles to the workers,
+    which play the same actions and record the same subgoals and memories as local."""
+    root, specs, _ = episodes
+    memory = ScriptedStepMemory(per_subgoal=2)
+
+    def seen(trajs):
+        return _fingerprint(trajs) + [(t.subgoals, [(s.subgoal, s.memories) for s in t.steps])
+                                      for t in trajs]
+
+    ref = _play(_params(alf_root, model_cache, "local"), root, specs[:2], memory)
+    assert ref[0].subgoals == ["find the object", "take the object"]  # 3 steps, 2 per subgoal
+    got = _in_flow(_params(alf_root, model_cache, "process"), root, specs[:2], memory)
+    assert seen(got) == seen(ref)
+
+
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_dask_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, prefect_server):
     root, specs, ref = episodes
@@ -153,6 +173,16 @@ def test_fingerprint_follows_what_results_depend_on(tmp_path, alf_root, model_ca
                        ["g1"]) != base
     rules.write_text('{"a": 2}')  # same path, new pool: new key
     assert fingerprint(job, ["g1"]) != base
+    base = fingerprint(job, ["g1"])
+    slot = Job(p, tmp_path, AgentSpec(None, seed=1), rules, {"stage": "t"}, "t",
+               ScriptedStepMemory(per_subgoal=2))
+    assert fingerprint(slot, ["g1"]) != base  # a step memory changes what is played
+    assert fingerprint(slot, ["g1"]) == fingerprint(
+        Job(p, tmp_path, AgentSpec(None, seed=1), rules, {"stage": "t"}, "t",
+            ScriptedStepMemory(per_subgoal=2)), ["g1"])  # an equal one, built again: same key
+    assert fingerprint(slot, ["g1"]) != fingerprint(
+        Job(p, tmp_path, AgentSpec(None, seed=1), rules, {"stage": "t"}, "t",
+            ScriptedStepMemory(per_subgoal=3)), ["g1"])
 
 
 @pytest.mark.slow

@@ -141,6 +141,13 @@ class StepRecord(BaseModel):
     prob: float | None = None  # pi_old(action | s) under the candidate softmax at `temperature`
     temperature: float | None = None  # T of that softmax (0 = greedy)
     history_from: int | None = None  # first past step shown in the prompt (window start)
+    # The per-step memory slot (rollout.StepMemory): the subgoal the step acted for
+    # (None: the episode had no slot; "": none at this step) and the ids of the
+    # execution memories shown in the slot; `slot`: the slot's text as shown, so training
+    # (policy/packing.py) rebuilds exactly the prompt the step acted with.
+    subgoal: str | None = None
+    memories: list[str] = Field(default_factory=list)
+    slot: str = ""
 
 
 class RuleShown(BaseModel):
@@ -163,6 +170,7 @@ class Trajectory(BaseModel):
     n_steps: int
     invalid_actions: int = 0
     rules_shown: list[RuleShown] = Field(default_factory=list)
+    subgoals: list[str] = Field(default_factory=list)  # the subgoal sequence, in order
     policy_version: str = "base"
     pool_version: str = "none"
     method: str = "react"

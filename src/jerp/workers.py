@@ -18,8 +18,8 @@ from pathlib import Path
 from jerp.config import Params
 from jerp.envs.base import Observation, Task
 from jerp.policy.agent import Agent
-from jerp.policy.prompts import EpisodeContext
-from jerp.policy.rollout import EpisodeSpec, Examples, Retrieve, play
+from jerp.policy.prompts import EpisodeContext, render_slot
+from jerp.policy.rollout import EpisodeSpec, Examples, Retrieve, StepMemory, play
 from jerp.records import RuleShown, StateRank, Trajectory, read_snapshot
 
 # The prompts expert states are scored with. "shown": as the method acts (its working
@@ -50,13 +50,17 @@ class Job:
     # ExpeL: the trajectory files whose successes are shown as in-context examples
     # (memory/examples.py; params expel); empty: none
     examples: tuple[Path, ...] = ()
+    # The per-step memory slot (rollout.StepMemory); a picklable object, None: no slot.
+    step_memory: StepMemory | None = None
 
 
 def fingerprint(job: Job, items: list) -> str:
     """A digest of everything a job's results depend on: params, policy (the adapter's
-    bytes, not its path), pool snapshot, the code of the jerp package, and the items.
-    Results cached under it are reused only when all of these are unchanged."""
+    bytes, not its path), pool snapshot, step memory (its pickle: what a worker gets),
+    the code of the jerp package, and the items. Results cached under it are reused
+    only when all of these are unchanged."""
     import hashlib
+    import pickle
 
     import jerp
 
@@ -64,6 +68,8 @@ def fingerprint(job: Job, items: list) -> str:
     for part in (job.params.model_dump_json(), repr(job.agent), repr(sorted(job.meta.items())),
                  job.desc, repr(items)):
         h.update(part.encode())
+    if job.step_memory is not None:
+        h.update(pickle.dumps(job.step_memory))
     files = [job.rules] if job.rules else []
     files += list(job.examples)
     if job.agent.adapter is not None and job.agent.adapter.is_dir():
@@ -166,7 +172,7 @@ def play_chunk(job: Job, specs: list[EpisodeSpec], first: int) -> list[Trajector
     p = job.params
     return play(specs, make_env(p, job.root), agent(job), p.env.max_steps, p.policy.batch_envs,
                 job.meta, retriever(job), desc=job.desc, first_index=first,
-                examples=example_retriever(job))
+                examples=example_retriever(job), step_memory=job.step_memory)
 
 
 def replay_chunk(p: Params, root: Path, tasks: list[Task]) -> list[Trajectory]:
@@ -188,8 +194,9 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
 
     With a pool, also without rules and with the working set retrieved for another
     task type (`wrong[task_type]`), with the same policy: how much of its competence
-    lives in the rules and how much in the weights. ExpeL's examples are shown in the
-    "shown" prompt only (as the method acts); "none" and "wrong" have none."""
+    lives in the rules and how much in the weights. ExpeL's examples and H2R's per-step
+    memory slot (the subgoal and execution memories at that state of the reference) are
+    shown in the "shown" prompt only (as the method acts); "none" and "wrong" have none."""
     ag = agent(job)
     retrieve = retriever(job)
     examples = example_retriever(job)
@@ -208,6 +215,9 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
                                  initial=ref.initial_observation,
                                  examples=shown_examples if cond == "shown" else [])
             for k, s in enumerate(ref.steps):
+                if job.step_memory is not None and cond == "shown":
+                    m = job.step_memory(task, ref.goal, ref.steps[:k])
+                    ctx.slot = render_slot(m.subgoal, [r.text for r in m.shown])
                 if s.admissible:
                     ob = Observation(s.observation, s.admissible, ref.goal, ref.task_type)
                     ranks[k][cond] = ag.expert_rank(ctx, ob, s.action)

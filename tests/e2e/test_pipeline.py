@@ -138,14 +138,24 @@ def test_rules_diff_reads_a_git_revision(project):
 
 def test_exp_run_switches_method_without_an_activated_venv(project):
     """`.venv/bin/dvc exp run -S run.method=...` as the README shows it: stage commands
-    find the project's interpreter themselves. The warm start is shared (not re-run)."""
+    find the project's interpreter themselves. The warm start is shared (not re-run).
+    The method is jerp_h2r, so this also runs H2R's hierarchy through every stage: the
+    executor's subgoal slot in rollouts, hindsight reflection into planning and execution
+    memories, and a policy update trained on the prompts with their slots."""
+    from jerp.records import read_snapshot, read_trajectories
+
     dvc = str(project / ".venv" / "bin" / "dvc")
-    res = sh([dvc, "exp", "run", "-S", "run.method=react"], project, activated=False)
+    res = sh([dvc, "exp", "run", "-S", "run.method=jerp_h2r"], project, activated=False)
     out = res.stdout + res.stderr
     assert "Running stage 'finetune@1'" in out and "Running stage 'warmstart'" not in out
-    m = json.loads((project / "metrics/train_1.json").read_text())
-    assert m["enabled"] is False  # react: adapter 0 passed through
+    rollouts = read_trajectories(project / "data/iter_1/rollouts.jsonl")
+    assert rollouts and all(t.subgoals and t.steps[0].slot.startswith("Current subgoal: ")
+                            for t in rollouts)
+    levels = {r.level for r in read_snapshot(project / "data/iter_1/rules.json").rules}
+    assert levels == {"planning", "execution"}
     manifest = json.loads((project / "data/iter_1/adapter/adapter.json").read_text())
-    assert manifest["stage"] == "passthrough"
+    assert manifest["stage"] == "finetune"
+    evals = read_trajectories(project / "data/iter_1/eval.jsonl")
+    assert evals and all(s.subgoal is not None for t in evals for s in t.steps)
     table = sh([dvc, "exp", "show", "--csv"], project, activated=False).stdout
-    assert "react" in table and "jerp" in table
+    assert "jerp_h2r" in table and "jerp" in table

@@ -1,7 +1,7 @@
 """The H2R executor's per-step memory: which subgoal the next decision works on, and
 the execution memories shown for it.
 
-`SubgoalMemory` is H4's `StepMemory` (policy/rollout.py): called before each
+`SubgoalMemory` is `policy.rollout.StepMemory`: called before each
 decision with (task, goal, steps so far), it takes the plan (`H2RMemory.plan`: the
 most similar remembered plan restated for this goal, else the environment's default
 plan for the task type), finds the current subgoal (`hierarchy.current_subgoal`:
@@ -18,12 +18,12 @@ from jerp.envs.base import Task
 from jerp.envs.registry import action_abstraction
 from jerp.memory.base import Query
 from jerp.memory.hierarchy import H2RMemory, current_subgoal
-from jerp.records import RuleShown, RuleSnapshot, StepRecord
+from jerp.records import RuleSnapshot, StepRecord
 
 
 @dataclass(frozen=True)
 class SubgoalMemory:
-    """The executor's per-step memory (H4's `StepMemory`): plain data, so it pickles to
+    """The executor's per-step memory (`policy.rollout.StepMemory`): plain data, so it pickles to
     worker processes. Called with (task, goal, steps so far), it returns the slot of
     the next decision: the current subgoal and the execution memories for it."""
 
@@ -39,21 +39,6 @@ class SubgoalMemory:
         pos = current_subgoal(plan, [s.action for s in steps], goal, ax, self.budget)
         subgoal = plan[pos] if pos < len(plan) else ""
         shown = memory.execution(subgoal, self.k) if subgoal and self.k else []
-        return memory_slot(subgoal, shown)
+        from jerp.policy.rollout import MemorySlot  # loads torch: not at import
 
-
-def memory_slot(subgoal: str, shown: list[RuleShown]):
-    """The slot as policy.rollout.MemorySlot (H4's branch), imported when called: the
-    rollout module loads torch, which building a `SubgoalMemory` does not need."""
-    from jerp.policy import rollout
-
-    slot = getattr(rollout, "MemorySlot", None)
-    if slot is None:  # before H4's per-step slot is merged: the same two fields
-        return _Slot(subgoal, shown)
-    return slot(subgoal=subgoal, shown=shown)
-
-
-@dataclass(frozen=True)
-class _Slot:
-    subgoal: str
-    shown: list[RuleShown]
+        return MemorySlot(subgoal=subgoal, shown=shown)

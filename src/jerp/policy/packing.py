@@ -3,9 +3,10 @@
 A rank-mode decision at step t scores the admissible commands as a token trie
 continuing the prompt  header + (obs_j, act_j) for j in [ws, t) + obs_t,  where
 ws is the window start (prompts.window_start). Steps that share a window start
-have prompts that are prefixes of one another, so one sequence holds them all:
+(and memory slot, H2R's executor) have prompts that are prefixes of one another,
+so one sequence holds them all:
 
-    header obs_ws act_ws ... obs_t0 [trie t0] act_t0 obs_t0+1 [trie t0+1] ... obs_t1 [trie t1]
+    header [slot] obs_ws act_ws ... obs_t0 [trie t0] act_t0 ... obs_t1 [trie t1]
 
 Every token is a node of a tree. A main-line token's parent is the previous
 main-line token; a trie node's parent is its trie parent, or the last token of
@@ -17,7 +18,7 @@ An episode of T steps costs about T/h forward-backward passes instead of T.
 
 The prompt is rebuilt from the trajectory record alone (`context_of`,
 `step_prompt_ids`): the first observation, the working set shown, each step's
-observation, action, candidates and window start.
+observation, action, candidates, window start and memory slot text.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def step_prompt_ids(pt: PieceTokenizer, traj: Trajectory, t: int, window: int,
     """The prompt tokens of step t rebuilt from the record (what the agent scored)."""
     ctx = context_of(traj, rules)
     ws = _window_of(traj, t, window)
-    ids = list(pt(header(ctx)))
+    slot = traj.steps[t].slot
+    ids = list(pt(header(ctx))) + (list(pt(slot)) if slot else [])
     for s in traj.steps[ws:t]:
         ids += pt(observation_piece(ctx.env, s.observation)) + pt(action_piece(s.action))
     return ids + pt(observation_piece(ctx.env, traj.steps[t].observation))
@@ -127,15 +129,15 @@ def pack_trajectory(
     """One packed sequence per window start that has a target step; steps without a
     target (or without a recorded candidate list) only provide context."""
     ctx = context_of(traj, rules)
-    groups: dict[int, list[int]] = {}
+    groups: dict[tuple[int, str], list[int]] = {}
     for t in sorted(targets):
         s = traj.steps[t]
         if s.admissible and s.action in s.admissible:
-            groups.setdefault(_window_of(traj, t, window), []).append(t)
+            groups.setdefault((_window_of(traj, t, window), s.slot), []).append(t)
     out = []
-    for ws, steps in groups.items():
+    for (ws, slot), steps in groups.items():
         w = PackedWindow(traj=traj_index, env=traj.env)
-        last = w.extend(pt(header(ctx)), -1)
+        last = w.extend(pt(header(ctx)) + (pt(slot) if slot else []), -1)
         for t in range(ws, steps[-1] + 1):
             s = traj.steps[t]
             last = w.extend(pt(observation_piece(ctx.env, s.observation)), last)

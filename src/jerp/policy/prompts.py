@@ -1,4 +1,5 @@
-"""Prompt assembly: task, working set of rules, a window of history, the observation.
+"""Prompt assembly: task, working set of rules, a memory slot, a window of history,
+the observation.
 
 Templates live beside the environments (envs/prompts/<env>.txt) so that each
 world words its own instructions; this module only fills the slots.
@@ -9,6 +10,8 @@ its KV cache from step to step (policy/kvcache.py):
     header   = the template up to `{history}`: goal, working set of rules and the
                episode's first observation (ALFWorld: the room and its receptacles,
                which the history window would otherwise drop after 2h steps)
+    slot     = the per-step memory slot (`render_slot`: the current subgoal and the
+               execution memories shown for it; "" when the episode has none)
     step i   = "Observation: <o_i>\\n>"  then  " <a_i>\\n"
     now      = "Observation: <o_t>\\n>"   (+ "Valid commands: ..." in generate mode)
 
@@ -19,6 +22,12 @@ were scored. With `window` = h > 0 the prompt shows the past steps from
 of them, the oldest h dropped at once every h steps, so a cached prefix is
 rebuilt (from the header on) once per h steps instead of every step.
 `window` = 0 shows no past step: header + current observation only.
+
+The slot sits after the header and before the history because it changes
+within an episode (when the subgoal does) while the header never does: a
+changed slot keeps the header's cached tokens and re-forwards only from the
+slot on (the slot, the shown steps, the observation), once per subgoal change.
+An episode without a slot renders exactly as before the slot existed.
 """
 
 from __future__ import annotations
@@ -59,7 +68,8 @@ def split_template(env: str) -> tuple[str, str]:
 
 @dataclass
 class EpisodeContext:
-    """What the agent knows in one episode; `rules` stay fixed for the episode.
+    """What the agent knows in one episode; `rules` stay fixed for the episode, `slot`
+    (rendered by `render_slot`) may change between steps.
 
     `seed` tells episodes apart for sampled decisions (independent of scheduling);
     `state` is the agent's per-episode scratch (its KV cache), opaque to others.
@@ -71,6 +81,7 @@ class EpisodeContext:
     initial: str = ""  # the episode's first observation, kept in the header
     examples: list[str] = field(default_factory=list)  # ExpeL: rendered similar successes
     notes: list[str] = field(default_factory=list)  # Reflexion: notes of earlier failed trials
+    slot: str = ""  # the per-step memory slot's text, after the header; "" = none
     history: list[tuple[str, str]] = field(default_factory=list)  # (observation, action)
     seed: int = 0
     state: object | None = field(default=None, repr=False, compare=False)
@@ -93,6 +104,16 @@ def render_experience(examples: list[str], notes: list[str]) -> str:
         out += "Your earlier failed attempts at this task:\n" + "".join(
             f"- Trial {i}: {n}\n" for i, n in enumerate(notes, 1))
     return out
+
+
+def render_slot(subgoal: str, memories: list[str]) -> str:
+    """The memory slot's text: the current subgoal and the execution memories shown for
+    it, each on its own line(s); "" when there is neither (the prompt then has no slot).
+    Ends with a newline so the history's first "Observation:" starts a line."""
+    text = f"Current subgoal: {subgoal}\n" if subgoal else ""
+    if memories:
+        text += "Useful experience:\n" + "".join(f"- {m}\n" for m in memories)
+    return text
 
 
 def window_start(t: int, window: int) -> int:
@@ -121,9 +142,10 @@ def action_piece(action: str) -> str:
 
 
 def prompt_pieces(ctx: EpisodeContext, observation: str, window: int) -> list[str]:
-    """The prompt as its append-only pieces: header, (observation, action) per shown
-    step, the current observation. Their concatenation is `build_prompt`'s text."""
-    pieces = [header(ctx)]
+    """The prompt as its append-only pieces: header, memory slot (if any),
+    (observation, action) per shown step, the current observation. Their
+    concatenation is `build_prompt`'s text."""
+    pieces = [header(ctx)] + ([ctx.slot] if ctx.slot else [])
     for o, a in ctx.history[window_start(len(ctx.history), window):]:
         pieces += [observation_piece(ctx.env, o), action_piece(a)]
     pieces.append(observation_piece(ctx.env, observation))

@@ -5,6 +5,11 @@ episode ends (never an environment per game: that leaks memory in ALFWorld).
 A slot's environment lives in this process or in a worker process
 (policy/envproc.py); with workers, the engine steps while the model decides
 for the other slots.
+
+Two kinds of memory reach the prompt: the working set (`Retrieve`), looked up
+once per episode and kept in the cached header, and the per-step memory slot
+(`StepMemory`), asked before every decision and rendered after the header
+(prompts.render_slot), so a change of subgoal re-forwards only from the slot on.
 """
 
 from __future__ import annotations
@@ -19,12 +24,25 @@ from tqdm import tqdm
 from jerp.envs.base import Env, Observation, Task
 from jerp.policy.agent import Agent, Decision
 from jerp.policy.envproc import EnvHandle, LocalEnv, RemoteEnv, wait_any
-from jerp.policy.prompts import EpisodeContext
+from jerp.policy.prompts import EpisodeContext, render_slot
 from jerp.records import RuleShown, StepRecord, Trajectory
 
 Retrieve = Callable[[Task, str], list[RuleShown]]  # (task, goal) -> working set
 # (task, goal) -> ExpeL's in-context examples: (trajectory id, rendered text) each
 Examples = Callable[[Task, str], list[RuleShown]]
+
+
+@dataclass(frozen=True)
+class MemorySlot:
+    """What the per-step memory slot shows for the next decision."""
+
+    subgoal: str  # "" = none
+    shown: list[RuleShown]  # execution memories shown at this step
+
+
+# (task, goal, steps so far) -> the slot for the next decision. Jobs carry it to worker
+# processes, so it must pickle (a module-level class or function, plain data inside).
+StepMemory = Callable[[Task, str, list[StepRecord]], MemorySlot]
 
 
 @dataclass
@@ -45,6 +63,8 @@ class _Slot:
     rules: list[RuleShown] = field(default_factory=list)
     examples: list[RuleShown] = field(default_factory=list)
     ctx: EpisodeContext | None = None
+    memory: MemorySlot | None = None  # the slot shown at the pending decision
+    subgoals: list[str] = field(default_factory=list)
     obs: Observation | None = None
     steps: list[StepRecord] = field(default_factory=list)
     reward: float = 0.0
@@ -65,6 +85,7 @@ def play(
     env_workers: int | None = None,
     first_index: int = 0,
     examples: Examples | None = None,
+    step_memory: StepMemory | None = None,
 ) -> list[Trajectory]:
     """Play every spec; returns trajectories in the order of `specs`.
 
@@ -80,6 +101,10 @@ def play(
     sampling stream is keyed by that global index, so chunking changes nothing.
     `examples` gives each episode its in-context successes (ExpeL) at reset, like
     `retrieve`; a spec's `notes` (Reflexion) are shown from its first step.
+    `step_memory` (optional) fills the prompt's memory slot before every decision;
+    each StepRecord keeps the subgoal and memory ids it showed, the Trajectory the
+    sequence of subgoals (an entry for each step whose non-empty subgoal differs
+    from the previous step's).
     """
     if env_workers is None:
         env_workers = getattr(agent.params, "env_workers", 0)
@@ -113,6 +138,9 @@ def play(
             # Rank mode decides per episode anyway: send each action at once so that
             # env's step overlaps the next decision. Generate mode batches its prompts.
             groups = [[s] for s in active] if _per_episode(agent) else [active]
+            if step_memory is not None:
+                for s in active:
+                    _fill_slot(s, step_memory)
             for group in filter(None, groups):
                 decisions = agent.decide([s.ctx for s in group], [s.obs for s in group])
                 for s, d in zip(group, decisions, strict=True):
@@ -145,10 +173,21 @@ def _start(slot: _Slot, queue: deque, order: dict[int, int], first_index: int) -
     order[id(slot)] = idx
     slot.t0 = time.perf_counter()
     slot.spec = spec
-    slot.ctx = None
+    slot.ctx, slot.memory, slot.subgoals = None, None, []
     slot.steps, slot.reward, slot.won = [], 0.0, False
     slot.pending = ("reset", first_index + idx)
     slot.env.send("reset", spec.task)
+
+
+def _fill_slot(slot: _Slot, step_memory: StepMemory) -> None:
+    """Ask for the next decision's memory slot and render it into the context."""
+    m = step_memory(slot.spec.task, slot.ctx.goal, list(slot.steps))
+    if not isinstance(m, MemorySlot):
+        raise TypeError(f"step_memory must return a MemorySlot, got {type(m).__name__}")
+    slot.memory = m
+    slot.ctx.slot = render_slot(m.subgoal, [r.text for r in m.shown])
+    if m.subgoal and (not slot.steps or slot.steps[-1].subgoal != m.subgoal):
+        slot.subgoals.append(m.subgoal)
 
 
 def _act(slot: _Slot, d: Decision) -> None:
@@ -187,6 +226,9 @@ def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None,
         logprob=d.logprob, valid=d.valid, reward=reward, admissible=list(obs.admissible),
         prob=d.prob, temperature=d.temperature,
         history_from=d.history_from,
+        subgoal=slot.memory.subgoal if slot.memory else None,
+        memories=[r.id for r in slot.memory.shown] if slot.memory else [],
+        slot=slot.ctx.slot,
     ))
     slot.ctx.history.append((obs.text, action))
     slot.obs = next_obs
@@ -205,7 +247,7 @@ def _finish(slot: _Slot, meta: dict) -> Trajectory:
         task_id=t.task_id, env=t.env, split=t.split, task_type=t.task_type,
         goal=slot.ctx.goal, steps=slot.steps, reward=slot.reward, won=slot.won,
         n_steps=len(slot.steps), invalid_actions=sum(not s.valid for s in slot.steps),
-        rules_shown=slot.rules, episode=spec.episode,
+        rules_shown=slot.rules, subgoals=list(slot.subgoals), episode=spec.episode,
         wall_s=round(time.perf_counter() - slot.t0, 3),
         trial=spec.trial, notes_shown=list(spec.notes),
         examples_shown=[e.id for e in slot.examples],

@@ -13,7 +13,7 @@ from jerp.envs.base import Env, Task
 from jerp.envs.registry import data_root, env_factory
 from jerp.policy.agent import Agent
 from jerp.policy.model import load_policy, read_adapter, set_threads
-from jerp.policy.rollout import EpisodeSpec, Retrieve
+from jerp.policy.rollout import EpisodeSpec, Retrieve, StepMemory
 from jerp.records import (
     ADAPTER_MANIFEST,
     AdapterManifest,
@@ -46,12 +46,14 @@ def policy_version(adapter: Path | None) -> str:
 def play_episodes(
     p: Params, root: Path, agent: AgentSpec, specs: list[EpisodeSpec], meta: dict,
     rules: Path | None, desc: str, examples: tuple[Path, ...] = (),
+    step_memory: StepMemory | None = None,
 ) -> list[Trajectory]:
     """Play specs in chunks on the run's task runner (params `runner`), with the run's
     environment, step limit and lockstep batch; `rules`: the pool snapshot whose working
     sets the episodes show (None: no rules); `examples`: the trajectory files ExpeL's
-    in-context successes come from (empty: none)."""
-    job = Job(p, root, agent, rules, meta, desc, examples)
+    in-context successes come from (empty: none); `step_memory`: what fills each
+    decision's memory slot (a picklable rollout.StepMemory; None: no slot)."""
+    job = Job(p, root, agent, rules, meta, desc, examples, step_memory)
     ranges = chunks(len(specs), runners.workers(p), p.runner.chunk_episodes)
     key = fingerprint(job, [_spec_key(s) for s in specs])
     parts = runners.spread(

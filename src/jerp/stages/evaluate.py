@@ -37,7 +37,7 @@ from jerp.records import (
     write_json,
     write_trajectories,
 )
-from jerp.stages.common import play_episodes, policy_version
+from jerp.stages.common import play_episodes, policy_version, step_memory_for
 from jerp.workers import AgentSpec, Job, chunks, fingerprint, rank_states
 
 
@@ -55,10 +55,13 @@ def run(p: Params, root: Path, iteration: int) -> dict:
                 policy_version=policy_version(adapter),
                 pool_version=str(paths.rules_file(iteration)) if rules else "none")
 
+    step_memory = step_memory_for(p, pool)  # H2R's executor; None for other methods
+
     def play(specs: list[EpisodeSpec]) -> list[Trajectory]:
         trial = f" trial {specs[0].trial + 1}" if specs and specs[0].trial else ""
         return play_episodes(p, root, agent, specs, meta, rules,
-                             desc=f"evaluate@{iteration}{trial}", examples=examples)
+                             desc=f"evaluate@{iteration}{trial}", examples=examples,
+                             step_memory=step_memory)
 
     specs = [EpisodeSpec(t) for t in tasks]
     if method.trials:
@@ -75,7 +78,8 @@ def run(p: Params, root: Path, iteration: int) -> dict:
     if p.eval.expert_states and (root / paths.references_file()).exists():
         refs = [r for r in read_trajectories(root / paths.references_file())
                 if r.split == p.env.eval_split]
-        job = Job(p, root, agent, rules, desc=f"expert states@{iteration}", examples=examples)
+        job = Job(p, root, agent, rules, desc=f"expert states@{iteration}", examples=examples,
+                  step_memory=step_memory)
         states = rank_reference_states(job, refs)
         metrics.update(expert_metrics([s.model_dump() for s in states]))
     write_trajectories(root / paths.eval_file(iteration), trajs)

@@ -14,7 +14,7 @@ from jerp.metrics import summarize
 from jerp.policy.experience import rollout_diversity
 from jerp.policy.rollout import EpisodeSpec
 from jerp.records import Trajectory, read_snapshot, read_tasks, write_json, write_trajectories
-from jerp.stages.common import play_episodes, policy_version
+from jerp.stages.common import play_episodes, policy_version, step_memory_for
 from jerp.workers import AgentSpec
 
 
@@ -37,7 +37,8 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
     meta = dict(stage="roll", method=p.run.method, iteration=iteration, seed=p.run.seed,
                 policy_version=policy_version(adapter),
                 pool_version=str(paths.rules_file(prev)) if rules else "none")
-    trajs = play_episodes(p, root, agent, specs, meta, rules, desc=f"rollout@{iteration}")
+    trajs = play_episodes(p, root, agent, specs, meta, rules, desc=f"rollout@{iteration}",
+                          step_memory=step_memory_for(p, pool))
     write_trajectories(root / paths.rollouts_file(iteration), trajs)
     stats = {"iteration": iteration, **summarize(trajs), **rollout_diversity(trajs)}
     write_json(root / paths.rollout_stats_file(iteration), stats)
