@@ -68,11 +68,16 @@ def _success(trajs: list[Trajectory]) -> str:
 def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None,
                temperature: float | None = None) -> Agent:
     """The acting agent: base model + `adapter` (a pipeline adapter folder; an error
-    if it is missing or broken, never a silent fall back to the base model)."""
-    set_threads(p.policy.threads)
-    policy = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter)
+    if it is missing or broken, never a silent fall back to the base model), or the
+    served model at params `policy.endpoint` (no local model loaded)."""
     pp = p.policy if temperature is None else p.policy.model_copy(
         update={"temperature": temperature})
+    if pp.endpoint is not None:
+        from jerp.policy.endpoint import served_agent
+
+        return served_agent(pp, seed, adapter)
+    set_threads(p.policy.threads)
+    policy = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter)
     return Agent(policy, pp, seed=seed)
 
 

@@ -3,14 +3,14 @@
 References are the environment's reference solutions for train tasks plus the
 agent's own wins, which accumulate across iterations in wins.jsonl.
 
-The LLM reflector's API key is read from $OPENAI_API_KEY here, where the client
-is made, and never passed as an argument: arguments of Prefect tasks and flows
-may be recorded in Prefect's database, and params reach MLflow.
+The LLM reflector's API key is read from $OPENAI_API_KEY where the client is
+made (jerp.policy.endpoint.connect), and never passed as an argument: arguments
+of Prefect tasks and flows may be recorded in Prefect's database, and params
+reach MLflow.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from jerp import paths
@@ -57,11 +57,12 @@ def _reflect_llm(p: Params, root: Path, rollouts, refs, pool,
                  actions: ActionAbstraction) -> list[Proposal]:
     """One LLM call per failed rollout, against its closest real success (same task, else
     the most similar goal of the type); failures without one are skipped."""
-    from jerp.memory.reflect.llm import closest_reference, openai_generate, reflect_llm
+    from jerp.memory.reflect.llm import SYSTEM, closest_reference, reflect_llm
 
     if p.rules.llm_endpoint:
-        key = os.environ.get("OPENAI_API_KEY", "")  # read at the edge; see the docstring
-        generate = openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
+        from jerp.policy.endpoint import connect  # reads the key; see the docstring
+
+        generate = connect(p.rules.llm_endpoint, p.rules.llm_model).generate_fn(SYSTEM)
     else:
         from jerp.stages.common import local_generate
 
