@@ -2,8 +2,9 @@
 hand-checkable log-probabilities (the real model server: tests/cluster/test_served_policy.py).
 
 The canned server tokenises by character: the first token of a text has no log-prob
-(nothing predicts it), whitespace scores -0.25, any other character -1.0. So
-" x\\n" after a prompt sums to -1.5 over 3 tokens and " yz\\n" to -2.5 over 4.
+(nothing predicts it), whitespace scores -0.25, any other character -1.0 (or -8.0
+everywhere when `shifted`: log-probs that are not next-token ones). So " x\\n" after
+a prompt sums to -1.5 over 3 tokens and " yz\\n" to -2.5 over 4.
 """
 
 from __future__ import annotations
@@ -19,20 +20,23 @@ from jerp.config import PolicyParams, parse_params
 from jerp.envs.base import Observation
 from jerp.policy.endpoint import (
     NO_PROMPT_LOGPROBS,
+    PROBE,
     Client,
     EndpointAgent,
     EndpointError,
     candidate_logprob,
     connect,
+    probe_mean,
     served_agent,
 )
 from jerp.policy.prompts import EpisodeContext, build_prompt
 from jerp.records import ADAPTER_MANIFEST, AdapterManifest
 
 
-def _echo_logprobs(text: str) -> dict:
+def _echo_logprobs(text: str, shifted: bool = False) -> dict:
+    values = [-8.0 if shifted else -0.25 if c.isspace() else -1.0 for c in text[1:]]
     return {"tokens": list(text), "text_offset": list(range(len(text))),
-            "token_logprobs": [None] + [-0.25 if c.isspace() else -1.0 for c in text[1:]]}
+            "token_logprobs": [None, *values]}
 
 
 class _Server(BaseHTTPRequestHandler):
@@ -42,6 +46,7 @@ class _Server(BaseHTTPRequestHandler):
 
     lists = True
     logprobs = True
+    shifted = False
     completions = True
     text = " go to desk 1\nObservation: ..."
     seen: list = []
@@ -58,7 +63,8 @@ class _Server(BaseHTTPRequestHandler):
             return self._send(400, {"error": "one prompt per request"})
         prompts = prompts if isinstance(prompts, list) else [prompts]
         if body.get("echo") and self.logprobs:
-            choices = [{"index": i, "text": p + "!", "logprobs": _echo_logprobs(p + "!")}
+            choices = [{"index": i, "text": p + "!",
+                        "logprobs": _echo_logprobs(p + "!", self.shifted)}
                        for i, p in enumerate(prompts)]
         else:
             choices = [{"index": i, "text": self.text, "logprobs": None}
@@ -107,8 +113,9 @@ def test_candidate_logprob_sums_the_tokens_in_the_candidate_span():
 def test_score_batches_the_candidates_where_the_server_takes_a_list(server):
     client = Client(server.url, "m")
     assert client.score("ab>", [" x\n", " yz\n"]) == ([-1.5, -2.5], [3, 4])
-    assert client.batch is True and len(server.seen) == 1
-    path, body, _ = server.seen[0]
+    assert client.batch is True and client.checked and len(server.seen) == 2
+    assert server.seen[0][1]["prompt"] == PROBE  # checked once, before the first scores
+    path, body, _ = server.seen[1]
     assert path == "/v1/completions" and body["prompt"] == ["ab> x\n", "ab> yz\n"]
     assert body["echo"] is True and body["logprobs"] == 1 and body["max_tokens"] == 1
     assert body["model"] == "m"
@@ -120,9 +127,9 @@ def test_score_falls_back_to_one_request_per_candidate(server):
     assert client.score("ab>", [" x\n", " yz\n"]) == ([-1.5, -2.5], [3, 4])
     assert client.batch is False
     assert [b["prompt"] for _, b, _ in server.seen] == [
-        ["ab> x\n", "ab> yz\n"], "ab> x\n", "ab> yz\n"]
-    client.score("ab>", [" x\n", " yz\n"])  # the list is not tried again
-    assert len(server.seen) == 5
+        PROBE, ["ab> x\n", "ab> yz\n"], "ab> x\n", "ab> yz\n"]
+    client.score("ab>", [" x\n", " yz\n"])  # neither the list nor the probe again
+    assert len(server.seen) == 6
 
 
 def test_rank_mode_without_prompt_logprobs_says_what_it_needs(server):
@@ -131,6 +138,23 @@ def test_rank_mode_without_prompt_logprobs_says_what_it_needs(server):
         Client(server.url, "m").score("ab>", [" x\n", " yz\n"])
     assert NO_PROMPT_LOGPROBS in str(e.value) and "vLLM" in str(e.value)
     assert "generate mode" in str(e.value)
+
+
+def test_probe_mean_reads_the_second_half():
+    lp = {"text_offset": [0, 2, 4, 6, 8], "token_logprobs": [None, -9.0, -1.0, -2.0, -6.0]}
+    assert probe_mean(lp, 10) == -4.0  # tokens at 6 and 8 (offset >= 10 // 2)
+    assert probe_mean(lp, 8) == -1.5  # tokens at 4 and 6
+    with pytest.raises(EndpointError, match="prompt log-probabilities"):
+        probe_mean({"text_offset": [0], "token_logprobs": [None]}, 2)
+
+
+def test_log_probs_read_a_position_late_stop_rank_mode(server):
+    server.shifted = True
+    with pytest.raises(EndpointError) as e:
+        Client(server.url, "m").score("ab>", [" x\n", " yz\n"])
+    msg = str(e.value)
+    assert server.url in msg and "-8.0 nats per token" in msg and "llama-cpp-python" in msg
+    assert len(server.seen) == 1  # stopped at the probe: no candidate was scored
 
 
 def test_unreachable_endpoint_names_the_url():
@@ -183,7 +207,7 @@ def test_endpoint_agent_ranks_like_the_local_agent(server):
     assert agent.expert_rank(ctx, ob, "go to desk 1") == 3
     assert agent.expert_rank(ctx, ob, "open fridge 1") == 4  # not admissible
     prompt = build_prompt(ctx, ob.text, 2)
-    assert server.seen[0][1]["prompt"][0] == prompt + " look\n"
+    assert server.seen[1][1]["prompt"][0] == prompt + " look\n"
 
 
 def test_endpoint_agent_samples_from_the_episode_stream(server):

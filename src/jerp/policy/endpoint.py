@@ -14,9 +14,14 @@ the candidate's span (`candidate_logprob`). All candidates of one decision
 go in one request (a list of prompts) where the server accepts that (vLLM
 does; llama-cpp-python takes one prompt per request, so the client falls
 back to one request per candidate, whose shared prompt the server keeps
-cached). vLLM returns prompt log-probabilities; llama-cpp-python's server
-does when started with `--logits_all true`; many hosted APIs do not, and
-rank mode then stops with `NO_PROMPT_LOGPROBS`. Generate mode works with any
+cached). vLLM returns prompt log-probabilities; many hosted APIs do not, and
+rank mode then stops with `NO_PROMPT_LOGPROBS`. Before its first scores a
+client checks that the numbers are log p(token | the tokens before it): on
+a counting sequence they must be near 0 (`PROBE`). llama-cpp-python's
+server (0.3.36, `--logits_all true`) fails that for models without a BOS
+token, SmolLM2 among them: it reports each token's log-prob under the
+distribution *after* that token (abetlen/llama-cpp-python#1983), which would
+rank commands by the wrong numbers, so rank mode stops with `SHIFTED`. Generate mode works with any
 server: `build_prompt`'s text goes to the completions API as it is (no chat
 template, as the local model gets it), or, on a chat-only server (404 on
 /completions), as one user message to /chat/completions.
@@ -48,6 +53,18 @@ NO_PROMPT_LOGPROBS = (
     "(the completions API with echo and logprobs: vLLM, or llama-cpp-python's server "
     "started with --logits_all true); generate mode (policy.mode: generate) works with "
     "any server")
+
+# A text whose second half any language model predicts almost surely (SmolLM2-135M:
+# -0.05 nats per token), and the mean below which the log-probs are not next-token
+# ones (-12.8 when each is read one position late, as llama-cpp-python does).
+PROBE = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+PROBE_MIN_MEAN = -3.0
+SHIFTED = (
+    "answered prompt log-probabilities that are not log p(token | the tokens before it): "
+    "the counting sequence {probe!r} got {mean:.1f} nats per token over its second half "
+    "(a real next-token log-prob is near 0). llama-cpp-python's server reports each one a "
+    "position late for models without a BOS token (abetlen/llama-cpp-python#1983), so rank "
+    "mode would rank by the wrong numbers: use vLLM for rank mode, or generate mode")
 
 
 class EndpointError(RuntimeError):
@@ -86,6 +103,19 @@ def candidate_logprob(logprobs: dict | None, start: int, end: int) -> tuple[floa
     return float(sum(values[i] for i in idx)), len(idx)
 
 
+def probe_mean(logprobs: dict | None, text_len: int) -> float:
+    """Mean echoed log-prob of the tokens that start in the second half of the text."""
+    offsets = (logprobs or {}).get("text_offset")
+    values = (logprobs or {}).get("token_logprobs")
+    if not offsets or not values or len(offsets) != len(values):
+        raise EndpointError(f"{NO_PROMPT_LOGPROBS}; the answer had no prompt log-probabilities")
+    got = [v for o, v in zip(offsets, values, strict=True) if text_len // 2 <= o < text_len]
+    if not got or any(v is None for v in got):
+        raise EndpointError(f"{NO_PROMPT_LOGPROBS}; the answer had no log-probabilities for "
+                            "the prompt's tokens (echo ignored?)")
+    return sum(got) / len(got)
+
+
 class Client:
     """An OpenAI-compatible API at `base_url` (e.g. http://127.0.0.1:8000/v1).
 
@@ -101,6 +131,7 @@ class Client:
         self.retries = retries
         self.batch: bool | None = None
         self.chat_only = False
+        self.checked = False  # the prompt log-probs passed the PROBE check
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport)
 
@@ -165,6 +196,8 @@ class Client:
     def score(self, prompt: str, candidates: Sequence[str]) -> tuple[list[float], list[int]]:
         """log p(candidate | prompt) summed over the candidate's tokens, and token counts,
         from the server's echoed prompt log-probabilities (module docstring)."""
+        if not self.checked:
+            self.check_prompt_logprobs()
         texts = [prompt + c for c in candidates]
         choices = self._echo_batch(texts) if self.batch is not False and len(texts) > 1 else None
         if choices is None:
@@ -172,6 +205,13 @@ class Client:
         out = [candidate_logprob(ch.get("logprobs"), len(prompt), len(t))
                for ch, t in zip(choices, texts, strict=True)]
         return [s for s, _ in out], [n for _, n in out]
+
+    def check_prompt_logprobs(self) -> None:
+        """Stop unless the server's echoed log-probs are next-token ones (`PROBE`)."""
+        mean = probe_mean(self._echo(PROBE)[0].get("logprobs"), len(PROBE))
+        if mean < PROBE_MIN_MEAN:
+            raise EndpointError(f"{self.base_url} " + SHIFTED.format(probe=PROBE, mean=mean))
+        self.checked = True
 
     def _echo(self, prompt: str | list[str]) -> list[dict]:
         body = {"prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": 1,
