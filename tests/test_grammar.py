@@ -122,12 +122,14 @@ def test_reflect_llm_with_fake_model() -> None:
     assert props[0].scope == "pick_heat_then_place_in_recep"
 
 
-def test_openai_generate_against_local_server() -> None:
+def test_reflector_generate_against_local_server() -> None:
+    """The LLM reflector's endpoint path: the served policy's client, as a chat call."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from jerp.memory.reflect.llm import openai_generate
+    from jerp.memory.reflect.llm import SYSTEM
+    from jerp.policy.endpoint import Client
 
     seen: dict = {}
 
@@ -147,9 +149,10 @@ def test_openai_generate_against_local_server() -> None:
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        gen = openai_generate(f"http://127.0.0.1:{server.server_port}/v1", "m", "k")
+        gen = Client(f"http://127.0.0.1:{server.server_port}/v1", "m", "k").generate_fn(SYSTEM)
         assert gen("hello") == "UPVOTE R1"
     finally:
         server.shutdown()
     assert seen["path"] == "/v1/chat/completions" and seen["auth"] == "Bearer k"
     assert seen["body"]["model"] == "m" and seen["body"]["messages"][-1]["content"] == "hello"
+    assert seen["body"]["messages"][0] == {"role": "system", "content": SYSTEM}

@@ -79,12 +79,28 @@ class PolicyParams(Section):
         "measured faster on 2 cores (bench/decide.py: the engine is <10% of a step).",
     )
     max_new_tokens: int = Field(24, ge=1, description="generate mode only.")
+    endpoint: str | None = Field(
+        None, description="A served policy: an OpenAI-compatible base URL (e.g. "
+        "http://127.0.0.1:8000/v1; key from $OPENAI_API_KEY); no local model is loaded. Rank "
+        "mode needs prompt log-probabilities (vLLM; llama-cpp-python with --logits_all true). "
+        "None: the local model.")
+    endpoint_model: str | None = Field(
+        None, description="The model name sent to the endpoint; None: `model`'s value (what "
+        "vLLM serves a model id under by default).")
 
     @field_validator("model")
     @classmethod
     def _model_nonempty(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must name a model: 'smollm2' or a Hugging Face path/id")
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http(s) base URL; expected e.g. "
+                             "http://127.0.0.1:8000/v1, or null for the local model")
         return v
 
 

@@ -58,7 +58,9 @@ def fingerprint(job: Job, items: list) -> str:
     """A digest of everything a job's results depend on: params, policy (the adapter's
     bytes, not its path), pool snapshot, step memory (its pickle: what a worker gets),
     the code of the jerp package, and the items. Results cached under it are reused
-    only when all of these are unchanged."""
+    only when all of these are unchanged. A served policy is named by params
+    (policy.endpoint, policy.endpoint_model); its key is not part of it (it never
+    enters params)."""
     import hashlib
     import pickle
 
@@ -131,9 +133,15 @@ def _policy(p: Params, root: Path, adapter: Path | None):
 
 
 def agent(job: Job) -> Agent:
+    """The job's agent: over this process's policy copy, or (params `policy.endpoint`)
+    over the served model, with no local model loaded."""
     p, spec = job.params, job.agent
     pp = p.policy if spec.temperature is None else p.policy.model_copy(
         update={"temperature": spec.temperature})
+    if pp.endpoint is not None:
+        from jerp.policy.endpoint import served_agent
+
+        return served_agent(pp, spec.seed, spec.adapter)
     return Agent(_policy(p, job.root, spec.adapter), pp, seed=spec.seed)
 
 

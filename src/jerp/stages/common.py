@@ -77,11 +77,16 @@ def _success(trajs: list[Trajectory]) -> str:
 def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None,
                temperature: float | None = None) -> Agent:
     """The acting agent: base model + `adapter` (a pipeline adapter folder; an error
-    if it is missing or broken, never a silent fall back to the base model)."""
-    set_threads(p.policy.threads)
-    policy = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter)
+    if it is missing or broken, never a silent fall back to the base model), or the
+    served model at params `policy.endpoint` (no local model loaded)."""
     pp = p.policy if temperature is None else p.policy.model_copy(
         update={"temperature": temperature})
+    if pp.endpoint is not None:
+        from jerp.policy.endpoint import served_agent
+
+        return served_agent(pp, seed, adapter)
+    set_threads(p.policy.threads)
+    policy = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter)
     return Agent(policy, pp, seed=seed)
 
 
@@ -154,6 +159,18 @@ def step_memory_for(p: Params, pool: RuleSnapshot | None):
     from jerp.memory.executor import SubgoalMemory
 
     return SubgoalMemory(pool, p.env.name, p.rules.execution_top_k, p.rules.subgoal_budget)
+
+
+def llm_generate(p: Params, root: Path, system: str) -> Callable[[str], str]:
+    """The LLM reflectors' text-in, text-out model: the server at rules.llm_endpoint (its
+    key is read where the client is made, policy/endpoint.connect, never passed around),
+    else the local model rules.llm_model (which gets the user prompt alone, as the
+    local reflectors were written and tested with)."""
+    if p.rules.llm_endpoint:
+        from jerp.policy.endpoint import connect
+
+        return connect(p.rules.llm_endpoint, p.rules.llm_model).generate_fn(system)
+    return local_generate(p, root)
 
 
 def local_generate(p: Params, root: Path):

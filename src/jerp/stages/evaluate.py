@@ -17,7 +17,6 @@ up to iteration i (memory/examples.py).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from jerp import paths, runners
@@ -91,24 +90,18 @@ def run(p: Params, root: Path, iteration: int) -> dict:
 
 def note_reflector(p: Params, root: Path) -> Note:
     """Reflexion's note on a failed trial (params reflexion.reflector): the deterministic
-    milestone note, or the LLM of rules.llm_endpoint / rules.llm_model. The endpoint's
-    key is read from $OPENAI_API_KEY here, never passed as an argument (stages/reflect)."""
+    milestone note, or the LLM of rules.llm_endpoint / rules.llm_model (its key is read
+    where the client is made, never passed as an argument: stages/common.llm_generate)."""
     from jerp.envs.registry import action_abstraction
-    from jerp.memory.reflect.reflexion import llm_note, milestone_note
+    from jerp.memory.reflect.reflexion import NOTE_SYSTEM, llm_note, milestone_note
 
     n = p.reflexion.max_note_chars
     if p.reflexion.reflector == "milestones":
         ax = action_abstraction(p.env.name)
         return lambda t: milestone_note(t, ax, n)
-    if p.rules.llm_endpoint:
-        from jerp.memory.reflect.llm import openai_generate
+    from jerp.stages.common import llm_generate
 
-        key = os.environ.get("OPENAI_API_KEY", "")
-        generate = openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
-    else:
-        from jerp.stages.common import local_generate
-
-        generate = local_generate(p, root)
+    generate = llm_generate(p, root, NOTE_SYSTEM)
     return lambda t: llm_note(generate, t, n)
 
 

@@ -5,14 +5,14 @@ agent's own wins, which accumulate across iterations in wins.jsonl. ExpeL also
 draws insights from the set of those successes per task type
 (memory/reflect/successes.py); they come first within `rules.max_ops`.
 
-The LLM reflector's API key is read from $OPENAI_API_KEY here, where the client
-is made, and never passed as an argument: arguments of Prefect tasks and flows
-may be recorded in Prefect's database, and params reach MLflow.
+The LLM reflector's API key is read from $OPENAI_API_KEY where the client is
+made (jerp.policy.endpoint.connect), and never passed as an argument: arguments
+of Prefect tasks and flows may be recorded in Prefect's database, and params
+reach MLflow.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from jerp import paths
@@ -68,23 +68,13 @@ def _reflect_hindsight(p: Params, root: Path, rollouts, refs, pool,
     """H2R's hindsight reflection: the same `reflector` switch picks its insight back end
     (contrastive: the offline one; llm: the same model or endpoint as the LLM reflector)."""
     from jerp.memory.reflect.hindsight import reflect_hindsight, reflect_hindsight_llm
+    from jerp.memory.reflect.llm import SYSTEM
+    from jerp.stages.common import llm_generate
 
     if p.rules.reflector == "contrastive":
         return reflect_hindsight(rollouts, refs, pool, p.rules.max_ops, actions)
-    return reflect_hindsight_llm(_generate(p, root), rollouts, refs, pool, p.rules.max_ops,
-                                 actions, p.rules.max_rule_chars)
-
-
-def _generate(p: Params, root: Path):
-    """The LLM reflectors' text-in, text-out model: the endpoint, else the local model."""
-    if p.rules.llm_endpoint:
-        from jerp.memory.reflect.llm import openai_generate
-
-        key = os.environ.get("OPENAI_API_KEY", "")  # read at the edge; see the docstring
-        return openai_generate(p.rules.llm_endpoint, p.rules.llm_model, key)
-    from jerp.stages.common import local_generate
-
-    return local_generate(p, root)
+    return reflect_hindsight_llm(llm_generate(p, root, SYSTEM), rollouts, refs, pool,
+                                 p.rules.max_ops, actions, p.rules.max_rule_chars)
 
 
 def within_budget(props: list[Proposal], max_ops: int) -> list[Proposal]:
@@ -103,9 +93,10 @@ def _reflect_llm(p: Params, root: Path, rollouts, refs, pool,
                  actions: ActionAbstraction) -> list[Proposal]:
     """One LLM call per failed rollout, against its closest real success (same task, else
     the most similar goal of the type); failures without one are skipped."""
-    from jerp.memory.reflect.llm import closest_reference, reflect_llm
+    from jerp.memory.reflect.llm import SYSTEM, closest_reference, reflect_llm
+    from jerp.stages.common import llm_generate
 
-    generate = _generate(p, root)
+    generate = llm_generate(p, root, SYSTEM)
     props: list[Proposal] = []
     for t in rollouts:
         if t.won:

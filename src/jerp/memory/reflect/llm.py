@@ -11,16 +11,13 @@ full reward (458 of WebShop's 6,910 scripted purchases score below 1.0 and must
 not be shown as a success), on the same task if there is one, else the same task
 type with the most similar goal (rapidfuzz token-set ratio), then the shortest.
 
-`openai_generate` talks to any OpenAI-compatible /chat/completions endpoint
-(vLLM, llama.cpp server, a hosted API) with the standard library only.
+The model call is a plain `generate(prompt) -> text` callable: a local model
+(stages.common.local_generate) or a served one (jerp.policy.endpoint, the
+client the served policy uses too), both made at the edges.
 """
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 from rapidfuzz import fuzz
@@ -113,44 +110,3 @@ def reflect_llm(
         answer, pool, max_ops, max_chars, max_downvotes=max_downvotes, scope=failed.task_type,
         evidence=evidence, rationale="llm reflection")
     return accepted + rejected
-
-
-def _post(url: str, payload: dict, headers: dict, timeout: float) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers,
-                                 method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read().decode())
-
-
-def openai_generate(
-    base_url: str,
-    model: str,
-    api_key: str | None = None,
-    *,
-    system: str = SYSTEM,
-    temperature: float = 0.0,
-    max_tokens: int = 512,
-    timeout: float = 120.0,
-    retries: int = 2,
-) -> Generate:
-    """A `generate` callable for an OpenAI-compatible chat endpoint (e.g. http://host:8000/v1)."""
-    url = base_url.rstrip("/") + "/chat/completions"
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-
-    def generate(prompt: str) -> str:
-        payload = {"model": model, "temperature": temperature, "max_tokens": max_tokens,
-                   "messages": [{"role": "system", "content": system},
-                                {"role": "user", "content": prompt}]}
-        for attempt in range(retries + 1):
-            try:
-                body = _post(url, payload, headers, timeout)
-                return body["choices"][0]["message"]["content"] or ""
-            except (urllib.error.URLError, TimeoutError) as e:
-                if attempt == retries or (isinstance(e, urllib.error.HTTPError) and e.code < 500):
-                    raise
-                time.sleep(2**attempt)
-        raise AssertionError("unreachable")
-
-    return generate
