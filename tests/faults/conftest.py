@@ -1,8 +1,10 @@
-"""Fault tests' fixture: make_project(**overrides), a tiny real project in tmp_path."""
+"""Fault tests' fixtures: make_project(**overrides), a tiny real project in tmp_path, and
+a stand-in LLM endpoint."""
 
 from __future__ import annotations
 
 import pytest
+from stage_project import Endpoint
 from stage_project import make_project as _make_project
 
 
@@ -14,3 +16,11 @@ def make_project(tmp_path, root, alf_root, model_cache):
         return _make_project(tmp_path / "proj", root, alf_root, model_cache, **overrides)
 
     return make
+
+
+@pytest.fixture
+def endpoint():
+    """A stand-in OpenAI-compatible endpoint (stage_project.Endpoint), closed after the test."""
+    ep = Endpoint()
+    yield ep
+    ep.close()

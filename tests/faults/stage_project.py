@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -82,3 +84,55 @@ def make_project(dest: Path, root: Path, alf_root: Path, model_cache: Path,
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (proj / ".venv").symlink_to(Path(sys.prefix))
     return proj
+
+
+class Endpoint:
+    """A stand-in OpenAI-compatible chat endpoint on 127.0.0.1 for the LLM reflector.
+
+    It answers every request with one ADD operation or, after `hold()`, keeps the
+    request open until `release` is set: a stage waiting on it is known to be in the
+    middle of its flow run, so a kill lands there at a moment the test knows, not
+    after a guessed sleep. `asked` is set by the first request after `hold()`."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def hold(self) -> None:
+        self.asked, self.release = threading.Event(), threading.Event()
+        self.held = True
+
+    def answer(self) -> None:
+        """Stop holding: release a held request (its client is gone) and answer the next."""
+        self.held = False
+        self.release.set()
+
+    def close(self) -> None:
+        self.answer()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if endpoint.held:
+                release = endpoint.release
+                endpoint.asked.set()
+                release.wait(300)
+                return
+            body = json.dumps({"choices": [{"message": {"content": "ADD: Heat it first."}}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler

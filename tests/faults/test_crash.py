@@ -8,12 +8,9 @@ run is Running, at a moment the test knows, not after a guessed sleep."""
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -21,41 +18,6 @@ import pytest
 from stage_project import run_stage, stage_env, write_reflect_inputs
 
 pytestmark = pytest.mark.faults
-
-
-class _Endpoint(BaseHTTPRequestHandler):
-    """Answers one ADD operation, or, while `hold` is set, waits for `release`."""
-
-    hold = False
-    asked = threading.Event()
-    release = threading.Event()
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).asked.set()
-        if type(self).hold:
-            type(self).release.wait(120)
-            return
-        body = json.dumps({"choices": [{"message": {"content": "ADD: Heat it first."}}]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def endpoint():
-    _Endpoint.hold = False
-    _Endpoint.asked, _Endpoint.release = threading.Event(), threading.Event()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    _Endpoint.release.set()
-    server.shutdown()
-    server.server_close()
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -76,19 +38,19 @@ def _flow_runs(proj: Path, name: str) -> list[str]:
 
 def test_kill_9_leaves_no_process_and_the_next_stage_marks_it_crashed(
         make_project, alf_root, endpoint):
-    proj = make_project(rules={"reflector": "llm", "llm_endpoint": endpoint})
+    proj = make_project(rules={"reflector": "llm", "llm_endpoint": endpoint.url})
     write_reflect_inputs(proj, alf_root)
     args = ("--iteration", "1", "--prev", "0")
     first = run_stage(proj, "reflect", *args)
     assert first.returncode == 0, first.stderr[-3000:]
     before = _snapshot(proj / "data")
 
-    _Endpoint.hold, _Endpoint.asked = True, threading.Event()
+    endpoint.hold()
     stage = subprocess.Popen(["sh", "flows/python", "flows/reflect.py", *args], cwd=proj,
                              env=stage_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        assert _Endpoint.asked.wait(180), "the stage never reached its endpoint"
+        assert endpoint.asked.wait(180), "the stage never reached its endpoint"
         family = psutil.Process(stage.pid).children(recursive=True)
         assert any("uvicorn" in " ".join(c.cmdline()) for c in family), family
         stage.send_signal(signal.SIGKILL)
@@ -96,7 +58,7 @@ def test_kill_9_leaves_no_process_and_the_next_stage_marks_it_crashed(
     finally:
         if stage.poll() is None:
             stage.kill()
-        _Endpoint.release.set()
+        endpoint.answer()
     _, left = psutil.wait_procs(family, timeout=15)
     orphans = [" ".join(p.cmdline()) for p in left]
     for p in left:  # never leave the orphans this test found behind
