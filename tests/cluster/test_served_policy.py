@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from jerp.config import EnvParams, PolicyParams
+from jerp.crashes import dies_with_parent
 from jerp.envs.alfworld import AlfWorldEnv, list_tasks
 from jerp.envs.base import Observation
 from jerp.envs.registry import env_factory
@@ -74,7 +75,9 @@ def llama_server(log: Path, logits_all: bool, aligned: bool = True) -> Iterator[
            "--n_ctx", "4096", "--logits_all", str(logits_all).lower(), "--api_key", KEY]
     url = f"http://127.0.0.1:{port}/v1"
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        # Dies with the test process even if pytest is killed (no orphaned server).
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=dies_with_parent())
         try:
             _wait_ready(proc, url, log)
             yield url

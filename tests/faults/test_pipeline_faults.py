@@ -338,6 +338,9 @@ def test_kill_9_in_every_stage_kind(project, endpoint, tmp_path):
             tasks = task_runs(proj, runs[-1][0])
             cached = sum(t[2] == "Cached" for t in tasks)
             assert 1 <= done <= cached < len(tasks), (stage, done, tasks)
+    # The MLflow runs of killed stages were ended KILLED by the stages that came next.
+    assert _mlflow(proj, "select name from runs where status = 'RUNNING'") == []
+    assert _mlflow(proj, "select count(*) from runs where status = 'KILLED'")[0][0] >= 1
     run(["git", "add", "-A"], proj)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], proj)
 
