@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import walkthroughs
 
 from jerp.config import EnvParams, PolicyParams
-from jerp.envs.alfworld import AlfWorldEnv, list_tasks
+from jerp.envs.alfworld import list_tasks
 from jerp.envs.base import Observation
 from jerp.envs.registry import env_factory
 from jerp.policy.agent import Agent
@@ -50,20 +51,7 @@ def test_trie_shares_leading_tokens():
 @pytest.fixture(scope="module")
 def walkthrough_states(alf_root):
     """Real ALFWorld states along a valid_unseen walkthrough of at least STEPS steps."""
-    env = AlfWorldEnv(alf_root, max_steps=50)
-    try:
-        for task in list_tasks(alf_root, "eval_out"):
-            walk = env.reference(task)
-            if len(walk) >= STEPS:
-                break
-        ob = env.reset(task)
-        states = []
-        for a in walk[:STEPS]:
-            states.append((ob, a))
-            ob = env.step(a).observation
-        return states
-    finally:
-        env.close()
+    return walkthroughs.walkthrough_states(alf_root, STEPS)
 
 
 def _episode(policy, states, history: int):

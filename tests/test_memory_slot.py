@@ -7,10 +7,11 @@ from __future__ import annotations
 import pickle
 
 import pytest
+import walkthroughs
 from slot_fixtures import PLAN, ScriptedStepMemory
 
 from jerp.config import EnvParams, PolicyParams
-from jerp.envs.alfworld import AlfWorldEnv, list_tasks
+from jerp.envs.alfworld import list_tasks
 from jerp.envs.registry import env_factory
 from jerp.policy.agent import Agent
 from jerp.policy.kvcache import PrefixCache, common_prefix
@@ -65,20 +66,7 @@ def test_slot_is_its_own_piece_after_the_header():
 @pytest.fixture(scope="module")
 def walkthrough(alf_root):
     """Real ALFWorld states along a valid_unseen walkthrough of at least STEPS steps."""
-    env = AlfWorldEnv(alf_root, max_steps=50)
-    try:
-        for task in list_tasks(alf_root, "eval_out"):
-            walk = env.reference(task)
-            if len(walk) >= STEPS:
-                break
-        ob = env.reset(task)
-        states = []
-        for a in walk[:STEPS]:
-            states.append((ob, a))
-            ob = env.step(a).observation
-        return states
-    finally:
-        env.close()
+    return walkthroughs.walkthrough_states(alf_root, STEPS)
 
 
 def test_changed_slot_scores_like_the_prompt_encoded_from_scratch(policy_fp32, walkthrough):

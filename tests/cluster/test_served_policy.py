@@ -28,10 +28,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import walkthroughs
 
 from jerp.config import EnvParams, PolicyParams
 from jerp.crashes import dies_with_parent
-from jerp.envs.alfworld import AlfWorldEnv, list_tasks
+from jerp.envs.alfworld import list_tasks
 from jerp.envs.base import Observation
 from jerp.envs.registry import env_factory
 from jerp.policy.agent import Agent
@@ -121,20 +122,7 @@ def api_key(monkeypatch) -> None:
 @pytest.fixture(scope="module")
 def states(alf_root):
     """(observation, walkthrough action) at the first STATES steps of a real game."""
-    env = AlfWorldEnv(alf_root, max_steps=50)
-    try:
-        for task in list_tasks(alf_root, "eval_out"):
-            walk = env.reference(task)
-            if len(walk) >= STATES:
-                break
-        ob = env.reset(task)
-        out = []
-        for a in walk[:STATES]:
-            out.append((ob, a))
-            ob = env.step(a).observation
-        return out
-    finally:
-        env.close()
+    return walkthroughs.walkthrough_states(alf_root, STATES)
 
 
 def _params(url: str | None = None, **kw) -> PolicyParams:

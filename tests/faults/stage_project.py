@@ -92,10 +92,12 @@ class Endpoint:
     It answers every request with one ADD operation or, after `hold()`, keeps the
     request open until `release` is set: a stage waiting on it is known to be in the
     middle of its flow run, so a kill lands there at a moment the test knows, not
-    after a guessed sleep. `asked` is set by the first request after `hold()`."""
+    after a guessed sleep. `asked` is set by the first request after `hold()`;
+    `seen_auth` keeps every request's Authorization header (the secrets test)."""
 
     def __init__(self) -> None:
         self.held = False
+        self.seen_auth: list[str] = []
         self.asked = threading.Event()
         self.release = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -121,6 +123,7 @@ def _handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            endpoint.seen_auth.append(self.headers.get("Authorization", ""))
             if endpoint.held:
                 release = endpoint.release
                 endpoint.asked.set()

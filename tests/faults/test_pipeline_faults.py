@@ -338,9 +338,10 @@ def test_kill_9_in_every_stage_kind(project, endpoint, tmp_path):
             tasks = task_runs(proj, runs[-1][0])
             cached = sum(t[2] == "Cached" for t in tasks)
             assert 1 <= done <= cached < len(tasks), (stage, done, tasks)
-    # The MLflow runs of killed stages were ended KILLED by the stages that came next.
+    # No MLflow run is left RUNNING: a stage opens its run after its work (killed before:
+    # no run), and one killed inside its run is ended KILLED by the next stage
+    # (tracking.end_orphans; tests/test_tracking.py).
     assert _mlflow(proj, "select name from runs where status = 'RUNNING'") == []
-    assert _mlflow(proj, "select count(*) from runs where status = 'KILLED'")[0][0] >= 1
     run(["git", "add", "-A"], proj)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], proj)
 

@@ -5,9 +5,6 @@ stage's outputs, not its logs."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,35 +16,6 @@ from jerp.records import read_proposals
 pytestmark = pytest.mark.faults
 
 SENTINEL = "sk-jerp-sentinel-7f3a9c1e5b"
-
-
-class _Endpoint(BaseHTTPRequestHandler):
-    """/v1/chat/completions answering one ADD operation; records the headers it got."""
-
-    seen_auth: list[str] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).seen_auth.append(self.headers.get("Authorization", ""))
-        body = json.dumps({"choices": [{"message": {
-            "content": "ADD: Heat the object with the microwave before placing it."}}]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def endpoint():
-    _Endpoint.seen_auth = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
 
 
 def _env() -> dict[str, str]:
@@ -66,13 +34,13 @@ def files_holding(folder: Path, needle: bytes) -> list[str]:
 
 
 def test_api_key_reaches_the_endpoint_and_no_store(make_project, alf_root, endpoint):
-    proj = make_project(rules={"reflector": "llm", "llm_endpoint": endpoint,
+    proj = make_project(rules={"reflector": "llm", "llm_endpoint": endpoint.url,
                                "llm_model": "served"})
     write_reflect_inputs(proj, alf_root)
     res = run_stage(proj, "reflect", "--iteration", "1", "--prev", "0",
                     env=_env())
     assert res.returncode == 0, res.stderr[-3000:]
-    assert _Endpoint.seen_auth and set(_Endpoint.seen_auth) == {f"Bearer {SENTINEL}"}
+    assert endpoint.seen_auth and set(endpoint.seen_auth) == {f"Bearer {SENTINEL}"}
     assert any(p.accepted for p in read_proposals(proj / paths.proposals_file(1)))
     stores = [proj / ".prefect", proj / "mlflow.db", proj / "mlruns", proj / "data"]
     assert all(s.exists() for s in stores), [s for s in stores if not s.exists()]
