@@ -175,14 +175,14 @@ def test_fingerprint_follows_what_results_depend_on(tmp_path, alf_root, model_ca
     assert fingerprint(job, ["g1"]) != base
     base = fingerprint(job, ["g1"])
     slot = Job(p, tmp_path, AgentSpec(None, seed=1), rules, {"stage": "t"}, "t",
-               ScriptedStepMemory(per_subgoal=2))
+               step_memory=ScriptedStepMemory(per_subgoal=2))
     assert fingerprint(slot, ["g1"]) != base  # a step memory changes what is played
     assert fingerprint(slot, ["g1"]) == fingerprint(
         Job(p, tmp_path, AgentSpec(None, seed=1), rules, {"stage": "t"}, "t",
-            ScriptedStepMemory(per_subgoal=2)), ["g1"])  # an equal one, built again: same key
+            step_memory=ScriptedStepMemory(per_subgoal=2)), ["g1"])  # equal one: same key
     assert fingerprint(slot, ["g1"]) != fingerprint(
         Job(p, tmp_path, AgentSpec(None, seed=1), rules, {"stage": "t"}, "t",
-            ScriptedStepMemory(per_subgoal=3)), ["g1"])
+            step_memory=ScriptedStepMemory(per_subgoal=3)), ["g1"])
 
 
 @pytest.mark.slow

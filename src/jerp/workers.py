@@ -49,9 +49,9 @@ class Job:
     desc: str = "episodes"
     # ExpeL: the trajectory files whose successes are shown as in-context examples
     # (memory/examples.py; params expel); empty: none
-    examples: tuple[Path, ...] = ()
+    examples: tuple[Path, ...] = field(default=(), kw_only=True)
     # The per-step memory slot (rollout.StepMemory); a picklable object, None: no slot.
-    step_memory: StepMemory | None = None
+    step_memory: StepMemory | None = field(default=None, kw_only=True)
 
 
 def fingerprint(job: Job, items: list) -> str:

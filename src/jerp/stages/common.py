@@ -53,7 +53,7 @@ def play_episodes(
     sets the episodes show (None: no rules); `examples`: the trajectory files ExpeL's
     in-context successes come from (empty: none); `step_memory`: what fills each
     decision's memory slot (a picklable rollout.StepMemory; None: no slot)."""
-    job = Job(p, root, agent, rules, meta, desc, examples, step_memory)
+    job = Job(p, root, agent, rules, meta, desc, examples=examples, step_memory=step_memory)
     ranges = chunks(len(specs), runners.workers(p), p.runner.chunk_episodes)
     key = fingerprint(job, [_spec_key(s) for s in specs])
     parts = runners.spread(
