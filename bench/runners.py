@@ -50,7 +50,9 @@ def busy(core: int) -> None:
         pass
 
 
-def run_once(kind: str, args, specs) -> tuple[float, list]:
+def run_once(kind: str, args, specs, tag: str) -> tuple[float, list]:
+    """`tag` names the timed run: chunks are cached under a key of everything they depend
+    on (a re-run after a crash takes them from there), so each timed run needs its own."""
     runner, threads = KINDS[kind]
     p = parse_params({
         "env": {"data_dir": str(args.data), "max_steps": args.steps},
@@ -61,7 +63,8 @@ def run_once(kind: str, args, specs) -> tuple[float, list]:
 
     @flow(name=f"bench-{kind}", task_runner=task_runner(p))
     def go():
-        return play_episodes(p, ROOT, AgentSpec(adapter, seed=7), specs, {"stage": "bench"},
+        return play_episodes(p, ROOT, AgentSpec(adapter, seed=7), specs,
+                             {"stage": "bench", "run": tag},
                              None, kind)
 
     t0 = time.perf_counter()
@@ -91,8 +94,8 @@ def main() -> None:
                 hog.start()
             for kind in args.runners.split(","):
                 times, decisions = [], 0
-                for _ in range(args.runs):
-                    dt, trajs = run_once(kind, args, specs)
+                for r in range(args.runs):
+                    dt, trajs = run_once(kind, args, specs, f"{os.getpid()}-{loaded}-{r}")
                     times.append(dt)
                     decisions = sum(t.n_steps for t in trajs)
                     prints[kind] = [[s.action for s in t.steps] for t in trajs]

@@ -20,6 +20,14 @@ def test_bad_value_names_key_value_and_accepted():
     assert "policy.mode" in msg and "'beam'" in msg and "rank" in msg and "generate" in msg
 
 
+def test_bad_device_names_what_is_accepted():
+    with pytest.raises(ParamsError) as e:
+        parse_params({"policy": {"device": "gpu"}})
+    msg = str(e.value)
+    assert "policy.device" in msg and "'gpu'" in msg and "cuda" in msg and "cpu" in msg
+    assert parse_params({"policy": {"device": "cuda:1"}}).policy.device == "cuda:1"
+
+
 def test_out_of_range_number():
     with pytest.raises(ParamsError, match=r"env\.max_steps.*-3"):
         parse_params({"env": {"max_steps": -3}})

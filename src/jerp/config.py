@@ -68,8 +68,12 @@ class PolicyParams(Section):
         "per h steps; 0 = none.",
     )
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
-        "auto", description="auto: bf16 where the CPU has native bf16, else fp32."
+        "auto", description="auto: bf16 where the device has native bf16, else fp32."
     )
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where the local policy runs: auto (the first CUDA GPU torch sees, else "
+        "the CPU) | cpu | cuda | cuda:N.")
     threads: int = Field(0, ge=0, description="torch threads; 0 = the cores available.")
     batch_envs: int = Field(4, ge=1, description="Environments stepping in lockstep.")
     env_workers: int = Field(

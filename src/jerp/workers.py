@@ -124,11 +124,12 @@ def _policy(p: Params, root: Path, adapter: Path | None):
     stamp = None
     if adapter is not None and adapter.exists():
         stamp = tuple(sorted((f.name, f.stat().st_mtime_ns) for f in adapter.iterdir()))
-    key = (p.policy.model, str(model_cache(p, root)), p.policy.dtype, str(adapter), stamp)
+    key = (p.policy.model, str(model_cache(p, root)), p.policy.dtype, p.policy.device,
+           str(adapter), stamp)
     if key not in _POLICIES:
         _POLICIES.clear()  # one policy per worker: a stage never needs two
         _POLICIES[key] = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype,
-                                     adapter)
+                                     adapter, device=p.policy.device)
     return _POLICIES[key]
 
 

@@ -160,7 +160,8 @@ class Agent:
         prompts = [build_prompt(c, o.text, self.params.history, o.admissible)
                    for c, o in zip(ctxs, obs, strict=True)]
         tok.padding_side = "left"
-        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False
+                    ).to(self.policy.model.device)
         sample = self.params.temperature > 0
         out = self.policy.model.generate(
             **batch,

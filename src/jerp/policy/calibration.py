@@ -78,7 +78,8 @@ def decision_offsets(model, dtype: torch.dtype, premise: list[int],
     distinct = list(dict.fromkeys(seqs))
     index = {s: i for i, s in enumerate(distinct)}
     u = command_logprobs(model, dtype, premise, distinct)
-    return [u[torch.tensor([index[(d.first[i], *d.rest[i])] for i in range(len(d.first))])]
+    return [u[torch.tensor([index[(d.first[i], *d.rest[i])] for i in range(len(d.first))],
+                           device=u.device)]
             for d in decisions]
 
 

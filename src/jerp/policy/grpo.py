@@ -80,7 +80,7 @@ def candidate_logits(scores: torch.Tensor, lengths: Sequence[int], how: str,
     if how == "sum":
         vals = scores
     elif how == "mean":
-        vals = scores / torch.tensor(lengths, dtype=scores.dtype)
+        vals = scores / torch.tensor(lengths, dtype=scores.dtype, device=scores.device)
     elif how == "calibrated":
         if unconditional is None:
             raise ValueError("score 'calibrated' needs the commands' unconditional "
@@ -119,7 +119,7 @@ def grpo_decision_loss(
     p = logp.exp()
     entropy = -(p * logp).sum()
     loss = loss - entropy_coef * entropy
-    kl = torch.zeros(())
+    kl = torch.zeros((), device=logits.device)
     if ref_logits is not None and kl_coef > 0:
         kl = (p * (logp - torch.log_softmax(ref_logits, dim=-1))).sum()
         loss = loss + kl_coef * kl

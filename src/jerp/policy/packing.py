@@ -165,7 +165,8 @@ def _attach_trie(w: PackedWindow, anchor: int, tokenizer, admissible: list[str],
     )
 
 
-def tree_inputs(w: PackedWindow, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def tree_inputs(w: PackedWindow, dtype: torch.dtype, device: torch.device | str = "cpu"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(position ids, additive attention mask): each token sees its ancestors and itself."""
     n = len(w.tokens)
     allowed = np.zeros((n, n), dtype=bool)
@@ -177,27 +178,29 @@ def tree_inputs(w: PackedWindow, dtype: torch.dtype) -> tuple[torch.Tensor, torc
         allowed[i, i] = True
     mask = torch.zeros((n, n), dtype=dtype)
     mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
-    return torch.from_numpy(depth)[None], mask[None, None]
+    return torch.from_numpy(depth)[None].to(device), mask[None, None].to(device)
 
 
 def window_scores(model, w: PackedWindow, dtype: torch.dtype) -> list[torch.Tensor]:
     """Per decision: the summed log-probability of every candidate (differentiable)."""
-    pos, mask = tree_inputs(w, dtype)
+    dev = model.device
+    pos, mask = tree_inputs(w, dtype, dev)
     rows = sorted({d.anchor for d in w.decisions}
                   | {n for d in w.decisions for path in d.nodes for n in path})
     row_of = {r: i for i, r in enumerate(rows)}
-    out = model(input_ids=torch.tensor([w.tokens]), attention_mask=mask, position_ids=pos,
-                logits_to_keep=torch.tensor(rows), use_cache=False)
+    out = model(input_ids=torch.tensor([w.tokens], device=dev), attention_mask=mask,
+                position_ids=pos, logits_to_keep=torch.tensor(rows, device=dev), use_cache=False)
     lp = torch.log_softmax(out.logits[0].float(), dim=-1)
     scores = []
     for d in w.decisions:
-        first = lp[row_of[d.anchor], torch.tensor(d.first)]
+        first = lp[row_of[d.anchor], torch.tensor(d.first, device=dev)]
         flat_rows = [row_of[n] for path in d.nodes for n in path]
         flat_cols = [t for r in d.rest for t in r]
         owner = [i for i, r in enumerate(d.rest) for _ in r]
         s = first
         if flat_rows:
-            picked = lp[torch.tensor(flat_rows), torch.tensor(flat_cols)]
-            s = first + torch.zeros_like(first).index_add(0, torch.tensor(owner), picked)
+            picked = lp[torch.tensor(flat_rows, device=dev), torch.tensor(flat_cols, device=dev)]
+            s = first + torch.zeros_like(first).index_add(0, torch.tensor(owner, device=dev),
+                                                          picked)
         scores.append(s)
     return scores

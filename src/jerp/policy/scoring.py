@@ -34,11 +34,12 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 def score_naive(policy: Policy, prompt_ids: list[int], cands: list[list[int]]) -> list[float]:
     """Reference implementation: the full prompt + command per candidate (tests, benchmark)."""
     out = []
+    dev = policy.model.device
     for c in cands:
-        ids = torch.tensor([prompt_ids + c])
+        ids = torch.tensor([prompt_ids + c], device=dev)
         logits = policy.model(input_ids=ids).logits[0]
         n = len(prompt_ids)
-        lp = _token_logprobs(logits[n - 1 : n - 1 + len(c)], torch.tensor(c))
+        lp = _token_logprobs(logits[n - 1 : n - 1 + len(c)], torch.tensor(c, device=dev))
         out.append(float(lp.sum()))
     return out
 
@@ -49,23 +50,25 @@ def score_shared_prefix(
 ) -> list[float]:
     """The prompt's KV cache, computed once, continued by all candidates in one batch."""
     model = policy.model
-    pre = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+    dev = model.device
+    pre = model(input_ids=torch.tensor([prompt_ids], device=dev), use_cache=True)
     first_lp = torch.log_softmax(pre.logits[0, -1].float(), dim=-1)
     n = len(cands)
     width = max(len(c) for c in cands)
     pad = policy.tokenizer.pad_token_id
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
+    ids = torch.full((n, width), pad, dtype=torch.long, device=dev)
+    mask = torch.zeros((n, width), dtype=torch.long, device=dev)
     for i, c in enumerate(cands):
-        ids[i, : len(c)] = torch.tensor(c)
+        ids[i, : len(c)] = torch.tensor(c, device=dev)
         mask[i, : len(c)] = 1
     cache = pre.cache
     cache.batch_repeat_interleave(n)
-    attn = torch.cat([torch.ones((n, len(prompt_ids)), dtype=torch.long), mask], dim=1)
+    attn = torch.cat([torch.ones((n, len(prompt_ids)), dtype=torch.long, device=dev), mask],
+                     dim=1)
     logits = model(input_ids=ids, attention_mask=attn, cache=cache).logits
     # Token j of a candidate is predicted by position j-1; token 0 by the prompt's last position.
     lp = _token_logprobs(logits[:, :-1], ids[:, 1:]) * mask[:, 1:]
-    return [float(first_lp[c[0]] + lp[i].sum()) for i, c in enumerate(cands)]
+    return (first_lp[[c[0] for c in cands]] + lp.sum(dim=1)).tolist()
 
 
 SCORINGS = ("sum", "mean", "calibrated")

@@ -135,18 +135,19 @@ def generated_steps(policy: Policy, items: list[TrainItem], window: int) -> list
 
 def action_logprob(policy: Policy, g: GeneratedStep) -> torch.Tensor:
     """Summed log p(command tokens | prompt) (differentiable)."""
-    ids = torch.tensor([g.tokens])
+    dev = policy.model.device
+    ids = torch.tensor([g.tokens], device=dev)
     n = len(g.prompt)
-    logits = policy.model(input_ids=ids, use_cache=False,
-                          logits_to_keep=torch.arange(n - 1, n - 1 + len(g.action))).logits[0]
+    keep = torch.arange(n - 1, n - 1 + len(g.action), device=dev)
+    logits = policy.model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits[0]
     lp = torch.log_softmax(logits.float(), dim=-1)
-    return lp[torch.arange(len(g.action)), torch.tensor(g.action)].sum()
+    return lp[torch.arange(len(g.action), device=dev), torch.tensor(g.action, device=dev)].sum()
 
 
 def generated_loss(policy: Policy, g: GeneratedStep, cfg: TrainConfig) -> tuple[torch.Tensor,
                                                                                  dict]:
     lp = action_logprob(policy, g)
-    total = torch.zeros(())
+    total = torch.zeros((), device=lp.device)
     parts = dict(ce_sum=0.0, n_ce=0, pg_sum=0.0, n_pg=0, ratios=[], clipped=[], entropies=[],
                  kls=[])
     if g.target.ce:
@@ -180,7 +181,7 @@ def window_loss(policy: Policy, w: PackedWindow | GeneratedStep,
         if need_ref:
             with torch.no_grad(), model.disable_adapter():
                 ref_off = decision_offsets(model, policy.dtype, premise, w.decisions)
-    total = torch.zeros(())
+    total = torch.zeros((), device=model.device)
     ce_sum = pg_sum = 0.0
     n_ce = n_pg = 0
     ratios, clipped, ents, kls = [], [], [], []

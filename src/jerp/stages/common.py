@@ -86,7 +86,8 @@ def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None,
 
         return served_agent(pp, seed, adapter)
     set_threads(p.policy.threads)
-    policy = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter)
+    policy = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter,
+                         device=p.policy.device)
     return Agent(policy, pp, seed=seed)
 
 
@@ -94,7 +95,7 @@ def load_trainable(p: Params, root: Path, adapter: Path | None):
     """The policy with trainable LoRA weights: `adapter`'s, or fresh ones (params lora)."""
     set_threads(p.policy.threads)
     return load_policy(p.policy.model, model_cache(p, root), p.policy.dtype, adapter,
-                       trainable=True, lora=p.lora)
+                       trainable=True, lora=p.lora, device=p.policy.device)
 
 
 def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float, seed: int):
@@ -177,7 +178,8 @@ def local_generate(p: Params, root: Path):
     """A text-in, text-out callable over a locally loaded model (LLM reflector)."""
     import torch
 
-    policy = load_policy(p.rules.llm_model, model_cache(p, root), p.policy.dtype)
+    policy = load_policy(p.rules.llm_model, model_cache(p, root), p.policy.dtype,
+                         device=p.policy.device)
     tok = policy.tokenizer
 
     @torch.no_grad()
@@ -186,6 +188,7 @@ def local_generate(p: Params, root: Path):
         ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt")
         if not isinstance(ids, torch.Tensor):
             ids = ids["input_ids"]
+        ids = ids.to(policy.model.device)
         out = policy.model.generate(ids, max_new_tokens=200, do_sample=False,
                                     pad_token_id=tok.pad_token_id)
         return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
