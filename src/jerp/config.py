@@ -171,6 +171,11 @@ class LoraParams(Section):
     targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
+_CAP = ("A safety net, not a budget: where it binds, how much was learned depends on the "
+        "machine's speed and load (train stats: stopped_by_time). Size `epochs` to end well "
+        "inside it.")
+
+
 class WarmstartParams(Section):
     """Supervised warm start on the reference successes of train games (never eval games):
     cross-entropy over the admissible commands with the reference action as the target.
@@ -179,14 +184,15 @@ class WarmstartParams(Section):
     games_per_type: int = Field(
         8, ge=0, description="Train games per task type whose references it learns; 0 = off "
         "(the papers' protocol): iteration 0 is then the base model.")
-    epochs: float = Field(2.0, gt=0, description="Passes over those references.")
-    max_minutes: float = Field(6.0, gt=0, description="Wall-clock cap; stops between batches.")
+    epochs: float = Field(2.0, gt=0, description="Passes over those references: the "
+                          "training budget (the same on any machine and under any load).")
+    max_minutes: float = Field(
+        20.0, gt=0, description="Wall-clock cap; stops between batches. " + _CAP)
     lr: float = Field(3e-4, gt=0)
     subgoal_slots: bool = Field(
         False, description="Train on the prompts H2R's executor shows: each reference step "
-        "with its current subgoal in the memory slot (for h2r and jerp_h2r). Off, the "
-        "warm start never sees the slot, and the slot alone took the warm-started policy's "
-        "reference-state accuracy from 0.31 back to the base model's 0.09 (quick preset).")
+        "with its current subgoal in the memory slot (for h2r and jerp_h2r, whose prompts "
+        "carry the slot from the first step). Off, the warm start never sees it.")
 
 
 class FinetuneParams(Section):
@@ -196,9 +202,10 @@ class FinetuneParams(Section):
         "rft+grpo", description="rft: candidate cross-entropy on reference successes and own "
         "wins; grpo: clipped candidate-softmax policy gradient; rft+grpo: both in one loss.")
     lr: float = Field(1e-4, gt=0)
-    epochs: int = Field(1, ge=1)
+    epochs: float = Field(1.0, gt=0, description="Passes over the update's windows (a "
+                          "fraction: that share of them, drawn at random): the training budget.")
     batch_sequences: int = Field(4, ge=1, description="Packed windows per optimizer step.")
-    max_minutes: float = Field(3.0, gt=0, description="Wall-clock cap per update.")
+    max_minutes: float = Field(10.0, gt=0, description="Wall-clock cap per update. " + _CAP)
     clip: float = Field(0.2, gt=0, description="PPO/GRPO ratio clip epsilon.")
     kl: float = Field(0.0, ge=0, description="Exact KL to the adapter-free base over the "
                       "candidate set; 0 = off (skips the reference forward).")

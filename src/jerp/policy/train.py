@@ -5,7 +5,8 @@ window of an episode is one packed forward that scores every target decision's
 candidates. The loss of a batch is the mean over its decisions of
   rft_weight * candidate CE  (decisions with `ce`)
 + grpo_weight * clipped GRPO term (decisions with an advantage; grpo.py).
-Stops after `epochs` or at the wall-clock cap, between batches. With
+Stops after `epochs` (the budget: the same work on any machine and under any load) or,
+as a safety net, at the wall-clock cap, between batches. With
 `policy.score: calibrated` each window also scores its distinct commands after
 the empty context, with gradients (calibration.py says why not detached).
 
@@ -245,6 +246,9 @@ def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
             for _ in range(total_batches):
                 if time.perf_counter() - t0 > cfg.max_minutes * 60:
                     stats.stopped_by_time = True
+                    tqdm.write(f"{desc}: stopped at the {cfg.max_minutes:g}-minute cap after "
+                               f"{stats.optimizer_steps} of {total_batches} batches: what it "
+                               "learned now depends on this machine's speed and load")
                     break
                 if len(order) < cfg.batch_sequences:
                     fresh = list(range(len(windows)))
