@@ -162,7 +162,7 @@ def train(policy, windows, history: int) -> tuple[float, float, float]:
     return total, float(torch.stack(grads).sum().sqrt()), sec
 
 
-def run(work_file: Path, runs: int, device: str, archs: list[str]) -> None:
+def run(work_file: Path, runs: int, device: str, archs: list[str], rank_only: bool) -> None:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -180,6 +180,15 @@ def run(work_file: Path, runs: int, device: str, archs: list[str]) -> None:
           f"decisions, {len(windows)} training windows ({tokens} tokens)")
     tmp = Path(tempfile.mkdtemp())
     small = tmp / "smollm2-135m-random"
+    models = {"smollm2": ("SmolLM2-135M", work["config"], small),
+              "qwen2.5-1.5b": ("Qwen2.5-1.5B", QWEN25_15B, tmp / "qwen2.5-1.5b-random")}
+    if rank_only:  # one of several workers sharing the device: its decisions/s alone
+        for label, config, folder in (models[a] for a in archs):
+            policy = build(config, work["tokenizer"], folder, device, "auto", lora)
+            act(policy, episodes[:1])
+            rates = [decisions / act(policy, episodes)[1] for _ in range(runs)]
+            print(f"{label} rank {statistics.median(rates):.2f} decisions/s")
+        return
 
     # Parity: the same weights in fp32 on the CPU and on the device.
     cpu = build(work["config"], work["tokenizer"], small, "cpu", "float32", lora)
@@ -199,8 +208,6 @@ def run(work_file: Path, runs: int, device: str, archs: list[str]) -> None:
 
     print(f"{'model (random weights)':26s} {'dtype':9s} {'decisions/s':>11s} "
           f"{'train tokens/s':>14s} {'memory GiB':>10s}")
-    models = {"smollm2": ("SmolLM2-135M", work["config"], small),
-              "qwen2.5-1.5b": ("Qwen2.5-1.5B", QWEN25_15B, tmp / "qwen2.5-1.5b-random")}
     for label, config, folder in (models[a] for a in archs):
         policy = build(config, work["tokenizer"], folder, device, "auto", lora)
         act(policy, episodes[:1])  # warm-up
@@ -229,11 +236,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--archs", default="smollm2,qwen2.5-1.5b")
+    ap.add_argument("--rank-only", action="store_true",
+                    help="only time rank-mode decisions (one of N worker processes)")
     a = ap.parse_args()
     if a.dump:
         dump(a.dump, a.games)
     elif a.work:
-        run(a.work, a.runs, a.device, a.archs.split(","))
+        run(a.work, a.runs, a.device, a.archs.split(","), a.rank_only)
     else:
         ap.error("give --dump FILE (here) or --work FILE (on the GPU machine)")
 
