@@ -41,6 +41,8 @@ def test_paired_first_vs_last(tmp_path):
     assert states.pairs == 4 and states.diff == pytest.approx(0.25)
     text = games.sentence("iteration 0", "iteration 1", "games")
     assert "not significant" in text and f"about {games.needed} paired games" in text
+    # the sign says which way: iteration 1 won 3 of the 6 games more than iteration 0
+    assert "(iteration 1 minus iteration 0: +0.500" in text
 
 
 def test_competence_verdict_says_whether_gap_shrank(tmp_path):

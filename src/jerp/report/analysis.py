@@ -211,7 +211,8 @@ class PairedResult:
         verdict = "significant" if self.significant else "not significant"
         ci = "" if self.low is None else f", 95% CI {self.low:+.3f} to {self.high:+.3f}"
         head = (f"{self.what}: {label_a} {self.a:.3f} vs {label_b} {self.b:.3f} on the same "
-                f"{self.pairs} {unit} (difference {self.diff:+.3f}{ci}, p = {self.p:.3g}): "
+                f"{self.pairs} {unit} ({label_b} minus {label_a}: {self.diff:+.3f}{ci}, "
+                f"p = {self.p:.3g}): "
                 f"{verdict} at the 5% level")
         if self.significant:
             return head + "."
