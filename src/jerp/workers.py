@@ -18,7 +18,7 @@ from pathlib import Path
 from jerp.config import Params
 from jerp.envs.base import Observation, Task
 from jerp.policy.agent import Agent
-from jerp.policy.prompts import EpisodeContext, render_slot
+from jerp.policy.prompts import EpisodeContext
 from jerp.policy.rollout import EpisodeSpec, Examples, Retrieve, StepMemory, play
 from jerp.records import RuleShown, StateRank, Trajectory, read_snapshot
 
@@ -226,7 +226,7 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
             for k, s in enumerate(ref.steps):
                 if job.step_memory is not None and cond == "shown":
                     m = job.step_memory(task, ref.goal, ref.steps[:k])
-                    ctx.slot = render_slot(m.subgoal, [r.text for r in m.shown])
+                    ctx.slot = m.text
                 if s.admissible:
                     ob = Observation(s.observation, s.admissible, ref.goal, ref.task_type)
                     ranks[k][cond] = ag.expert_rank(ctx, ob, s.action)

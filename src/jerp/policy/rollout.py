@@ -39,6 +39,11 @@ class MemorySlot:
     subgoal: str  # "" = none
     shown: list[RuleShown]  # execution memories shown at this step
 
+    @property
+    def text(self) -> str:
+        """The slot as the prompt shows it (prompts.render_slot)."""
+        return render_slot(self.subgoal, [r.text for r in self.shown])
+
 
 # (task, goal, steps so far) -> the slot for the next decision. Jobs carry it to worker
 # processes, so it must pickle (a module-level class or function, plain data inside).
@@ -185,7 +190,7 @@ def _fill_slot(slot: _Slot, step_memory: StepMemory) -> None:
     if not isinstance(m, MemorySlot):
         raise TypeError(f"step_memory must return a MemorySlot, got {type(m).__name__}")
     slot.memory = m
-    slot.ctx.slot = render_slot(m.subgoal, [r.text for r in m.shown])
+    slot.ctx.slot = m.text
     if m.subgoal and (not slot.steps or slot.steps[-1].subgoal != m.subgoal):
         slot.subgoals.append(m.subgoal)
 

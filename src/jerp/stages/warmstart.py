@@ -17,7 +17,6 @@ from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART
 from jerp.policy.experience import success_items
-from jerp.policy.prompts import render_slot
 from jerp.records import (
     AdapterManifest,
     RuleSnapshot,
@@ -73,6 +72,6 @@ def with_subgoal_slots(p: Params, refs: list[Trajectory], tasks: dict[str, Task]
             m = memory(tasks[r.task_id], r.goal, r.steps[:t])
             steps.append(s.model_copy(update={
                 "subgoal": m.subgoal, "memories": [x.id for x in m.shown],
-                "slot": render_slot(m.subgoal, [x.text for x in m.shown])}))
+                "slot": m.text}))
         out.append(r.model_copy(update={"steps": steps}))
     return out
