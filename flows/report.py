@@ -18,27 +18,21 @@ from jerp.report.load import workspace  # noqa: E402
 
 
 def methods_tables() -> tuple[tuple | None, tuple | None]:
-    """Table II over this commit's DVC experiments and the workspace, and the workspace's
-    figures over the experiments that repeat it with other seeds (None, None: no
-    experiments, or inside a queued experiment, which must not read its siblings)."""
+    """Table II over the workspace and the latest DVC experiments (experiments.latest_runs),
+    and the workspace's figures over the experiments that repeat it with other seeds
+    (None, None: no experiments, or inside a queued experiment, which must not read its
+    siblings)."""
     if os.environ.get("DVC_EXP_NAME"):
         return None, None
-    names = experiments.experiment_names(ROOT)
-    if not names:
-        return None, None
-    log = get_run_logger()
-    runs = []
-    for name in names:
-        try:
-            runs.append(experiments.load_rev(ROOT, name))
-        except Exception as e:  # an experiment that never finished: leave it out, say why
-            log.warning(f"report: experiment {name} left out of the table: {e}")
+    runs, skipped = experiments.latest_runs(ROOT)
+    for line in skipped:
+        get_run_logger().warning(f"report: {line}")
     if not runs:
         return None, None
     every = [experiments.load(workspace(ROOT), experiments.WORKSPACE), *runs]
     group = experiments.seed_group_of(every, 0)
     seeds = experiments.seed_curves(group) if len(group) > 1 else None
-    return experiments.table2(every), seeds
+    return experiments.table2(every, seed=PARAMS.run.seed), seeds
 
 
 @flow(name="report")

@@ -73,6 +73,19 @@ def test_table_two_has_methods_as_rows(repo):
     assert [r[0] for r in rows] == ["react", "jerp"]
     assert rows[1][header.index("expert top-1")] == "1.000"
     assert rows[0][header.index("put")] == "0.67"  # g0, g2 of g0, g2, g4
+    # paired against the first row: games g4, g5 flip to won -> McNemar p = 0.5; state 3
+    # becomes ranked 1st (3/4 -> 4/4)
+    assert header[-2:] == ["success vs HEAD~1", "top-1 vs HEAD~1"]
+    assert rows[0][-2:] == ["(reference)", "(reference)"]
+    assert rows[1][-2] == "+0.333 (p 0.5)"
+    assert rows[1][-1].startswith("+0.250 (p ") and "*" not in rows[1][-1]
+
+
+def test_table_two_pairs_only_runs_of_the_same_seed(repo):
+    a, b = (experiments.load_rev(repo, r) for r in ("HEAD~1", "HEAD"))
+    b.params = b.params | {"run": {"method": "jerp", "seed": 1}}  # other games and states
+    header, rows = experiments.table2([a, b])
+    assert [r[0] for r in rows] == ["react", "jerp"] and rows[1][-2:] == ["-", "-"]
 
 
 def test_unknown_revision_is_a_clear_error(repo, capsys):
@@ -82,6 +95,22 @@ def test_unknown_revision_is_a_clear_error(repo, capsys):
 
 def test_no_experiments_in_a_plain_repo(repo):
     assert experiments.experiment_names(repo) == []
+
+
+def test_a_later_commit_keeps_the_latest_experiments(repo):
+    """Experiments of HEAD~1 (a DVC experiment ref, as `dvc exp run` leaves it) are still
+    the latest comparison at HEAD, labelled with the commit they were run from."""
+    base = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    ref = f"refs/exps/{base[:2]}/{base[2:]}/react-exp"
+    sh(["git", "update-ref", ref, base], repo)
+    try:
+        assert experiments.latest_experiments(repo) == (base, ["react-exp"])
+        runs, skipped = experiments.latest_runs(repo)
+        assert [r.label for r in runs] == [f"react-exp@{base[:7]}"] and not skipped
+        assert runs[0].method == "react"
+    finally:
+        sh(["git", "update-ref", "-d", ref], repo)
 
 
 def test_table_without_runs_is_the_workspace_and_this_commits_experiments(repo, capsys):

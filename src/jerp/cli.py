@@ -136,7 +136,9 @@ def cmd_compare(args) -> None:
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"jerp compare: {e}")
     if args.table:
-        _print_table(*ex.table2(runs))
+        _print_table(*ex.table2(runs, seed=args.seed))
+        print(f"The last two columns: this run minus {runs[0].label} on the same games (exact "
+              "McNemar) and reference states (paired bootstrap), p-value, * significant at 5%.")
         return
     if len(runs) != 2:
         sys.exit(f"jerp compare: give two runs to compare (got {len(runs)}), or --table for many")

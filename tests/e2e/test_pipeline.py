@@ -61,7 +61,13 @@ def project(tmp_path_factory, root, alf_root, model_cache):
     sh(["git", "init", "-q"], proj)
     sh(["dvc", "init", "-q"], proj)
     sh(["dvc", "repro"], proj)
+    commit(proj, "run")  # `dvc exp run` needs a commit; revisions resolve against it
     return proj
+
+
+def commit(proj: Path, msg: str) -> None:
+    sh(["git", "add", "-A"], proj)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", msg], proj)
 
 
 def test_repro_writes_every_stage_output(project):
@@ -126,8 +132,6 @@ def test_bad_params_fail_cleanly_and_keep_outputs(project):
 
 def test_rules_diff_reads_a_git_revision(project):
     """Versions at a git revision come from dvc.lock + the DVC cache (via dvc.api)."""
-    sh(["git", "add", "-A"], project)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], project)
     here = json.loads(sh(["jerp", "rules", "diff", "0", "1", "--json"], project).stdout)
     at_rev = json.loads(sh(["jerp", "rules", "diff", "HEAD:0", "HEAD:1", "--json"],
                            project).stdout)

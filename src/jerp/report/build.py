@@ -208,7 +208,11 @@ def table2_blocks(table: list[list[str]] | None, header: list[str] | None) -> li
     if not table or not header:
         return []
     return [Heading("Methods compared (DVC experiments, last iteration)"),
-            Table(header, table, left=(0, 1))]
+            Table(header, table, left=(0, 1)),
+            Text(f"The last two columns pair each run with the first row on the same games "
+                 f"(exact McNemar) and reference states (paired bootstrap): the difference, "
+                 f"this run minus {table[0][1]}, its p-value, and * where it is significant "
+                 f"at the 5% level.")]
 
 
 def seed_blocks(seeds: tuple[list[str], list[list[str]]] | None) -> list[Block]:

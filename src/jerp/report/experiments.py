@@ -18,6 +18,7 @@ from pathlib import Path
 
 from jerp.report.analysis import (
     IterationSummary,
+    PairedResult,
     compare_iterations,
     fmt_estimate,
     fmt_rate,
@@ -71,16 +72,18 @@ def _short(task_type: str) -> str:
     return names.get(task_type, task_type)
 
 
-def table2(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one row per configuration at its last evaluated iteration. Runs
     that differ only in run.seed share a row: each cell is then the mean over the seeds
     ± their sample standard deviation (seeds.py); a single seed keeps its own figure and
-    interval."""
+    interval, and its paired tests against the first run (against_first)."""
     lasts = [summarize(r.data[-1]) for r in runs]
     types = sorted({t for s in lasts for t in s.by_type})
     webshop = any(r.env == "webshop" for r in runs)
+    ref = runs[0].label if runs else "-"
     header = ["method", "run", "iteration", "seeds", *[_short(t) for t in types],
-              "all (95% CI)", "expert top-1"] + (["score"] if webshop else [])
+              "all (95% CI)", "expert top-1"] + (["score"] if webshop else []) + [
+              f"success vs {ref}", f"top-1 vs {ref}"]
     rows = []
     for group in seed_groups([r.params for r in runs]):
         g = [lasts[i] for i in group]
@@ -94,8 +97,29 @@ def table2(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
                      fmt_rate(one.success) if one else _cell([s.success.value for s in g], 2),
                      _cell(top1, 3)]
                     + ([fmt_estimate(one.score) if one else _cell(scores, 1)]
-                       if webshop else []))
+                       if webshop else [])
+                    + against_first(runs, group, seed))
     return header, rows
+
+
+def against_first(runs: list[Run], group: list[int], seed: int = 0) -> list[str]:
+    """The paired tests of a single-seed run against the table's first run, on the games
+    and reference states both evaluated at their last iterations: the difference (this
+    run minus the first) and its p-value, '*' where significant at 5%. Seed groups and
+    runs on another environment get '-' (nothing to pair)."""
+    if group == [0]:
+        return ["(reference)", "(reference)"]
+    run, first = runs[group[0]], runs[0]
+    if (len(group) != 1 or run.env != first.env
+            or run.params.get("run", {}).get("seed") != first.params.get("run", {}).get("seed")):
+        return ["-", "-"]  # other games and states: nothing to pair
+    results = compare_iterations(first.data[-1], run.data[-1], seed=seed)
+
+    def cell(r: PairedResult | None) -> str:
+        return "-" if r is None else f"{r.diff:+.3f} (p {r.p:.2g}){' *' if r.significant else ''}"
+
+    return [cell(next((r for r in results if r.b_only is not None), None)),
+            cell(next((r for r in results if "ranked 1st" in r.what), None))]
 
 
 def _cell(values: list[float], digits: int) -> str:
@@ -161,20 +185,45 @@ def paired_sentences(a: Run, b: Run, seed: int = 0) -> list[str]:
 
 
 def experiment_names(root: Path) -> list[str]:
-    """DVC experiments based on the current commit (git refs under refs/exps), oldest first."""
+    """The names of latest_experiments(root)."""
+    return latest_experiments(root)[1]
+
+
+def latest_experiments(root: Path, depth: int = 100) -> tuple[str | None, list[str]]:
+    """(baseline commit, names): the DVC experiments (git refs under refs/exps, oldest
+    first) of the nearest commit on HEAD's first-parent line that has any, HEAD first.
+    DVC ties an experiment to the commit it was run from; a later commit (a README edit,
+    a report fix) would otherwise drop a finished comparison from the report. Callers
+    show the baseline when it is not HEAD, as the runs may predate the code."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               check=True).stdout
 
     try:
-        head = git("rev-parse", "HEAD").strip()
+        line = git("rev-list", "--first-parent", f"--max-count={depth}", "HEAD").split()
         refs = git("for-each-ref", "--sort=creatordate", "--format=%(refname)", "refs/exps")
     except (OSError, subprocess.CalledProcessError):
-        return []
-    names = []
+        return None, []
+    by_base: dict[str, list[str]] = {}
     for ref in refs.split():
         parts = ref.split("/")  # refs/exps/<sha[:2]>/<sha[2:]>/<name>
-        if len(parts) == 5 and parts[2] + parts[3] == head:
-            names.append(parts[4])
-    return names
+        if len(parts) == 5:
+            by_base.setdefault(parts[2] + parts[3], []).append(parts[4])
+    base = next((c for c in line if c in by_base), None)
+    return base, by_base.get(base, []) if base else []
 
+
+def latest_runs(root: Path) -> tuple[list[Run], list[str]]:
+    """latest_experiments loaded (labelled NAME@COMMIT when run from an earlier commit),
+    and a line for each that could not be (an experiment that never finished)."""
+    base, names = latest_experiments(root)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                          text=True).stdout.strip()
+    at = "" if base == head else f"@{(base or '')[:7]}"
+    runs, skipped = [], []
+    for name in names:
+        try:
+            runs.append(load(revision(root, name), name + at))
+        except (FileNotFoundError, ValueError) as e:
+            skipped.append(f"experiment {name} left out: {e}")
+    return runs, skipped
