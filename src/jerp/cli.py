@@ -7,7 +7,8 @@
   jerp compare A B            two runs (git revisions / DVC experiments) side by side, paired
   jerp compare --table [RUN...]  the JERP paper's Table II over runs (methods as rows; runs
                               that differ only in run.seed: one row, mean ± sd); no RUN:
-                              the workspace and every DVC experiment of this commit
+                              the workspace and the latest DVC experiments (this commit's, else
+                              the nearest earlier commit's, labelled NAME@COMMIT)
 """
 
 from __future__ import annotations
@@ -128,11 +129,13 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 def cmd_compare(args) -> None:
     from jerp.report import experiments as ex
 
-    names = args.runs
-    if not names and args.table:
-        names = [ex.WORKSPACE, *ex.experiment_names(args.root)]
     try:
-        runs = [ex.load_rev(args.root, rev) for rev in names]
+        if not args.runs and args.table:  # the workspace and the latest experiments
+            latest, skipped = ex.latest_runs(args.root)
+            print("\n".join(skipped), file=sys.stderr)
+            runs = [ex.load_rev(args.root, ex.WORKSPACE), *latest]
+        else:
+            runs = [ex.load_rev(args.root, rev) for rev in args.runs]
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"jerp compare: {e}")
     if args.table:
@@ -184,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="two runs side by side with paired tests, or Table II")
     c.add_argument("runs", nargs="*", metavar="RUN",
                    help="git revision or DVC experiment name; `workspace` for the workspace "
-                   "(--table without RUN: the workspace and this commit's experiments)")
+                   "(--table without RUN: the workspace and the latest experiments on HEAD's line)")
     c.add_argument("--table", action="store_true",
                    help="one row per run (the JERP paper's Table II layout)")
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
