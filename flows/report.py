@@ -17,30 +17,32 @@ from jerp.report.build import FIGURES, build  # noqa: E402
 from jerp.report.load import workspace  # noqa: E402
 
 
-def methods_tables() -> tuple[tuple | None, tuple | None]:
+def methods_tables() -> tuple[tuple | None, tuple | None, list | None]:
     """Table II over the workspace and the latest DVC experiments (experiments.latest_runs),
     and the workspace's figures over the experiments that repeat it with other seeds
     (None, None: no experiments, or inside a queued experiment, which must not read its
-    siblings)."""
+    siblings), and every configuration's curves for the methods figure."""
     if os.environ.get("DVC_EXP_NAME"):
-        return None, None
+        return None, None, None
     runs, skipped = experiments.latest_runs(ROOT)
     for line in skipped:
         get_run_logger().warning(f"report: {line}")
     if not runs:
-        return None, None
+        return None, None, None
     every = [experiments.load(workspace(ROOT), experiments.WORKSPACE), *runs]
     group = experiments.seed_group_of(every, 0)
     seeds = experiments.seed_curves(group) if len(group) > 1 else None
-    return experiments.table2(every, seed=PARAMS.run.seed), seeds
+    return (experiments.table2(every, seed=PARAMS.run.seed), seeds,
+            experiments.method_curves(every))
 
 
 @flow(name="report")
 def report_flow() -> None:
     title = f"{PARAMS.env.name}: {PARAMS.run.method}, {PARAMS.policy.model}"
-    table2, seeds = task(methods_tables, name="compare experiments", cache_policy=NONE)()
+    table2, seeds, methods = task(methods_tables, name="compare experiments",
+                                  cache_policy=NONE)()
     rows = task(build, name="build report", cache_policy=NONE)(
-        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2, seeds
+        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2, seeds, methods
     )
     get_run_logger().info(f"report: {len(rows)} iterations -> {paths.REPORTS}/index.html")
     reports = ROOT / paths.REPORTS

@@ -86,6 +86,19 @@ def test_table_two_over_three_seeds(runs):
     assert react["put"] == "0.67" and react["expert top-1"] == "0.750"
 
 
+def test_method_curves_one_per_configuration(runs):
+    """The methods figure's data: seed groups as mean ± sd, a single seed with Wilson."""
+    jerp, react = experiments.method_curves(runs)
+    assert jerp.label.startswith("jerp (jerp-seed0, jerp-seed1, jerp-seed2")
+    assert "mean ± sd of 3 seeds" in jerp.label
+    # success at iteration 1: 4/6, 3/6, 5/6 -> mean 2/3, sd 1/6
+    s1 = jerp.success[1]
+    assert (round(s1.value, 4), round(s1.low, 4), round(s1.high, 4)) == (0.6667, 0.5, 0.8333)
+    assert s1.n is None  # a spread, not a count
+    assert react.top1[1].n == 4 and react.top1[1].low is not None  # Wilson on 4 states
+    assert sorted(react.success) == [0, 1]
+
+
 def test_seed_curves_and_report_show_the_spread(runs, tmp_path):
     group = experiments.seed_group_of(runs, 1)
     assert [r.label for r in group] == ["jerp-seed1", "jerp-seed0", "jerp-seed2"]
@@ -97,8 +110,10 @@ def test_seed_curves_and_report_show_the_spread(runs, tmp_path):
     assert rows[1] == ["1", "3", "0.667 ± 0.167 (3 seeds)", "0.750 ± 0.250 (3 seeds)",
                        f"0.875 ± {sd:.3f} (3 seeds)"]
     root = tmp_path / "s0"
-    build(root, [0, 1], "t", table2=experiments.table2(runs), seeds=(header, rows))
+    build(root, [0, 1], "t", table2=experiments.table2(runs), seeds=(header, rows),
+          curves=experiments.method_curves(runs))
     md = (root / paths.REPORTS / "index.md").read_text()
+    assert "methods.png" in md
     assert "## Over seeds (3 runs that differ only in run.seed)" in md
     assert "0.667 ± 0.167 (3 seeds)" in md and "0.67 ± 0.17 (3 seeds)" in md
     assert "0.667 ± 0.167 (3 seeds)" in (root / paths.REPORTS / "index.html").read_text()

@@ -30,7 +30,8 @@ from jerp.report.document import Block, Figure, Heading, Table, Text, to_html, t
 from jerp.report.evolution import PoolOps, evolution, top_rules
 from jerp.report.load import IterationData, load_run, workspace
 
-FIGURES = ("success.png", "expert.png", "competence.png", "pool.png", "training.png")
+FIGURES = ("success.png", "expert.png", "competence.png", "pool.png", "training.png",
+           "methods.png")
 
 
 def _f(v, spec: str = ".3f") -> str:
@@ -208,6 +209,7 @@ def table2_blocks(table: list[list[str]] | None, header: list[str] | None) -> li
     if not table or not header:
         return []
     return [Heading("Methods compared (DVC experiments, last iteration)"),
+            Figure("methods.png", "every method per iteration on the same games and states"),
             Table(header, table, left=(0, 1)),
             Text(f"The last two columns pair each run with the first row on the same games "
                  f"(exact McNemar) and reference states (paired bootstrap): the difference, "
@@ -247,23 +249,26 @@ def document(data: list[IterationData], title: str, seed: int = 0,
 
 
 def figures(data: list[IterationData], rows: list[IterationSummary], ops: list[PoolOps],
-            title: str) -> dict[str, bytes]:
+            title: str, curves: list | None = None) -> dict[str, bytes]:
     return {
         "success.png": plots.success(rows, title),
         "expert.png": plots.expert(rows),
         "competence.png": plots.competence(rows),
         "pool.png": plots.pool(ops),
         "training.png": plots.training({d.iteration: d.train for d in data}),
+        "methods.png": plots.methods(curves or []),
     }
 
 
 def build(root: Path, iterations: list[int], title: str, seed: int = 0,
           table2: tuple[list[str], list[list[str]]] | None = None,
-          seeds: tuple[list[str], list[list[str]]] | None = None) -> list[dict]:
-    """Write the report under root/reports; returns the CSV rows (one per iteration)."""
+          seeds: tuple[list[str], list[list[str]]] | None = None,
+          curves: list | None = None) -> list[dict]:
+    """Write the report under root/reports; returns the CSV rows (one per iteration).
+    table2, seeds and curves (experiments.method_curves) come from other runs."""
     data = load_run(workspace(root), iterations)
     blocks, rows, ops = document(data, title, seed, table2, seeds)
-    images = figures(data, rows, ops, title)
+    images = figures(data, rows, ops, title, curves)
     out = root / paths.REPORTS
     table = csv_rows(data, rows, ops)
     for name, png in images.items():

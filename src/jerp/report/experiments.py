@@ -19,6 +19,7 @@ from pathlib import Path
 from jerp.report.analysis import (
     IterationSummary,
     PairedResult,
+    Rate,
     compare_iterations,
     fmt_estimate,
     fmt_rate,
@@ -35,6 +36,17 @@ from jerp.report.load import (
 from jerp.report.seeds import fmt_spread, seed_groups, spread
 
 WORKSPACE = "workspace"
+
+
+@dataclass
+class MethodCurve:
+    """One configuration's figures per iteration, for the methods figure: a single seed
+    keeps its Wilson interval; a seed group has the mean with low/high at ± one sample
+    standard deviation (no k, n)."""
+
+    label: str
+    top1: dict[int, Rate]
+    success: dict[int, Rate]
 
 
 @dataclass
@@ -141,6 +153,33 @@ def seed_curves(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
                      _cell([s.top1["shown"].value for s in ss if "shown" in s.top1], 3),
                      _cell([s.mrr["shown"].value for s in ss if "shown" in s.mrr], 3)])
     return header, rows
+
+
+def method_curves(runs: list[Run]) -> list[MethodCurve]:
+    """One curve per configuration (seed groups as in table2), labelled by method and run."""
+    out = []
+    for group in seed_groups([r.params for r in runs]):
+        sums = [{s.iteration: s for s in (summarize(d) for d in runs[i].data)} for i in group]
+        label = f"{runs[group[0]].method} ({', '.join(runs[i].label for i in group)})"
+        if len(group) == 1:
+            only = sums[0]
+            out.append(MethodCurve(label, {i: s.top1["shown"] for i, s in only.items()
+                                           if "shown" in s.top1},
+                                   {i: s.success for i, s in only.items()}))
+            continue
+
+        def mean_sd(values: list[float]) -> Rate:
+            sp = spread(values)
+            sd = sp.sd or 0.0
+            return Rate(sp.mean, low=sp.mean - sd, high=sp.mean + sd)
+
+        its = sorted({i for s in sums for i in s})
+        top1 = {i: mean_sd(v) for i in its
+                if (v := [s[i].top1["shown"].value for s in sums
+                          if i in s and "shown" in s[i].top1])}
+        success = {i: mean_sd([s[i].success.value for s in sums if i in s]) for i in its}
+        out.append(MethodCurve(label + f", mean ± sd of {len(group)} seeds", top1, success))
+    return out
 
 
 def seed_group_of(runs: list[Run], index: int = 0) -> list[Run]:

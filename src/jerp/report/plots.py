@@ -7,9 +7,13 @@ figure says so, so the report's set of files is the same for every run.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from jerp.report.analysis import PROMPTS, IterationSummary, Rate
 from jerp.report.evolution import PoolOps
+
+if TYPE_CHECKING:
+    from jerp.report.experiments import MethodCurve
 
 _PROMPT_LABEL = {"shown": "with its working set (acts with)", "none": "no rules",
                  "wrong": "another task type's rules"}
@@ -121,6 +125,28 @@ def competence(rows: list[IterationSummary]) -> bytes:
     _axes(ax, its, "reference action ranked 1st",
           "where the competence lives: same policy, three prompts")
     ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def methods(curves: list[MethodCurve]) -> bytes:
+    """Every method's reference-state top-1 and eval success per iteration, side by side."""
+    if not curves:
+        return _empty("methods compared", "no DVC experiments on this line of history: "
+                      "`make compare` runs the other methods on the same games")
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    its = sorted({i for c in curves for i in (*c.top1, *c.success)})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for j, c in enumerate(curves):
+        off = (j - (len(curves) - 1) / 2) * 0.04
+        ti, si = sorted(c.top1), sorted(c.success)
+        _rate_line(a1, ti, [c.top1[i] for i in ti], "o-", cmap(j % 10), c.label, off)
+        _rate_line(a2, si, [c.success[i] for i in si], "o-", cmap(j % 10), c.label, off)
+    _axes(a1, its, "reference action ranked 1st", "reference-state accuracy, 95% interval")
+    _axes(a2, its, "success rate", "eval success, 95% interval (same games)")
+    a2.legend(fontsize=7, loc="upper right")  # success sits near 0 at these sizes
+    fig.suptitle("methods compared (seed groups: mean ± sd; points offset to separate them)",
+                 fontsize=10)
     return _png(fig)
 
 
