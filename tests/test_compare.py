@@ -94,7 +94,7 @@ def test_unknown_revision_is_a_clear_error(repo, capsys):
 
 
 def test_no_experiments_in_a_plain_repo(repo):
-    assert experiments.experiment_names(repo) == []
+    assert experiments.latest_experiments(repo) == (None, [])
 
 
 def test_a_later_commit_keeps_the_latest_experiments(repo):

@@ -223,11 +223,6 @@ def paired_sentences(a: Run, b: Run, seed: int = 0) -> list[str]:
     return out
 
 
-def experiment_names(root: Path) -> list[str]:
-    """The names of latest_experiments(root)."""
-    return latest_experiments(root)[1]
-
-
 def latest_experiments(root: Path, depth: int = 100) -> tuple[str | None, list[str]]:
     """(baseline commit, names): the DVC experiments (git refs under refs/exps, oldest
     first) of the nearest commit on HEAD's first-parent line that has any, HEAD first.
