@@ -218,8 +218,7 @@ def paired_sentences(a: Run, b: Run, seed: int = 0) -> list[str]:
                 "(expert_states.json) are missing at one of the runs, so no paired test."]
     out = [f"Paired tests at iteration {i}:"]
     for r in results:
-        unit = "games" if r.b_only is not None else "reference states"
-        out.append(r.sentence(a.label, b.label, unit))
+        out.append(r.sentence(a.label, b.label))
     return out
 
 
