@@ -24,12 +24,13 @@ def methods_tables() -> tuple[tuple | None, tuple | None, list | None]:
     siblings), and every configuration's curves for the methods figure."""
     if os.environ.get("DVC_EXP_NAME"):
         return None, None, None
-    runs, skipped = experiments.latest_runs(ROOT)
+    here = experiments.load(workspace(ROOT), experiments.WORKSPACE)
+    runs, skipped = experiments.latest_runs(ROOT, shown=(here,))
     for line in skipped:
         get_run_logger().warning(f"report: {line}")
     if not runs:
         return None, None, None
-    every = [experiments.load(workspace(ROOT), experiments.WORKSPACE), *runs]
+    every = [here, *runs]
     group = experiments.seed_group_of(every, 0)
     seeds = experiments.seed_curves(group) if len(group) > 1 else None
     return (experiments.table2(every, seed=PARAMS.run.seed), seeds,

@@ -94,23 +94,43 @@ def test_unknown_revision_is_a_clear_error(repo, capsys):
 
 
 def test_no_experiments_in_a_plain_repo(repo):
-    assert experiments.latest_experiments(repo) == (None, [])
+    assert experiments.latest_experiments(repo) == []
+
+
+def _exp(repo: Path, rev: str, name: str, results: str | None = None) -> str:
+    """A DVC experiment ref named `name` run from commit `rev` (as `dvc exp run` leaves
+    one), its results those of commit `results` (default: `rev`'s); returns the ref."""
+    base, res = (subprocess.run(["git", "rev-parse", r], cwd=repo, capture_output=True,
+                                text=True, check=True).stdout.strip()
+                 for r in (rev, results or rev))
+    ref = f"refs/exps/{base[:2]}/{base[2:]}/{name}"
+    sh(["git", "update-ref", ref, res], repo)
+    return ref
 
 
 def test_a_later_commit_keeps_the_latest_experiments(repo):
-    """Experiments of HEAD~1 (a DVC experiment ref, as `dvc exp run` leaves it) are still
-    the latest comparison at HEAD, labelled with the commit they were run from."""
+    """Experiments of HEAD~1 are still shown at HEAD, labelled with the commit they were
+    run from, unless HEAD has a run of the same configuration (method, env, seed)."""
     base = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=repo, capture_output=True,
                           text=True, check=True).stdout.strip()
-    ref = f"refs/exps/{base[:2]}/{base[2:]}/react-exp"
-    sh(["git", "update-ref", ref, base], repo)
+    refs = [_exp(repo, "HEAD~1", "jerp-old", "HEAD"), _exp(repo, "HEAD~1", "react-exp")]
     try:
-        assert experiments.latest_experiments(repo) == (base, ["react-exp"])
+        # refs of one commit sort by name (their commits' dates are equal here)
+        assert experiments.latest_experiments(repo) == [(base, ["jerp-old", "react-exp"])]
         runs, skipped = experiments.latest_runs(repo)
-        assert [r.label for r in runs] == [f"react-exp@{base[:7]}"] and not skipped
-        assert runs[0].method == "react"
+        assert [r.label for r in runs] == [f"jerp-old@{base[:7]}", f"react-exp@{base[:7]}"]
+        assert [r.method for r in runs] == ["jerp", "react"] and not skipped
+        # the workspace (HEAD: jerp, seed 0) supersedes the older jerp run
+        here = experiments.load_rev(repo, experiments.WORKSPACE)
+        runs, _ = experiments.latest_runs(repo, shown=(here,))
+        assert [r.label for r in runs] == [f"react-exp@{base[:7]}"]
+        # so does an experiment of HEAD; HEAD's own experiments are all kept
+        refs.append(_exp(repo, "HEAD", "jerp-new"))
+        runs, _ = experiments.latest_runs(repo, shown=(here,))
+        assert [r.label for r in runs] == ["jerp-new", f"react-exp@{base[:7]}"]
     finally:
-        sh(["git", "update-ref", "-d", ref], repo)
+        for ref in refs:
+            sh(["git", "update-ref", "-d", ref], repo)
 
 
 def test_table_without_runs_is_the_workspace_and_this_commits_experiments(repo, capsys):

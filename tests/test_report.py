@@ -39,10 +39,21 @@ def test_paired_first_vs_last(tmp_path):
     assert (games.b_only, games.c_only, games.p) == (0, 3, pytest.approx(0.25))
     assert not games.significant and games.needed is not None
     assert states.pairs == 4 and states.diff == pytest.approx(0.25)
-    text = games.sentence("iteration 0", "iteration 1", "games")
+    text = games.sentence("iteration 0", "iteration 1")
     assert "not significant" in text and f"about {games.needed} paired games" in text
     # the sign says which way: iteration 1 won 3 of the 6 games more than iteration 0
     assert "(iteration 1 minus iteration 0: +0.500" in text
+
+
+def test_webshop_score_is_paired_on_games():
+    """WebShop's score is per game (its reward), so its sentence counts games."""
+    from jerp.report.load import EvalGame
+
+    a = [EvalGame(f"g{i}", "beauty", False, r) for i, r in enumerate([0.5, 0.25, 0.0])]
+    b = [EvalGame(f"g{i}", "beauty", False, r) for i, r in enumerate([0.75, 0.5, 0.25])]
+    score = analysis.paired_score(a, b)
+    assert score.unit == "games" and score.diff == pytest.approx(25.0)
+    assert "on the same 3 games" in score.sentence("iteration 0", "iteration 1")
 
 
 def test_competence_verdict_says_whether_gap_shrank(tmp_path):

@@ -131,9 +131,10 @@ def cmd_compare(args) -> None:
 
     try:
         if not args.runs and args.table:  # the workspace and the latest experiments
-            latest, skipped = ex.latest_runs(args.root)
+            here = ex.load_rev(args.root, ex.WORKSPACE)
+            latest, skipped = ex.latest_runs(args.root, shown=(here,))
             print("\n".join(skipped), file=sys.stderr)
-            runs = [ex.load_rev(args.root, ex.WORKSPACE), *latest]
+            runs = [here, *latest]
         else:
             runs = [ex.load_rev(args.root, rev) for rev in args.runs]
     except (FileNotFoundError, ValueError) as e:

@@ -192,6 +192,7 @@ class PairedResult:
     """A paired test of B against A on the items both evaluated."""
 
     what: str
+    unit: str  # what was paired: "games" or "reference states"
     pairs: int
     a: float
     b: float
@@ -207,19 +208,19 @@ class PairedResult:
     def significant(self) -> bool:
         return self.p < ALPHA
 
-    def sentence(self, label_a: str, label_b: str, unit: str) -> str:
+    def sentence(self, label_a: str, label_b: str) -> str:
         verdict = "significant" if self.significant else "not significant"
         ci = "" if self.low is None else f", 95% CI {self.low:+.3f} to {self.high:+.3f}"
         head = (f"{self.what}: {label_a} {self.a:.3f} vs {label_b} {self.b:.3f} on the same "
-                f"{self.pairs} {unit} ({label_b} minus {label_a}: {self.diff:+.3f}{ci}, "
+                f"{self.pairs} {self.unit} ({label_b} minus {label_a}: {self.diff:+.3f}{ci}, "
                 f"p = {self.p:.3g}): "
                 f"{verdict} at the 5% level")
         if self.significant:
             return head + "."
         if self.needed is None:
             return head + "; the difference is zero, so no number of pairs would make it so."
-        return head + (f"; about {self.needed} paired {unit} would make a difference this size "
-                       "significant (alpha 0.05, power 0.8).")
+        return head + (f"; about {self.needed} paired {self.unit} would make a difference "
+                       "this size significant (alpha 0.05, power 0.8).")
 
 
 def paired_success(a: list[EvalGame], b: list[EvalGame]) -> PairedResult | None:
@@ -233,7 +234,7 @@ def paired_success(a: list[EvalGame], b: list[EvalGame]) -> PairedResult | None:
     bb, cc = stats.discordant(xa, xb)
     n = len(ids)
     return PairedResult(
-        what="eval success (exact McNemar)", pairs=n, a=sum(xa) / n, b=sum(xb) / n,
+        what="eval success (exact McNemar)", unit="games", pairs=n, a=sum(xa) / n, b=sum(xb) / n,
         diff=(sum(xb) - sum(xa)) / n, p=stats.mcnemar_p(bb, cc), b_only=bb, c_only=cc,
         needed=stats.pairs_needed_mcnemar(bb, cc, n),
     )
@@ -243,19 +244,20 @@ def paired_states(a: list[StateRank], b: list[StateRank], prompt: str = "shown",
                   seed: int = 0) -> PairedResult | None:
     """Paired bootstrap on reference-state top-1, states matched by (task id, step)."""
     return _paired_bootstrap(
-        "reference action ranked 1st (paired bootstrap)",
+        "reference action ranked 1st (paired bootstrap)", "reference states",
         {(s.task_id, s.step): float(s.rank[prompt] == 1) for s in a if prompt in s.rank},
         {(s.task_id, s.step): float(s.rank[prompt] == 1) for s in b if prompt in s.rank}, seed)
 
 
 def paired_score(a: list[EvalGame], b: list[EvalGame], seed: int = 0) -> PairedResult | None:
     """Paired bootstrap on the score (mean reward x 100) of the games both runs played."""
-    return _paired_bootstrap("score, mean reward x 100 (paired bootstrap)",
+    return _paired_bootstrap("score, mean reward x 100 (paired bootstrap)", "games",
                              {g.task_id: 100 * g.reward for g in a},
                              {g.task_id: 100 * g.reward for g in b}, seed)
 
 
-def _paired_bootstrap(what: str, ra: dict, rb: dict, seed: int) -> PairedResult | None:
+def _paired_bootstrap(what: str, unit: str, ra: dict, rb: dict,
+                      seed: int) -> PairedResult | None:
     """The values of `ra` and `rb` paired by key; None under two pairs."""
     keys = sorted(set(ra) & set(rb))
     if len(keys) < 2:
@@ -263,7 +265,7 @@ def _paired_bootstrap(what: str, ra: dict, rb: dict, seed: int) -> PairedResult 
     xa, xb = [ra[k] for k in keys], [rb[k] for k in keys]
     boot = stats.paired_bootstrap(xa, xb, seed=seed)
     return PairedResult(
-        what=what, pairs=len(keys), a=sum(xa) / len(keys), b=sum(xb) / len(keys),
+        what=what, unit=unit, pairs=len(keys), a=sum(xa) / len(keys), b=sum(xb) / len(keys),
         diff=boot["diff"], p=boot["p"], low=boot["low"], high=boot["high"],
         needed=stats.pairs_needed([y - x for x, y in zip(xa, xb, strict=True)]),
     )

@@ -197,8 +197,7 @@ def _paired_blocks(data: list[IterationData], seed: int) -> list[Block]:
         return blocks + [Text("Per-game results (eval.jsonl) or per-state ranks "
                               "(expert_states.json) are missing, so no paired test.")]
     for r in results:
-        unit = "games" if r.b_only is not None else "reference states"
-        blocks.append(Text(r.sentence(la, lb, unit)))
+        blocks.append(Text(r.sentence(la, lb)))
     if not any(r.b_only is None for r in results):
         blocks.append(Text("Per-state ranks (expert_states.json) were not recorded: no paired "
                            "test on reference-state accuracy."))

@@ -218,17 +218,15 @@ def paired_sentences(a: Run, b: Run, seed: int = 0) -> list[str]:
                 "(expert_states.json) are missing at one of the runs, so no paired test."]
     out = [f"Paired tests at iteration {i}:"]
     for r in results:
-        unit = "games" if r.b_only is not None else "reference states"
-        out.append(r.sentence(a.label, b.label, unit))
+        out.append(r.sentence(a.label, b.label))
     return out
 
 
-def latest_experiments(root: Path, depth: int = 100) -> tuple[str | None, list[str]]:
-    """(baseline commit, names): the DVC experiments (git refs under refs/exps, oldest
-    first) of the nearest commit on HEAD's first-parent line that has any, HEAD first.
-    DVC ties an experiment to the commit it was run from; a later commit (a README edit,
-    a report fix) would otherwise drop a finished comparison from the report. Callers
-    show the baseline when it is not HEAD, as the runs may predate the code."""
+def latest_experiments(root: Path, depth: int = 100) -> list[tuple[str, list[str]]]:
+    """(baseline commit, names) for every commit on HEAD's first-parent line that has DVC
+    experiments (git refs under refs/exps, oldest first), the nearest commit first. DVC
+    ties an experiment to the commit it was run from; a later commit (a README edit, a
+    report fix) would otherwise drop a finished comparison from the report."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               check=True).stdout
@@ -237,27 +235,43 @@ def latest_experiments(root: Path, depth: int = 100) -> tuple[str | None, list[s
         line = git("rev-list", "--first-parent", f"--max-count={depth}", "HEAD").split()
         refs = git("for-each-ref", "--sort=creatordate", "--format=%(refname)", "refs/exps")
     except (OSError, subprocess.CalledProcessError):
-        return None, []
+        return []
     by_base: dict[str, list[str]] = {}
     for ref in refs.split():
         parts = ref.split("/")  # refs/exps/<sha[:2]>/<sha[2:]>/<name>
         if len(parts) == 5:
             by_base.setdefault(parts[2] + parts[3], []).append(parts[4])
-    base = next((c for c in line if c in by_base), None)
-    return base, by_base.get(base, []) if base else []
+    return [(c, by_base[c]) for c in line if c in by_base]
 
 
-def latest_runs(root: Path) -> tuple[list[Run], list[str]]:
-    """latest_experiments loaded (labelled NAME@COMMIT when run from an earlier commit),
-    and a line for each that could not be (an experiment that never finished)."""
-    base, names = latest_experiments(root)
+def configuration(params: dict) -> tuple[str, str, int]:
+    """What a newer run supersedes an older one by: environment, method and seed."""
+    return (str(params.get("env", {}).get("name")), str(params.get("run", {}).get("method")),
+            int(params.get("run", {}).get("seed", 0)))
+
+
+def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], list[str]]:
+    """The newest run of every configuration among the experiments of HEAD's first-parent
+    line, loaded, and a line for each that could not be (an experiment that never
+    finished). Every experiment of HEAD is kept; an earlier commit's only where no newer
+    experiment (nor a run in `shown`, such as the workspace) has its configuration, and
+    then labelled NAME@COMMIT, as its code may be older."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                           text=True).stdout.strip()
-    at = "" if base == head else f"@{(base or '')[:7]}"
+    seen = {configuration(r.params) for r in shown}
     runs, skipped = [], []
-    for name in names:
-        try:
-            runs.append(load(revision(root, name), name + at))
-        except (FileNotFoundError, ValueError) as e:
-            skipped.append(f"experiment {name} left out: {e}")
+    for base, names in latest_experiments(root):
+        at = "" if base == head else f"@{base[:7]}"
+        found = set()
+        for name in names:
+            read = revision(root, name)
+            try:
+                key = configuration(run_params(read))
+                if at and key in seen:
+                    continue
+                runs.append(load(read, name + at))
+                found.add(key)
+            except (FileNotFoundError, ValueError) as e:
+                skipped.append(f"experiment {name}{at} left out: {e}")
+        seen |= found
     return runs, skipped
