@@ -61,6 +61,12 @@ def test_competence_verdict_says_whether_gap_shrank(tmp_path):
     # gaps: iteration 0 = 2/4 - 0/4 = 0.5, iteration 1 = 3/4 - 2/4 = 0.25
     assert "+0.500" in analysis.competence_verdict(rows)
     assert "shrank" in analysis.competence_verdict(rows)
+    # rules that hurt at first and are neutral at the end held no competence to move
+    hurt = [analysis.IterationSummary(i, analysis.Rate(0), {},
+                                      top1={"shown": analysis.Rate(v), "none": analysis.Rate(0.4)},
+                                      mrr={}) for i, v in ((1, 0.3), (3, 0.4))]
+    text = analysis.competence_verdict(hurt)
+    assert "never turned positive" in text and "moved" not in text
     shown_only = [analysis.IterationSummary(0, analysis.Rate(0), {},
                                             top1={"shown": analysis.Rate(0.5)},
                                             mrr={"shown": analysis.Estimate(0.6)})]

@@ -152,9 +152,12 @@ def competence_verdict(rows: list[IterationSummary],
         return (f"With the working set the policy ranks the reference action first "
                 f"{g0:+.3f} more often than with no rules (iteration {i0}); one iteration "
                 "measured, so no trend yet.")
-    if abs(g1) < abs(g0):
+    if g0 <= 0 and g1 <= 0:  # nothing in the rules to move into the weights
+        trend = ("never turned positive: the rules did not help at either iteration, so "
+                 "there is no competence in them to move")
+    elif g1 < g0:
         trend = "shrank: competence moved from the rules into the weights, as JERP claims"
-    elif abs(g1) > abs(g0):
+    elif g1 > g0:
         trend = "grew: the policy leans more on its rules than before"
     else:
         trend = "did not change"
