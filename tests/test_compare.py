@@ -88,6 +88,15 @@ def test_table_two_pairs_only_runs_of_the_same_seed(repo):
     assert [r[0] for r in rows] == ["react", "jerp"] and rows[1][-2:] == ["-", "-"]
 
 
+def test_score_column_only_for_webshop_runs(repo):
+    """An ALFWorld run beside a WebShop one has no score (not a 0.0): '-'."""
+    a, b = (experiments.load_rev(repo, r) for r in ("HEAD~1", "HEAD"))
+    b.params = b.params | {"env": {"name": "webshop"}}
+    header, rows = experiments.table2([a, b])
+    col = header.index("score")
+    assert rows[0][col] == "-" and rows[1][col].startswith("66.7 (")  # reward 1 in 4 of 6
+
+
 def test_unknown_revision_is_a_clear_error(repo, capsys):
     with pytest.raises(SystemExit, match="no-such-rev: no metrics"):
         _compare(repo, capsys, "HEAD", "no-such-rev")

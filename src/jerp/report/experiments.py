@@ -108,8 +108,8 @@ def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
                        for t in types],
                      fmt_rate(one.success) if one else _cell([s.success.value for s in g], 2),
                      _cell(top1, 3)]
-                    + ([fmt_estimate(one.score) if one else _cell(scores, 1)]
-                       if webshop else [])
+                    + ([(fmt_estimate(one.score) if one else _cell(scores, 1))
+                        if runs[group[0]].env == "webshop" else "-"] if webshop else [])
                     + against_first(runs, group, seed))
     return header, rows
 
