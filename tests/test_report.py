@@ -177,3 +177,22 @@ def test_webshop_score_interval_and_paired_score():
     assert results["score"].diff == pytest.approx((0.5 + 0.25) / 4 * 100)
     assert results["score"].pairs == 4
     assert "eval success (exact McNemar)" in {r.what for r in results.values()}
+
+
+def test_methods_figure_has_a_row_per_environment():
+    """Runs on WebShop play other games than ALFWorld's: their curves get their own row."""
+    import struct
+
+    from jerp.report import plots
+    from jerp.report.experiments import MethodCurve
+
+    def curve(env: str) -> MethodCurve:
+        rates = {i: analysis.Rate(0.2, 1, 5, 0.04, 0.62) for i in (0, 1)}
+        return MethodCurve(f"m ({env})", rates, rates, env)
+
+    def height(png: bytes) -> int:
+        return struct.unpack(">II", png[16:24])[1]  # the PNG header's IHDR: width, height
+
+    one = height(plots.methods([curve("alfworld"), curve("alfworld")]))
+    two = height(plots.methods([curve("alfworld"), curve("webshop")]))
+    assert two > 1.8 * one

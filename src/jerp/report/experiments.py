@@ -47,6 +47,7 @@ class MethodCurve:
     label: str
     top1: dict[int, Rate]
     success: dict[int, Rate]
+    env: str = "alfworld"  # runs of different environments share no games: plotted apart
 
 
 @dataclass
@@ -165,7 +166,7 @@ def method_curves(runs: list[Run]) -> list[MethodCurve]:
             only = sums[0]
             out.append(MethodCurve(label, {i: s.top1["shown"] for i, s in only.items()
                                            if "shown" in s.top1},
-                                   {i: s.success for i, s in only.items()}))
+                                   {i: s.success for i, s in only.items()}, runs[group[0]].env))
             continue
 
         def mean_sd(values: list[float]) -> Rate:
@@ -178,7 +179,8 @@ def method_curves(runs: list[Run]) -> list[MethodCurve]:
                 if (v := [s[i].top1["shown"].value for s in sums
                           if i in s and "shown" in s[i].top1])}
         success = {i: mean_sd([s[i].success.value for s in sums if i in s]) for i in its}
-        out.append(MethodCurve(label + f", mean ± sd of {len(group)} seeds", top1, success))
+        out.append(MethodCurve(label + f", mean ± sd of {len(group)} seeds", top1, success,
+                               runs[group[0]].env))
     return out
 
 
@@ -255,7 +257,8 @@ def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], lis
     line, loaded, and a line for each that could not be (an experiment that never
     finished). Every experiment of HEAD is kept; an earlier commit's only where no newer
     experiment (nor a run in `shown`, such as the workspace) has its configuration, and
-    then labelled NAME@COMMIT, as its code may be older."""
+    then labelled NAME@COMMIT, as its code may be older. Runs on the environment of
+    `shown` come first."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                           text=True).stdout.strip()
     seen = {configuration(r.params) for r in shown}
@@ -274,4 +277,5 @@ def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], lis
             except (FileNotFoundError, ValueError) as e:
                 skipped.append(f"experiment {name}{at} left out: {e}")
         seen |= found
-    return runs, skipped
+    envs = {r.env for r in shown}
+    return sorted(runs, key=lambda r: r.env not in envs), skipped  # shown's env first

@@ -129,22 +129,27 @@ def competence(rows: list[IterationSummary]) -> bytes:
 
 
 def methods(curves: list[MethodCurve]) -> bytes:
-    """Every method's reference-state top-1 and eval success per iteration, side by side."""
+    """Every method's reference-state top-1 and eval success per iteration, side by side;
+    one row per environment (runs on other environments play other games)."""
     if not curves:
         return _empty("methods compared", "no DVC experiments on this line of history: "
                       "`make compare` runs the other methods on the same games")
     plt = _plt()
     cmap = plt.get_cmap("tab10")
-    its = sorted({i for c in curves for i in (*c.top1, *c.success)})
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for j, c in enumerate(curves):
-        off = (j - (len(curves) - 1) / 2) * 0.04
-        ti, si = sorted(c.top1), sorted(c.success)
-        _rate_line(a1, ti, [c.top1[i] for i in ti], "o-", cmap(j % 10), c.label, off)
-        _rate_line(a2, si, [c.success[i] for i in si], "o-", cmap(j % 10), c.label, off)
-    _axes(a1, its, "reference action ranked 1st", "reference-state accuracy, 95% interval")
-    _axes(a2, its, "success rate", "eval success, 95% interval (same games)")
-    a2.legend(fontsize=7, loc="upper right")  # success sits near 0 at these sizes
+    envs = list(dict.fromkeys(c.env for c in curves))
+    fig, axes = plt.subplots(len(envs), 2, figsize=(12, 4.5 * len(envs)), squeeze=False)
+    for (a1, a2), env in zip(axes, envs, strict=True):
+        row = [c for c in curves if c.env == env]
+        its = sorted({i for c in row for i in (*c.top1, *c.success)})
+        for j, c in enumerate(row):
+            off = (j - (len(row) - 1) / 2) * 0.04
+            ti, si = sorted(c.top1), sorted(c.success)
+            _rate_line(a1, ti, [c.top1[i] for i in ti], "o-", cmap(j % 10), c.label, off)
+            _rate_line(a2, si, [c.success[i] for i in si], "o-", cmap(j % 10), c.label, off)
+        _axes(a1, its, "reference action ranked 1st",
+              f"{env}: reference-state accuracy, 95% interval")
+        _axes(a2, its, "success rate", f"{env}: eval success, 95% interval (same games)")
+        a2.legend(fontsize=7, loc="upper right")  # success sits near 0 at these sizes
     fig.suptitle("methods compared (seed groups: mean ± sd; points offset to separate them)",
                  fontsize=10)
     return _png(fig)
