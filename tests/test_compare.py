@@ -125,7 +125,8 @@ def test_a_later_commit_keeps_the_latest_experiments(repo):
     refs = [_exp(repo, "HEAD~1", "jerp-old", "HEAD"), _exp(repo, "HEAD~1", "react-exp")]
     try:
         # refs of one commit sort by name (their commits' dates are equal here)
-        assert experiments.latest_experiments(repo) == [(base, ["jerp-old", "react-exp"])]
+        [(at, exps)] = experiments.latest_experiments(repo)
+        assert at == base and [name for name, _ in exps] == ["jerp-old", "react-exp"]
         runs, skipped = experiments.latest_runs(repo)
         assert [r.label for r in runs] == [f"jerp-old@{base[:7]}", f"react-exp@{base[:7]}"]
         assert [r.method for r in runs] == ["jerp", "react"] and not skipped
@@ -133,10 +134,13 @@ def test_a_later_commit_keeps_the_latest_experiments(repo):
         here = experiments.load_rev(repo, experiments.WORKSPACE)
         runs, _ = experiments.latest_runs(repo, shown=(here,))
         assert [r.label for r in runs] == [f"react-exp@{base[:7]}"]
-        # so does an experiment of HEAD; HEAD's own experiments are all kept
-        refs.append(_exp(repo, "HEAD", "jerp-new"))
+        # HEAD's own experiments are all kept (here a jerp run beside the workspace's), and
+        # a name that repeats on HEAD~1 is read at each experiment's own commit
+        refs.append(_exp(repo, "HEAD", "react-exp"))
         runs, _ = experiments.latest_runs(repo, shown=(here,))
-        assert [r.label for r in runs] == ["jerp-new", f"react-exp@{base[:7]}"]
+        assert [(r.label, r.method) for r in runs] == [("react-exp", "jerp"),
+                                                         (f"react-exp@{base[:7]}", "react")]
+        assert experiments.load_rev(repo, "react-exp").method == "jerp"  # the nearest
     finally:
         for ref in refs:
             sh(["git", "update-ref", "-d", ref], repo)

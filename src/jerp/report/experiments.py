@@ -74,7 +74,13 @@ def load(read: Source, label: str) -> Run:
 
 
 def load_rev(root: Path, rev: str) -> Run:
-    return load(revision(root, None if rev == WORKSPACE else rev), rev)
+    """A git revision, `workspace`, or an experiment name: the nearest experiment of that
+    name on HEAD's first-parent line (DVC refuses a name that repeats on two baselines)."""
+    if rev == WORKSPACE:
+        return load(revision(root, None), rev)
+    named = {name: commit for _, exps in reversed(latest_experiments(root))
+             for name, commit in exps}
+    return load(revision(root, named.get(rev, rev)), rev)
 
 
 def _short(task_type: str) -> str:
@@ -224,25 +230,28 @@ def paired_sentences(a: Run, b: Run, seed: int = 0) -> list[str]:
     return out
 
 
-def latest_experiments(root: Path, depth: int = 100) -> list[tuple[str, list[str]]]:
-    """(baseline commit, names) for every commit on HEAD's first-parent line that has DVC
-    experiments (git refs under refs/exps, oldest first), the nearest commit first. DVC
-    ties an experiment to the commit it was run from; a later commit (a README edit, a
-    report fix) would otherwise drop a finished comparison from the report."""
+def latest_experiments(root: Path, depth: int = 100
+                       ) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(baseline commit, [(name, commit)]) for every commit on HEAD's first-parent line
+    that has DVC experiments (git refs under refs/exps, oldest first), the nearest commit
+    first. DVC ties an experiment to the commit it was run from; a later commit (a README
+    edit, a report fix) would otherwise drop a finished comparison from the report. An
+    experiment is read at its own commit: a name may repeat on another baseline."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               check=True).stdout
 
     try:
         line = git("rev-list", "--first-parent", f"--max-count={depth}", "HEAD").split()
-        refs = git("for-each-ref", "--sort=creatordate", "--format=%(refname)", "refs/exps")
+        refs = git("for-each-ref", "--sort=creatordate", "--format=%(refname) %(objectname)",
+                   "refs/exps")
     except (OSError, subprocess.CalledProcessError):
         return []
-    by_base: dict[str, list[str]] = {}
-    for ref in refs.split():
+    by_base: dict[str, list[tuple[str, str]]] = {}
+    for ref, commit in (line.split() for line in refs.splitlines() if line.strip()):
         parts = ref.split("/")  # refs/exps/<sha[:2]>/<sha[2:]>/<name>
         if len(parts) == 5:
-            by_base.setdefault(parts[2] + parts[3], []).append(parts[4])
+            by_base.setdefault(parts[2] + parts[3], []).append((parts[4], commit))
     return [(c, by_base[c]) for c in line if c in by_base]
 
 
@@ -266,8 +275,8 @@ def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], lis
     for base, names in latest_experiments(root):
         at = "" if base == head else f"@{base[:7]}"
         found = set()
-        for name in names:
-            read = revision(root, name)
+        for name, commit in names:
+            read = revision(root, commit)
             try:
                 key = configuration(run_params(read))
                 if at and key in seen:
