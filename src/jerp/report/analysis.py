@@ -80,6 +80,17 @@ class IterationSummary:
     score: Estimate | None = None  # mean reward x 100 (the WebShop score), bootstrap CI
 
 
+SHORT_TYPES = {"pick_and_place_simple": "put", "pick_clean_then_place_in_recep": "clean",
+               "pick_heat_then_place_in_recep": "heat", "pick_cool_then_place_in_recep": "cool",
+               "look_at_obj_in_light": "examine", "pick_two_obj_and_place": "puttwo"}
+
+
+def short_type(task_type: str) -> str:
+    """pick_heat_then_place_in_recep -> heat: the column names of the JERP paper's Table II
+    (other environments' types are short already)."""
+    return SHORT_TYPES.get(task_type, task_type)
+
+
 def _success(games: list[EvalGame] | None, m: dict) -> tuple[Rate, dict[str, Rate]]:
     if games:
         types = sorted({g.task_type for g in games})

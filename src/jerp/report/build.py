@@ -24,6 +24,7 @@ from jerp.report.analysis import (
     competence_verdict,
     fmt_estimate,
     fmt_rate,
+    short_type,
     summarize,
 )
 from jerp.report.document import Block, Figure, Heading, Table, Text, to_html, to_markdown
@@ -79,7 +80,7 @@ def _success_blocks(rows: list[IterationSummary]) -> list[Block]:
         Heading("Eval success"),
         Text("Success on the eval games, with the 95% Wilson interval (k won of n games)."),
         Figure("success.png", "eval success per iteration with 95% Wilson intervals"),
-        Table(["iteration", "success (95% CI)", *types],
+        Table(["iteration", "success (95% CI)", *map(short_type, types)],
               [[str(r.iteration), fmt_rate(r.success),
                 *[fmt_rate(r.by_type.get(t)) for t in types]] for r in rows]),
     ]
@@ -104,7 +105,8 @@ def _expert_blocks(rows: list[IterationSummary]) -> list[Block]:
              "reference action (95% bootstrap interval, when the per-state ranks are "
              "recorded)."),
         Figure("expert.png", "reference-state accuracy and MRR per iteration"),
-        Table(["iteration", "top-1 (95% CI)", "MRR (95% CI)", *[f"top-1 {t}" for t in types]],
+        Table(["iteration", "top-1 (95% CI)", "MRR (95% CI)",
+               *[f"top-1 {short_type(t)}" for t in types]],
               [[str(r.iteration), fmt_rate(r.top1.get("shown"), 3),
                 _est(r.mrr.get("shown")), *[_f(r.top1_by_type.get(t)) for t in types]]
                for r in rows]),

@@ -59,13 +59,13 @@ def to_markdown(blocks: list[Block]) -> str:
 
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #ddd;padding-bottom:.2em}
 h2{margin-top:1.8em;border-bottom:1px solid #eee}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
+div.wide{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .6em;vertical-align:top}th{background:#f3f3f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 """
 
@@ -88,12 +88,12 @@ def to_html(blocks: list[Block], title: str, images: dict[str, bytes]) -> str:
                 uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
                 out.append(f'<figure><img src="{uri}" alt="{esc(b.alt)}"></figure>')
         else:
-            out.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in b.header)
-                       + "</tr></thead><tbody>")
+            head = "".join(f"<th>{esc(h)}</th>" for h in b.header)
+            out.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>')
             for row in b.rows:
                 cells = [f'<td{"" if j in b.left else " class=num"}>{esc(c)}</td>'
                          for j, c in enumerate(row)]
                 out.append("<tr>" + "".join(cells) + "</tr>")
-            out.append("</tbody></table>")
+            out.append("</tbody></table></div>")  # a wide table scrolls, not the page
     out.append("</body></html>")
     return "\n".join(out) + "\n"

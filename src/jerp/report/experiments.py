@@ -23,6 +23,7 @@ from jerp.report.analysis import (
     compare_iterations,
     fmt_estimate,
     fmt_rate,
+    short_type,
     summarize,
 )
 from jerp.report.load import (
@@ -83,14 +84,6 @@ def load_rev(root: Path, rev: str) -> Run:
     return load(revision(root, named.get(rev, rev)), rev)
 
 
-def _short(task_type: str) -> str:
-    """pick_heat_then_place_in_recep -> heat (the column names Table II uses)."""
-    names = {"pick_and_place_simple": "put", "pick_clean_then_place_in_recep": "clean",
-             "pick_heat_then_place_in_recep": "heat", "pick_cool_then_place_in_recep": "cool",
-             "look_at_obj_in_light": "examine", "pick_two_obj_and_place": "puttwo"}
-    return names.get(task_type, task_type)
-
-
 def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one row per configuration at its last evaluated iteration. Runs
     that differ only in run.seed share a row: each cell is then the mean over the seeds
@@ -100,7 +93,7 @@ def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
     types = sorted({t for s in lasts for t in s.by_type})
     webshop = any(r.env == "webshop" for r in runs)
     ref = runs[0].label if runs else "-"
-    header = ["method", "run", "iteration", "seeds", *[_short(t) for t in types],
+    header = ["method", "run", "iteration", "seeds", *[short_type(t) for t in types],
               "all (95% CI)", "expert top-1"] + (["score"] if webshop else []) + [
               f"success vs {ref}", f"top-1 vs {ref}"]
     rows = []
