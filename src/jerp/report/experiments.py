@@ -90,7 +90,9 @@ def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
     ± their sample standard deviation (seeds.py); a single seed keeps its own figure and
     interval, and its paired tests against the first run (against_first)."""
     lasts = [summarize(r.data[-1]) for r in runs]
-    types = sorted({t for s in lasts for t in s.by_type})
+    # per task type for ALFWorld; WebShop has its score and success, as in the paper
+    types = sorted({t for r, s in zip(runs, lasts, strict=True) if r.env != "webshop"
+                    for t in s.by_type})
     webshop = any(r.env == "webshop" for r in runs)
     ref = runs[0].label if runs else "-"
     header = ["method", "run", "iteration", "seeds", *[short_type(t) for t in types],
