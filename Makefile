@@ -71,7 +71,7 @@ compare: install params
 	$(BIN)/dvc queue status
 	$(BIN)/dvc exp show --csv --drop '.*' \
 	  --keep 'Experiment|run.method|metrics/iter_.\.json:(success|expert_top1)$$'
-	$(BIN)/dvc repro -f report
+	$(BIN)/dvc repro --force --single-item report
 
 # Several seeds of one configuration: params.yaml's method (or each of METHODS) once per seed
 # in SEEDS, as queued DVC experiments; `jerp compare --table` then shows one row per method
@@ -91,7 +91,7 @@ seeds: install params
 	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
 	$(BIN)/dvc queue status
 	$(BIN)/jerp compare --table
-	$(BIN)/dvc repro -f report
+	$(BIN)/dvc repro --force --single-item report
 
 bench: install
 	$(PY) bench/speed.py && $(PY) bench/decide.py --quick && $(PY) bench/webshop_env.py
