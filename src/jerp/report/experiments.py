@@ -66,12 +66,13 @@ class Run:
         return str(self.params.get("env", {}).get("name", "?"))
 
 
-def load(read: Source, label: str) -> Run:
+def load(read: Source, label: str, params: dict | None = None) -> Run:
+    """`params`: the run's params.yaml when the caller has read it already."""
     its = evaluated_iterations(read)
     if not its:
         raise FileNotFoundError(f"{label}: no metrics/iter_<i>.json found (not a jerp run, or "
                                 "an unknown revision / experiment name)")
-    return Run(label, run_params(read), load_run(read, its))
+    return Run(label, run_params(read) if params is None else params, load_run(read, its))
 
 
 def load_rev(root: Path, rev: str) -> Run:
@@ -243,7 +244,7 @@ def latest_experiments(root: Path, depth: int = 100
     except (OSError, subprocess.CalledProcessError):
         return []
     by_base: dict[str, list[tuple[str, str]]] = {}
-    for ref, commit in (line.split() for line in refs.splitlines() if line.strip()):
+    for ref, commit in (row.split() for row in refs.splitlines() if row.strip()):
         parts = ref.split("/")  # refs/exps/<sha[:2]>/<sha[2:]>/<name>
         if len(parts) == 5:
             by_base.setdefault(parts[2] + parts[3], []).append((parts[4], commit))
@@ -273,10 +274,11 @@ def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], lis
         for name, commit in names:
             read = revision(root, commit)
             try:
-                key = configuration(run_params(read))
+                params = run_params(read)
+                key = configuration(params)
                 if at and key in seen:
                     continue
-                runs.append(load(read, name + at))
+                runs.append(load(read, name + at, params))
                 found.add(key)
             except (FileNotFoundError, ValueError) as e:
                 skipped.append(f"experiment {name}{at} left out: {e}")
