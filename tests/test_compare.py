@@ -149,6 +149,45 @@ def test_a_later_commit_keeps_the_latest_experiments(repo):
             sh(["git", "update-ref", "-d", ref], repo)
 
 
+def _commit_with_params(repo: Path, params: dict) -> str:
+    """A commit of HEAD's files with another params.yaml, HEAD left where it is."""
+    def git(*args: str, env: dict | None = None, stdin: str | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                              check=True, env=env, input=stdin).stdout.strip()
+
+    import os
+
+    env = os.environ | {"GIT_INDEX_FILE": str(repo / ".git" / "tmp-index")}
+    blob = git("hash-object", "-w", "--stdin", stdin=yaml.safe_dump(params))
+    git("read-tree", "HEAD", env=env)
+    git("update-index", "--cacheinfo", f"100644,{blob},params.yaml", env=env)
+    tree = git("write-tree", env=env)
+    return git("commit-tree", tree, "-p", "HEAD", "-m", "other eval set")
+
+
+def test_runs_on_other_games_are_left_out_beside_the_workspace(repo):
+    """An experiment that ranks more reference states (the standard preset) is another
+    configuration, and its table is not the workspace's: it is left out with a line that
+    names it, and `jerp compare --table NAME...` still compares it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    commit = _commit_with_params(repo, params | {"eval": {"state_games_per_type": 6}})
+    ref = f"refs/exps/{head[:2]}/{head[2:]}/jerp-standard"
+    sh(["git", "update-ref", ref, commit], repo)
+    try:
+        here = experiments.load_rev(repo, experiments.WORKSPACE)
+        assert experiments.configuration(here.params) != experiments.configuration(
+            experiments.load_rev(repo, "jerp-standard").params)
+        runs, skipped = experiments.latest_runs(repo, shown=(here,))
+        assert runs == [] and len(skipped) == 1
+        assert "jerp-standard" in skipped[0] and "other games or states" in skipped[0]
+        runs, skipped = experiments.latest_runs(repo)  # nothing shown: nothing to match
+        assert [r.label for r in runs] == ["jerp-standard"] and not skipped
+    finally:
+        sh(["git", "update-ref", "-d", ref], repo)
+
+
 def test_table_without_runs_is_the_workspace_and_this_commits_experiments(repo, capsys):
     out = _compare(repo, capsys, table=True)
     assert "workspace" in out and "jerp" in out and "seeds" in out

@@ -107,23 +107,31 @@ def test_llm_reflector_on_the_real_local_model(run_dir, model_cache):
     assert len(snap.rules) <= 3
 
 
-def test_prepare_adds_state_only_eval_games(tmp_path, alf_root):
+def test_state_games_are_unplayed_eval_games_outside_the_task_list(tmp_path, alf_root):
     """eval.state_games_per_type: more games of the eval split, none of them played ones,
-    whose references (hence reference states) `references` replays."""
-    from jerp.envs.registry import EVAL_STATES
-    from jerp.stages import prepare
+    replayed by stage `states` into their own file. data/tasks.json does not change with
+    them, so ranking more states leaves every training stage's inputs as they were."""
+    from jerp.stages import prepare, states
 
     types = ["pick_and_place_simple", "pick_clean_then_place_in_recep"]
-    p = parse_params({"env": {"data_dir": str(alf_root), "eval_per_type": 1, "task_types": types},
-                      "eval": {"state_games_per_type": 2}})
+    env = {"data_dir": str(alf_root), "eval_per_type": 1, "task_types": types}
+    p = parse_params({"env": env, "eval": {"state_games_per_type": 1}})
     tl = prepare.run(p, tmp_path)
+    before = (tmp_path / paths.tasks_file()).read_bytes()
     played = {t.task_id for t in tl.tasks("eval_out")}
-    extra = tl.tasks(EVAL_STATES)
-    assert len(played) == 2 and len(extra) == 4
+    extra = states.state_games(p, tmp_path)
+    assert len(played) == 2 and len(extra) == 2
     assert not played & {t.task_id for t in extra}
     assert {t.split for t in extra} == {"eval_out"}  # evaluate ranks them with the eval split
-    assert EVAL_STATES not in prepare.run(parse_params({"env": {"data_dir": str(alf_root)}}),
-                                          tmp_path).splits
+    assert {t.task_type for t in extra} == set(types)
+
+    refs = states.run(p, tmp_path)
+    assert [r.task_id for r in refs] == [t.task_id for t in extra] and all(r.won for r in refs)
+    assert [r.task_id for r in read_trajectories(tmp_path / states.state_references_file())
+            ] == [t.task_id for t in extra]
+    prepare.run(parse_params({"env": env}), tmp_path)
+    assert (tmp_path / paths.tasks_file()).read_bytes() == before
+    assert states.run(parse_params({"env": env}), tmp_path) == []
 
 
 def test_expel_reflect_adds_a_success_set_insight(run_dir):

@@ -251,23 +251,33 @@ def latest_experiments(root: Path, depth: int = 100
     return [(c, by_base[c]) for c in line if c in by_base]
 
 
-def configuration(params: dict) -> tuple[str, str, int]:
-    """What a newer run supersedes an older one by: environment, method and seed."""
+def eval_set(params: dict) -> tuple:
+    """What decides a run's eval games and reference states: the eval split, games and
+    task types per type played, and eval games whose states are only ranked."""
+    env, ev = params.get("env", {}), params.get("eval", {})
+    return (env.get("eval_split"), env.get("eval_per_type"), tuple(env.get("task_types") or ()),
+            int(ev.get("state_games_per_type", 0)))
+
+
+def configuration(params: dict) -> tuple[str, str, int, tuple]:
+    """What a newer run supersedes an older one by: environment, method, seed and eval set."""
     return (str(params.get("env", {}).get("name")), str(params.get("run", {}).get("method")),
-            int(params.get("run", {}).get("seed", 0)))
+            int(params.get("run", {}).get("seed", 0)), eval_set(params))
 
 
 def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], list[str]]:
     """The newest run of every configuration among the experiments of HEAD's first-parent
     line, loaded, and a line for each that could not be (an experiment that never
-    finished). Every experiment of HEAD is kept; an earlier commit's only where no newer
-    experiment (nor a run in `shown`, such as the workspace) has its configuration, and
-    then labelled NAME@COMMIT, as its code may be older. Runs on the environment of
-    `shown` come first."""
+    finished) or that was evaluated on other games than `shown`'s (such as the
+    workspace) in `shown`'s environment: its figures are not comparable in one table.
+    Every experiment of HEAD is kept; an earlier commit's only where no newer experiment
+    (nor a run in `shown`) has its configuration, and then labelled NAME@COMMIT, as its
+    code may be older. Runs on the environment of `shown` come first."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                           text=True).stdout.strip()
     seen = {configuration(r.params) for r in shown}
-    runs, skipped = [], []
+    games = {r.env: eval_set(r.params) for r in shown}
+    runs, skipped, other = [], [], []
     for base, names in latest_experiments(root):
         at = "" if base == head else f"@{base[:7]}"
         found = set()
@@ -278,10 +288,17 @@ def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], lis
                 key = configuration(params)
                 if at and key in seen:
                     continue
-                runs.append(load(read, name + at, params))
                 found.add(key)
+                if games.get(key[0], key[3]) != key[3]:
+                    other.append(name + at)
+                    continue
+                runs.append(load(read, name + at, params))
             except (FileNotFoundError, ValueError) as e:
                 skipped.append(f"experiment {name}{at} left out: {e}")
         seen |= found
+    if other:
+        skipped.append(f"{len(other)} experiments evaluated on other games or states than "
+                       f"{shown[0].label}'s left out: {', '.join(other)} (compare them with "
+                       "`jerp compare --table NAME...`)")
     envs = {r.env for r in shown}
     return sorted(runs, key=lambda r: r.env not in envs), skipped  # shown's env first

@@ -37,6 +37,7 @@ from jerp.records import (
     write_trajectories,
 )
 from jerp.stages.common import play_episodes, policy_version, step_memory_for
+from jerp.stages.states import state_references_file
 from jerp.workers import AgentSpec, Job, chunks, fingerprint, rank_states
 
 
@@ -77,6 +78,8 @@ def run(p: Params, root: Path, iteration: int) -> dict:
     if p.eval.expert_states and (root / paths.references_file()).exists():
         refs = [r for r in read_trajectories(root / paths.references_file())
                 if r.split == p.env.eval_split]
+        if (extra := root / state_references_file()).exists():
+            refs += read_trajectories(extra)  # eval games only ranked (stage `states`)
         job = Job(p, root, agent, rules, desc=f"expert states@{iteration}", examples=examples,
                   step_memory=step_memory)
         states = rank_reference_states(job, refs)

@@ -1,9 +1,9 @@
 """prepare: the task lists of this run, and iteration 0's (empty) rule pool.
 
 Splits: train (rollouts and reflection), eval_in, eval_out, warmstart: other
-train games whose reference successes the warm start (and RFT) learn from, and
-eval_states: more games of the eval split whose reference states `evaluate` ranks
-without playing them (a state costs one decision, an episode up to max_steps).
+train games whose reference successes the warm start (and RFT) learn from. The
+eval games whose reference states are only ranked are stage `states`' own (states.py),
+so that ranking more of them leaves every training stage's inputs as they were.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
-from jerp.envs.registry import EVAL_STATES, SPLITS, WARMSTART, data_root, sample_split
+from jerp.envs.registry import SPLITS, WARMSTART, data_root, sample_split
 from jerp.records import RuleSnapshot, TaskList, write_jsonl, write_snapshot, write_tasks
 
 
@@ -28,11 +28,6 @@ def run(p: Params, root: Path) -> TaskList:
         warm = sample_split(p.env, droot, "train", p.run.seed + 1,
                             per_type=p.warmstart.games_per_type, exclude=train_ids)
         splits[WARMSTART] = [t.__dict__ for t in warm]
-    if p.eval.state_games_per_type:
-        played = {t["task_id"] for t in splits[p.env.eval_split]}
-        extra = sample_split(p.env, droot, p.env.eval_split, p.run.seed + 2,
-                             per_type=p.eval.state_games_per_type, exclude=played)
-        splits[EVAL_STATES] = [t.__dict__ for t in extra]
     tl = TaskList(env=p.env.name, seed=p.run.seed, splits=splits)
     write_tasks(root / paths.tasks_file(), tl)
     write_snapshot(root / paths.rules_file(0),
