@@ -196,3 +196,21 @@ def test_methods_figure_has_a_row_per_environment():
     one = height(plots.methods([curve("alfworld"), curve("alfworld")]))
     two = height(plots.methods([curve("alfworld"), curve("webshop")]))
     assert two > 1.8 * one
+
+
+def test_a_run_evaluated_once_is_drawn_flat_across_the_iterations(monkeypatch):
+    """react and reflexion learn nothing between iterations and are evaluated at 0 only:
+    beside runs of iterations 0-3 their value is a dashed line over 0-3, so labelled."""
+    from jerp.report import plots
+    from jerp.report.experiments import MethodCurve
+
+    figs = []
+    monkeypatch.setattr(plots, "_png", lambda fig: figs.append(fig) or b"")
+    r = analysis.Rate(0.3, 3, 10, 0.1, 0.6)
+    plots.methods([MethodCurve("jerp", {i: r for i in range(4)}, {i: r for i in range(4)}),
+                   MethodCurve("react", {0: r}, {0: r})])
+    top1 = figs[0].axes[0]
+    assert top1.get_legend_handles_labels()[1] == ["jerp", "react (evaluated once)"]
+    [flat] = [c for c in top1.collections if c.get_linestyle()[0][1]]  # the dashed one
+    (x0, y0), (x1, y1) = flat.get_segments()[0]
+    assert (x0, x1) == (0, 3) and y0 == y1 == 0.3

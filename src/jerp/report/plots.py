@@ -143,9 +143,17 @@ def methods(curves: list[MethodCurve]) -> bytes:
         its = sorted({i for c in row for i in (*c.top1, *c.success)})
         for j, c in enumerate(row):
             off = (j - (len(row) - 1) / 2) * 0.04
-            ti, si = sorted(c.top1), sorted(c.success)
-            _rate_line(a1, ti, [c.top1[i] for i in ti], "o-", cmap(j % 10), c.label, off)
-            _rate_line(a2, si, [c.success[i] for i in si], "o-", cmap(j % 10), c.label, off)
+            for ax, rates in ((a1, c.top1), (a2, c.success)):
+                if list(rates) == [0] and len(its) > 1:
+                    # a frozen method without memory (react, reflexion) is evaluated once:
+                    # every later iteration would repeat iteration 0, so it is drawn flat
+                    ax.hlines(rates[0].value, its[0], its[-1], colors=[cmap(j % 10)],
+                              linestyles="dashed", linewidth=1)
+                    label = f"{c.label} (evaluated once)"
+                else:
+                    label = c.label
+                _rate_line(ax, sorted(rates), [rates[i] for i in sorted(rates)], "o-",
+                           cmap(j % 10), label, off)
         _axes(a1, its, "reference action ranked 1st",
               f"{env}: reference-state accuracy, 95% interval")
         _axes(a2, its, "success rate", f"{env}: eval success, 95% interval (same games)")
