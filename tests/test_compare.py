@@ -77,7 +77,7 @@ def test_table_two_has_methods_as_rows(repo):
     # becomes ranked 1st (3/4 -> 4/4)
     assert header[-2:] == ["success vs HEAD~1", "top-1 vs HEAD~1"]
     assert rows[0][-2:] == ["(reference)", "(reference)"]
-    assert rows[1][-2] == "+0.333 (p 0.5)"
+    assert rows[1][-2] == "+0.333 (p = 0.5)"
     assert rows[1][-1].startswith("+0.250 (p ") and "*" not in rows[1][-1]
 
 
@@ -191,3 +191,10 @@ def test_runs_on_other_games_are_left_out_beside_the_workspace(repo):
 def test_table_without_runs_is_the_workspace_and_this_commits_experiments(repo, capsys):
     out = _compare(repo, capsys, table=True)
     assert "workspace" in out and "jerp" in out and "seeds" in out
+
+
+def test_a_bootstrap_p_of_zero_reads_as_below_its_resolution():
+    """No resample of 2000 crossing zero bounds p below 2/2000, it does not make it 0."""
+    from jerp.report.analysis import fmt_p
+
+    assert fmt_p(0.0) == "p < 0.001" and fmt_p(0.26) == "p = 0.26" and fmt_p(0.001) == "p = 0.001"

@@ -60,6 +60,12 @@ class Estimate:
     high: float | None = None
 
 
+def fmt_p(p: float) -> str:
+    """A bootstrap p of 0 only says no resample crossed zero: below its resolution."""
+    floor = 2 / stats.RESAMPLES
+    return f"p < {floor:.2g}" if p < floor else f"p = {p:.2g}"
+
+
 def fmt_estimate(e: Estimate | None, digits: int = 1) -> str:
     """'42.5 (30.0-55.0)', or the bare value when no interval is known."""
     if e is None:
@@ -181,7 +187,7 @@ def competence_verdict(rows: list[IterationSummary],
     verdict = ("a change beyond noise" if p < ALPHA else
                "within noise on these states, so not yet evidence either way")
     return (f"{text}; the change is {change['diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, "
-            f"paired bootstrap over {change['n']} states, p = {p:.2g}): {verdict}.")
+            f"paired bootstrap over {change['n']} states, {fmt_p(p)}): {verdict}.")
 
 
 def _gap_change(a: list[StateRank] | None, b: list[StateRank] | None, seed: int
@@ -227,7 +233,7 @@ class PairedResult:
         ci = "" if self.low is None else f", 95% CI {self.low:+.3f} to {self.high:+.3f}"
         head = (f"{self.what}: {label_a} {self.a:.3f} vs {label_b} {self.b:.3f} on the same "
                 f"{self.pairs} {self.unit} ({label_b} minus {label_a}: {self.diff:+.3f}{ci}, "
-                f"p = {self.p:.3g}): "
+                f"{fmt_p(self.p)}): "
                 f"{verdict} at the 5% level")
         if self.significant:
             return head + "."

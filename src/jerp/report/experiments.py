@@ -22,6 +22,7 @@ from jerp.report.analysis import (
     Rate,
     compare_iterations,
     fmt_estimate,
+    fmt_p,
     fmt_rate,
     short_type,
     summarize,
@@ -131,7 +132,7 @@ def against_first(runs: list[Run], group: list[int], seed: int = 0) -> list[str]
     results = compare_iterations(first.data[-1], run.data[-1], seed=seed)
 
     def cell(r: PairedResult | None) -> str:
-        return "-" if r is None else f"{r.diff:+.3f} (p {r.p:.2g}){' *' if r.significant else ''}"
+        return "-" if r is None else f"{r.diff:+.3f} ({fmt_p(r.p)}){' *' if r.significant else ''}"
 
     return [cell(next((r for r in results if r.b_only is not None), None)),
             cell(next((r for r in results if "ranked 1st" in r.what), None))]
