@@ -17,33 +17,37 @@ from jerp.report.build import FIGURES, build  # noqa: E402
 from jerp.report.load import workspace  # noqa: E402
 
 
-def methods_tables() -> tuple[tuple | None, tuple | None, list | None]:
-    """Table II over the workspace and the latest DVC experiments (experiments.latest_runs),
-    and the workspace's figures over the experiments that repeat it with other seeds
-    (None, None: no experiments, or inside a queued experiment, which must not read its
-    siblings), and every configuration's curves for the methods figure."""
+def methods_tables() -> tuple[tuple | None, tuple | None, list | None, list]:
+    """Table II over the workspace and the latest DVC experiments on its games
+    (experiments.latest_runs), the workspace's figures over the experiments that repeat
+    it with other seeds, every configuration's curves for the methods figure, and a
+    Table II per other eval set of the workspace's environment (the standard preset's
+    runs beside a quick workspace). Nothing inside a queued experiment, which must not
+    read its siblings."""
     if os.environ.get("DVC_EXP_NAME"):
-        return None, None, None
+        return None, None, None, []
     here = experiments.load(workspace(ROOT), experiments.WORKSPACE)
     runs, skipped = experiments.latest_runs(ROOT, shown=(here,))
     for line in skipped:
         get_run_logger().warning(f"report: {line}")
-    if not runs:
-        return None, None, None
-    every = [here, *runs]
+    same, other = experiments.split_by_games(runs, here)
+    more = [(games, experiments.table2(group, seed=PARAMS.run.seed)) for games, group in other]
+    if not same:
+        return None, None, None, more
+    every = [here, *same]
     group = experiments.seed_group_of(every, 0)
     seeds = experiments.seed_curves(group) if len(group) > 1 else None
     return (experiments.table2(every, seed=PARAMS.run.seed), seeds,
-            experiments.method_curves(every))
+            experiments.method_curves(every), more)
 
 
 @flow(name="report")
 def report_flow() -> None:
     title = f"{PARAMS.env.name}: {PARAMS.run.method}, {PARAMS.policy.model}"
-    table2, seeds, methods = task(methods_tables, name="compare experiments",
-                                  cache_policy=NONE)()
+    table2, seeds, methods, more = task(methods_tables, name="compare experiments",
+                                        cache_policy=NONE)()
     rows = task(build, name="build report", cache_policy=NONE)(
-        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2, seeds, methods
+        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2, seeds, methods, more
     )
     get_run_logger().info(f"report: {len(rows)} iterations -> {paths.REPORTS}/index.html")
     reports = ROOT / paths.REPORTS

@@ -165,27 +165,37 @@ def _commit_with_params(repo: Path, params: dict) -> str:
     return git("commit-tree", tree, "-p", "HEAD", "-m", "other eval set")
 
 
-def test_runs_on_other_games_are_left_out_beside_the_workspace(repo):
+def test_runs_on_other_states_get_their_own_table(repo, capsys):
     """An experiment that ranks more reference states (the standard preset) is another
-    configuration, and its table is not the workspace's: it is left out with a line that
-    names it, and `jerp compare --table NAME...` still compares it."""
+    configuration, not comparable in one table with the workspace's: split_by_games puts
+    it in a table of its own eval set, which `jerp compare --table` prints after."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                           text=True, check=True).stdout.strip()
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    commit = _commit_with_params(repo, params | {"eval": {"state_games_per_type": 6}})
-    ref = f"refs/exps/{head[:2]}/{head[2:]}/jerp-standard"
-    sh(["git", "update-ref", ref, commit], repo)
+    refs = []
+    for name, method in (("react-standard", "react"), ("jerp-standard", "jerp")):
+        more = params | {"run": {"method": method, "seed": 0},
+                         "eval": {"state_games_per_type": 6}}
+        refs.append(f"refs/exps/{head[:2]}/{head[2:]}/{name}")
+        sh(["git", "update-ref", refs[-1], _commit_with_params(repo, more)], repo)
     try:
         here = experiments.load_rev(repo, experiments.WORKSPACE)
-        assert experiments.configuration(here.params) != experiments.configuration(
-            experiments.load_rev(repo, "jerp-standard").params)
         runs, skipped = experiments.latest_runs(repo, shown=(here,))
-        assert runs == [] and len(skipped) == 1
-        assert "jerp-standard" in skipped[0] and "other games or states" in skipped[0]
-        runs, skipped = experiments.latest_runs(repo)  # nothing shown: nothing to match
-        assert [r.label for r in runs] == ["jerp-standard"] and not skipped
+        assert sorted(r.label for r in runs) == ["jerp-standard", "react-standard"]
+        same, other = experiments.split_by_games(runs, here)
+        assert same == [] and len(other) == 1
+        games, group = other[0]
+        assert [r.label for r in group] == ["jerp-standard", "react-standard"]  # here's first
+        assert games == "alfworld None: None played games per task type + 6 whose reference " \
+                        "states only are ranked"
+        webshop = experiments.Run("w", params | {"env": {"name": "webshop"}}, [])
+        assert experiments.split_by_games([webshop], here) == ([webshop], [])
+
+        out = _compare(repo, capsys, table=True)
+        assert "On other games or states" in out and "paired against jerp-standard" in out
     finally:
-        sh(["git", "update-ref", "-d", ref], repo)
+        for ref in refs:
+            sh(["git", "update-ref", "-d", ref], repo)
 
 
 def test_table_without_runs_is_the_workspace_and_this_commits_experiments(repo, capsys):

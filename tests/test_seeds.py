@@ -110,10 +110,15 @@ def test_seed_curves_and_report_show_the_spread(runs, tmp_path):
     assert rows[1] == ["1", "3", "0.667 ± 0.167 (3 seeds)", "0.750 ± 0.250 (3 seeds)",
                        f"0.875 ± {sd:.3f} (3 seeds)"]
     root = tmp_path / "s0"
+    more = [("alfworld eval_out: 2 played games per task type + 6 whose reference states "
+             "only are ranked", experiments.table2(runs[:2]))]
     build(root, [0, 1], "t", table2=experiments.table2(runs), seeds=(header, rows),
-          curves=experiments.method_curves(runs))
+          curves=experiments.method_curves(runs), more=more)
     md = (root / paths.REPORTS / "index.md").read_text()
     assert "methods.png" in md
+    # a Table II of another eval set follows, paired within itself
+    assert "## Methods compared on other games or states: alfworld eval_out: 2 played" in md
+    assert f"Paired within this table, against {runs[0].label}" in md
     assert "## Over seeds (3 runs that differ only in run.seed)" in md
     assert "0.667 ± 0.167 (3 seeds)" in md and "0.67 ± 0.17 (3 seeds)" in md
     assert "0.667 ± 0.167 (3 seeds)" in (root / paths.REPORTS / "index.html").read_text()

@@ -130,11 +130,13 @@ def cmd_compare(args) -> None:
     from jerp.report import experiments as ex
 
     try:
+        more: list = []
         if not args.runs and args.table:  # the workspace and the latest experiments
             here = ex.load_rev(args.root, ex.WORKSPACE)
             latest, skipped = ex.latest_runs(args.root, shown=(here,))
             print("\n".join(skipped), file=sys.stderr)
-            runs = [here, *latest]
+            same, more = ex.split_by_games(latest, here)
+            runs = [here, *same]
         else:
             runs = [ex.load_rev(args.root, rev) for rev in args.runs]
     except (FileNotFoundError, ValueError) as e:
@@ -143,6 +145,9 @@ def cmd_compare(args) -> None:
         _print_table(*ex.table2(runs, seed=args.seed))
         print(f"The last two columns: this run minus {runs[0].label} on the same games (exact "
               "McNemar) and reference states (paired bootstrap), p-value, * significant at 5%.")
+        for games, group in more:
+            print(f"\nOn other games or states ({games}), paired against {group[0].label}:")
+            _print_table(*ex.table2(group, seed=args.seed))
         return
     if len(runs) != 2:
         sys.exit(f"jerp compare: give two runs to compare (got {len(runs)}), or --table for many")

@@ -218,6 +218,19 @@ def table2_blocks(table: list[list[str]] | None, header: list[str] | None) -> li
                  f"at the 5% level.")]
 
 
+def more_table_blocks(more: list[tuple[str, tuple[list[str], list[list[str]]]]]
+                      ) -> list[Block]:
+    """A Table II per other eval set (experiments.split_by_games), paired within it."""
+    blocks: list[Block] = []
+    for games, (header, table) in more:
+        if table:
+            blocks += [Heading(f"Methods compared on other games or states: {games}"),
+                       Table(header, table, left=(0, 1)),
+                       Text(f"Paired within this table, against {table[0][1]}; not comparable "
+                            "with the tables above, which rank other reference states.")]
+    return blocks
+
+
 def seed_blocks(seeds: tuple[list[str], list[list[str]]] | None) -> list[Block]:
     """The seed-to-seed spread of this configuration (experiments.seed_curves)."""
     if not seeds or not seeds[1]:
@@ -232,6 +245,7 @@ def seed_blocks(seeds: tuple[list[str], list[list[str]]] | None) -> list[Block]:
 def document(data: list[IterationData], title: str, seed: int = 0,
              table2: tuple[list[str], list[list[str]]] | None = None,
              seeds: tuple[list[str], list[list[str]]] | None = None,
+             more: list | None = None,
              ) -> tuple[list[Block], list[IterationSummary], list[PoolOps]]:
     rows = [summarize(d, seed) for d in data]
     snaps = [d.snapshot for d in data if d.snapshot is not None]
@@ -246,6 +260,7 @@ def document(data: list[IterationData], title: str, seed: int = 0,
     blocks += _training_blocks(data)
     if table2:
         blocks += table2_blocks(table2[1], table2[0])
+    blocks += more_table_blocks(more or [])
     return blocks, rows, ops
 
 
@@ -264,11 +279,12 @@ def figures(data: list[IterationData], rows: list[IterationSummary], ops: list[P
 def build(root: Path, iterations: list[int], title: str, seed: int = 0,
           table2: tuple[list[str], list[list[str]]] | None = None,
           seeds: tuple[list[str], list[list[str]]] | None = None,
-          curves: list | None = None) -> list[dict]:
+          curves: list | None = None, more: list | None = None) -> list[dict]:
     """Write the report under root/reports; returns the CSV rows (one per iteration).
-    table2, seeds and curves (experiments.method_curves) come from other runs."""
+    table2, seeds, curves (experiments.method_curves) and more (a Table II per other
+    eval set) come from other runs."""
     data = load_run(workspace(root), iterations)
-    blocks, rows, ops = document(data, title, seed, table2, seeds)
+    blocks, rows, ops = document(data, title, seed, table2, seeds, more)
     images = figures(data, rows, ops, title, curves)
     out = root / paths.REPORTS
     table = csv_rows(data, rows, ops)

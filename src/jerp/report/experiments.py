@@ -269,16 +269,14 @@ def configuration(params: dict) -> tuple[str, str, int, tuple]:
 def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], list[str]]:
     """The newest run of every configuration among the experiments of HEAD's first-parent
     line, loaded, and a line for each that could not be (an experiment that never
-    finished) or that was evaluated on other games than `shown`'s (such as the
-    workspace) in `shown`'s environment: its figures are not comparable in one table.
-    Every experiment of HEAD is kept; an earlier commit's only where no newer experiment
-    (nor a run in `shown`) has its configuration, and then labelled NAME@COMMIT, as its
-    code may be older. Runs on the environment of `shown` come first."""
+    finished). Every experiment of HEAD is kept; an earlier commit's only where no newer
+    experiment (nor a run in `shown`, such as the workspace) has its configuration, and
+    then labelled NAME@COMMIT, as its code may be older. Runs on the environment of
+    `shown` come first."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                           text=True).stdout.strip()
     seen = {configuration(r.params) for r in shown}
-    games = {r.env: eval_set(r.params) for r in shown}
-    runs, skipped, other = [], [], []
+    runs, skipped = [], []
     for base, names in latest_experiments(root):
         at = "" if base == head else f"@{base[:7]}"
         found = set()
@@ -289,17 +287,33 @@ def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], lis
                 key = configuration(params)
                 if at and key in seen:
                     continue
-                found.add(key)
-                if games.get(key[0], key[3]) != key[3]:
-                    other.append(name + at)
-                    continue
                 runs.append(load(read, name + at, params))
+                found.add(key)
             except (FileNotFoundError, ValueError) as e:
                 skipped.append(f"experiment {name}{at} left out: {e}")
         seen |= found
-    if other:
-        skipped.append(f"{len(other)} experiments evaluated on other games or states than "
-                       f"{shown[0].label}'s left out: {', '.join(other)} (compare them with "
-                       "`jerp compare --table NAME...`)")
     envs = {r.env for r in shown}
     return sorted(runs, key=lambda r: r.env not in envs), skipped  # shown's env first
+
+
+def split_by_games(runs: list[Run], here: Run) -> tuple[list[Run], list[tuple[str, list[Run]]]]:
+    """(runs on `here`'s games and states, or on another environment, which the tables
+    keep apart by themselves; [(description, runs)] for each other eval set of `here`'s
+    environment, `here`'s method first). Runs ranked on other reference states (the
+    standard preset's) are not comparable in one table with `here`'s, but are among
+    themselves."""
+    same, other = [], {}
+    for r in runs:
+        if r.env == here.env and eval_set(r.params) != eval_set(here.params):
+            other.setdefault(eval_set(r.params), []).append(r)
+        else:
+            same.append(r)
+    return same, [(describe_games(g[0].params),
+                   sorted(g, key=lambda r: r.method != here.method)) for g in other.values()]
+
+
+def describe_games(params: dict) -> str:
+    split, played, types, states = eval_set(params)
+    kinds = f" of {', '.join(types)}" if types else ""
+    return (f"{params.get('env', {}).get('name')} {split}: {played} played games per task type"
+            f"{kinds} + {states} whose reference states only are ranked")
