@@ -46,8 +46,10 @@ def report_flow() -> None:
     title = f"{PARAMS.env.name}: {PARAMS.run.method}, {PARAMS.policy.model}"
     table2, seeds, methods, more = task(methods_tables, name="compare experiments",
                                         cache_policy=NONE)()
+    learned = [0, *sorted(PARAMS.iterations)]
     rows = task(build, name="build report", cache_policy=NONE)(
-        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2, seeds, methods, more
+        ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2, seeds, methods, more,
+        learned,
     )
     get_run_logger().info(f"report: {len(rows)} iterations -> {paths.REPORTS}/index.html")
     reports = ROOT / paths.REPORTS
@@ -57,8 +59,7 @@ def report_flow() -> None:
         tracking.log_curves(ml, {i: {k: v for k, v in m.items() if k != "iteration"}
                                  for i, m in curves.items()})
         files = [reports / n for n in ("index.md", "index.html", "iterations.csv", *FIGURES)]
-        snapshots = {f"rules/iter_{i}": [ROOT / paths.rules_file(i)]
-                     for i in PARAMS.eval_iterations}
+        snapshots = {f"rules/iter_{i}": [ROOT / paths.rules_file(i)] for i in learned}
         tracking.close_parent(ml, {"report": files, **snapshots})
 
 

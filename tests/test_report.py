@@ -138,6 +138,19 @@ def test_build_degrades_for_an_older_run(tmp_path):
     assert "0.75" in md  # expert_top1 from the metrics, without an interval
 
 
+def test_iterations_learned_but_not_evaluated_still_show_their_pool_and_training(tmp_path):
+    write_run(tmp_path)
+    (tmp_path / paths.metrics_file(1)).unlink()  # eval_iterations [0]: 1 learned, not evaluated
+    rows = build(tmp_path, [0], "subset", learned=[0, 1])
+    assert [r["iteration"] for r in rows] == [0]
+    md = (tmp_path / paths.REPORTS / "index.md").read_text()
+    pool = md.split("## Rule pool")[1].split("##")[0]
+    assert re.search(r"^\| 1 \| 2 \| 2 \| 0 \| 0 \| 0 \|", pool, re.M)  # 2 rules added at 1
+    assert "Top rules after iteration 1" in md
+    training = md.split("## Policy updates")[1].split("##")[0]
+    assert re.search(r"^\| 1 \| finetune \| - \| 0\.500 \|", training, re.M)
+
+
 def test_missing_metrics_name_the_file(tmp_path):
     write_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="metrics/iter_2.json"):

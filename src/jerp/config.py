@@ -285,11 +285,15 @@ class Params(Section):
                     f"iterations.{i}.prev = {it.prev}: iterations must be numbered 1..N "
                     "with prev = i - 1"
                 )
-        want = [0, *sorted(self.iterations)]
-        if self.eval_iterations != want:
+        # A subset saves evaluations, e.g. [0, 3]: before and after learning only. Each
+        # iteration's policy and pool exist whether or not it is evaluated.
+        allowed = [0, *sorted(self.iterations)]
+        its = self.eval_iterations
+        if not its or its != sorted(set(its)) or not set(its) <= set(allowed):
             raise ValueError(
-                f"eval_iterations = {self.eval_iterations}: must be {want} "
-                "(0 and every key of `iterations`)"
+                f"eval_iterations = {its}: must be increasing, without repeats, and among "
+                f"{allowed} (0 and the keys of `iterations`), e.g. {allowed} or "
+                f"{[0, allowed[-1]] if len(allowed) > 1 else [0]}"
             )
         return self
 

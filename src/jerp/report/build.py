@@ -245,19 +245,22 @@ def seed_blocks(seeds: tuple[list[str], list[list[str]]] | None) -> list[Block]:
 def document(data: list[IterationData], title: str, seed: int = 0,
              table2: tuple[list[str], list[list[str]]] | None = None,
              seeds: tuple[list[str], list[list[str]]] | None = None,
-             more: list | None = None,
+             more: list | None = None, learned: list[IterationData] | None = None,
              ) -> tuple[list[Block], list[IterationSummary], list[PoolOps]]:
+    """`data`: the evaluated iterations; `learned`: every iteration (default: `data`), whose
+    snapshots and training summaries the pool and training sections show."""
+    learned = data if learned is None else learned
     rows = [summarize(d, seed) for d in data]
-    snaps = [d.snapshot for d in data if d.snapshot is not None]
-    ops = evolution(snaps, {d.iteration: d.proposals for d in data})
+    snaps = [d.snapshot for d in learned if d.snapshot is not None]
+    ops = evolution(snaps, {d.iteration: d.proposals for d in learned})
     blocks: list[Block] = [Heading(title, 1)]
     blocks += _success_blocks(rows)
     blocks += seed_blocks(seeds)
     blocks += _expert_blocks(rows)
     blocks += _competence_blocks(rows, {d.iteration: d.states for d in data if d.states})
     blocks += _paired_blocks(data, seed)
-    blocks += _pool_blocks(data, ops)
-    blocks += _training_blocks(data)
+    blocks += _pool_blocks(learned, ops)
+    blocks += _training_blocks(learned)
     if table2:
         blocks += table2_blocks(table2[1], table2[0])
     blocks += more_table_blocks(more or [])
@@ -266,6 +269,7 @@ def document(data: list[IterationData], title: str, seed: int = 0,
 
 def figures(data: list[IterationData], rows: list[IterationSummary], ops: list[PoolOps],
             title: str, curves: list | None = None) -> dict[str, bytes]:
+    """`data`: every learned iteration (its training summaries); `rows`: the evaluated ones."""
     return {
         "success.png": plots.success(rows, title),
         "expert.png": plots.expert(rows),
@@ -279,13 +283,17 @@ def figures(data: list[IterationData], rows: list[IterationSummary], ops: list[P
 def build(root: Path, iterations: list[int], title: str, seed: int = 0,
           table2: tuple[list[str], list[list[str]]] | None = None,
           seeds: tuple[list[str], list[list[str]]] | None = None,
-          curves: list | None = None, more: list | None = None) -> list[dict]:
-    """Write the report under root/reports; returns the CSV rows (one per iteration).
-    table2, seeds, curves (experiments.method_curves) and more (a Table II per other
-    eval set) come from other runs."""
+          curves: list | None = None, more: list | None = None,
+          learned: list[int] | None = None) -> list[dict]:
+    """Write the report under root/reports; returns the CSV rows (one per evaluated
+    iteration). `learned`: every iteration of the run (default: `iterations`, the evaluated
+    ones), for the pool and training sections. table2, seeds, curves
+    (experiments.method_curves) and more (a Table II per other eval set) come from other
+    runs."""
     data = load_run(workspace(root), iterations)
-    blocks, rows, ops = document(data, title, seed, table2, seeds, more)
-    images = figures(data, rows, ops, title, curves)
+    history = load_run(workspace(root), learned, evaluated=False) if learned else data
+    blocks, rows, ops = document(data, title, seed, table2, seeds, more, history)
+    images = figures(history, rows, ops, title, curves)
     out = root / paths.REPORTS
     table = csv_rows(data, rows, ops)
     for name, png in images.items():

@@ -97,13 +97,15 @@ def _games(text: str, where: str) -> list[EvalGame]:
             for t in final_trials(_jsonl(text, Trajectory, where))]
 
 
-def load_iteration(read: Source, i: int) -> IterationData:
-    """One iteration's outputs; FileNotFoundError when its metrics are missing."""
+def load_iteration(read: Source, i: int, evaluated: bool = True) -> IterationData:
+    """One iteration's outputs; FileNotFoundError when its metrics are missing, unless
+    `evaluated` is False (an iteration that learned but was not evaluated: eval_iterations
+    a subset, e.g. [0, 3], still has its snapshot, proposals and training summary)."""
     rel = str(paths.metrics_file(i))
     text = read(rel)
-    if text is None:
+    if text is None and evaluated:
         raise FileNotFoundError(f"no metrics for iteration {i}: {rel} (has evaluate@{i} run?)")
-    d = IterationData(iteration=i, metrics=json.loads(text))
+    d = IterationData(iteration=i, metrics=json.loads(text) if text is not None else {})
     if (t := read(str(paths.train_stats_file(i)))) is not None:
         d.train = json.loads(t)
     if (t := read(str(paths.rollout_stats_file(i)))) is not None:
@@ -119,8 +121,9 @@ def load_iteration(read: Source, i: int) -> IterationData:
     return d
 
 
-def load_run(read: Source, iterations: list[int]) -> list[IterationData]:
-    return [load_iteration(read, i) for i in iterations]
+def load_run(read: Source, iterations: list[int], evaluated: bool = True
+             ) -> list[IterationData]:
+    return [load_iteration(read, i, evaluated) for i in iterations]
 
 
 def evaluated_iterations(read: Source, limit: int = 1000) -> list[int]:
