@@ -16,6 +16,7 @@ from jerp.memory.reflect.successes import (
     success_pattern,
 )
 from jerp.methods import METHODS, parts
+from jerp.methods import main as methods_main
 from jerp.policy.prompts import EpisodeContext, header, render_experience
 from jerp.policy.rollout import EpisodeSpec
 from jerp.policy.trials import play_trials, success_at
@@ -250,6 +251,14 @@ def test_methods_table_has_the_baselines():
                    for k, m in METHODS.items() if k not in ("reflexion", "expel"))
     with pytest.raises(ValueError, match="unknown method 'reflection'"):
         parts("reflection")
+
+
+def test_methods_that_learn_nothing_are_evaluated_once(capsys):
+    """`make compare` queues these with eval_iterations [0] (python -m jerp.methods)."""
+    assert sorted(k for k, m in METHODS.items() if not m.learns) == ["react", "reflexion"]
+    assert [methods_main([m]) for m in ("react", "reflexion", "jerp", "expel")] == [0, 0, 1, 1]
+    assert methods_main(["reflection"]) == 2
+    assert "accepted: react, rules_only" in capsys.readouterr().err
 
 
 def test_params_of_the_baselines():

@@ -19,6 +19,13 @@ class MethodParts:
     success_insights: bool = False  # ExpeL: reflect also draws rules from sets of successes
     examples: bool = False  # ExpeL: evaluate shows the most similar successes in the prompt
 
+    @property
+    def learns(self) -> bool:
+        """Whether anything carries from one iteration to the next (a pool, the weights).
+        A method that learns nothing repeats iteration 0 at every later one, so a
+        comparison evaluates it once (`make compare`: `eval_iterations: [0]`)."""
+        return self.rules or self.finetune
+
 
 # Every method starts from the same warm-started policy (iteration 0).
 METHODS: dict[str, MethodParts] = {
@@ -41,3 +48,21 @@ def parts(method: str) -> MethodParts:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; accepted: {sorted(METHODS)}")
     return METHODS[method]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jerp.methods METHOD`: exit 0 when METHOD learns nothing across iterations
+    (react, reflexion), 1 when it learns, 2 (with the accepted names) when it is unknown.
+    For shell scripts such as the Makefile's `compare`."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in METHODS:
+        print(f"usage: python -m jerp.methods METHOD; accepted: {', '.join(METHODS)}",
+              file=sys.stderr)
+        return 2
+    return 1 if parts(args[0]).learns else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
