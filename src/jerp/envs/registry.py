@@ -25,7 +25,6 @@ from jerp.envs.webshop.actions import WEBSHOP_ACTIONS
 
 SPLITS = ("train", "eval_in", "eval_out")
 WARMSTART = "warmstart"  # train games whose references the warm start learns (tasks.json)
-EVAL_STATES = "eval_states"  # eval games whose reference states are ranked, never played
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jerp import paths, runners
+from jerp import paths
 from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import data_root, sample_split
 from jerp.records import Trajectory, read_tasks, write_trajectories
-from jerp.stages.references import REPLAY_LIMIT
-from jerp.workers import chunks, replay_chunk
+from jerp.stages.references import replay
 
 SEED_OFFSET = 2  # train games use run.seed, the warm start's run.seed + 1
 
@@ -38,16 +37,6 @@ def state_games(p: Params, root: Path) -> list[Task]:
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:
-    tasks = state_games(p, root)
-    refs: list[Trajectory] = []
-    if tasks:
-        full = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": REPLAY_LIMIT})})
-        ranges = chunks(len(tasks), runners.workers(p))
-        parts = runners.spread(replay_chunk, [(full, root, tasks[a:b]) for a, b in ranges],
-                               name="replay state games", size=len)
-        refs = [r for part in parts for r in part]
-    lost = [r.task_id for r in refs if not r.won]
-    if lost:
-        print(f"warning: {len(lost)} reference solutions did not win: {lost[:5]}")
+    refs = replay(p, root, state_games(p, root), "replay state games")
     write_trajectories(root / state_references_file(), refs)
     return refs
