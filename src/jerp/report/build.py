@@ -29,7 +29,7 @@ from jerp.report.analysis import (
 )
 from jerp.report.document import Block, Figure, Heading, Table, Text, to_html, to_markdown
 from jerp.report.evolution import PoolOps, evolution, top_rules
-from jerp.report.load import IterationData, load_run, workspace
+from jerp.report.load import IterationData, load_iteration, load_run, workspace
 
 FIGURES = ("success.png", "expert.png", "competence.png", "pool.png", "training.png",
            "methods.png")
@@ -290,8 +290,12 @@ def build(root: Path, iterations: list[int], title: str, seed: int = 0,
     ones), for the pool and training sections. table2, seeds, curves
     (experiments.method_curves) and more (a Table II per other eval set) come from other
     runs."""
-    data = load_run(workspace(root), iterations)
-    history = load_run(workspace(root), learned, evaluated=False) if learned else data
+    read = workspace(root)
+    data = load_run(read, iterations)
+    # the evaluated iterations are loaded once; only the others are read without metrics
+    have = {d.iteration: d for d in data}
+    history = ([have.get(i) or load_iteration(read, i, evaluated=False) for i in learned]
+               if learned else data)
     blocks, rows, ops = document(data, title, seed, table2, seeds, more, history)
     images = figures(history, rows, ops, title, curves)
     out = root / paths.REPORTS

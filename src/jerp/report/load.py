@@ -121,9 +121,8 @@ def load_iteration(read: Source, i: int, evaluated: bool = True) -> IterationDat
     return d
 
 
-def load_run(read: Source, iterations: list[int], evaluated: bool = True
-             ) -> list[IterationData]:
-    return [load_iteration(read, i, evaluated) for i in iterations]
+def load_run(read: Source, iterations: list[int]) -> list[IterationData]:
+    return [load_iteration(read, i) for i in iterations]
 
 
 def evaluated_iterations(read: Source, limit: int = 1000) -> list[int]:
