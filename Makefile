@@ -62,15 +62,15 @@ lint: install
 
 # The other three methods on the same games as params.yaml's (queued DVC experiments,
 # one at a time: the warm start and everything a method does not change are reused).
-# A method that learns nothing across iterations (react, reflexion) is evaluated once.
+# Each method gets the overrides `python -m jerp.methods METHOD` prints: one that learns
+# nothing across iterations (react, reflexion) is evaluated once; an H2R method starts
+# from the warm start trained on its slotted prompts. (set -f: `[0]` is not a glob.)
 # The queue's workers call `dvc` by name: PATH (exported above) must hold the venv.
 COMPARE ?= react rules_only policy_only
 compare: install params
-	for m in $(COMPARE); do \
-	  $(PY) -m jerp.methods "$$m"; case $$? in \
-	    0) $(BIN)/dvc exp run --queue -n "$$m" -S run.method="$$m" -S 'eval_iterations=[0]' ;; \
-	    1) $(BIN)/dvc exp run --queue -n "$$m" -S run.method="$$m" ;; \
-	    *) false ;; esac || exit 1; \
+	set -f; for m in $(COMPARE); do \
+	  ov=$$($(PY) -m jerp.methods "$$m") || exit 1; \
+	  $(BIN)/dvc exp run --queue -n "$$m" -S run.method="$$m" $$ov || exit 1; \
 	done
 	$(BIN)/dvc queue start --jobs 1
 	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done

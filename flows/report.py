@@ -46,7 +46,7 @@ def report_flow() -> None:
     title = f"{PARAMS.env.name}: {PARAMS.run.method}, {PARAMS.policy.model}"
     table2, seeds, methods, more = task(methods_tables, name="compare experiments",
                                         cache_policy=NONE)()
-    learned = [0, *sorted(PARAMS.iterations)]
+    learned = PARAMS.learned_iterations
     rows = task(build, name="build report", cache_policy=NONE)(
         ROOT, PARAMS.eval_iterations, title, PARAMS.run.seed, table2, seeds, methods, more,
         learned,

@@ -2,6 +2,7 @@
 notes) and ExpeL (success-set insights, similar successes as in-context examples)."""
 
 import pytest
+import yaml
 
 from jerp.config import ParamsError, parse_params
 from jerp.envs.alfworld_actions import ALFWORLD_ACTIONS as AX
@@ -15,7 +16,7 @@ from jerp.memory.reflect.successes import (
     reflect_successes,
     success_pattern,
 )
-from jerp.methods import METHODS, parts
+from jerp.methods import METHODS, comparison_overrides, parts
 from jerp.methods import main as methods_main
 from jerp.policy.prompts import EpisodeContext, header, render_experience
 from jerp.policy.rollout import EpisodeSpec
@@ -253,10 +254,29 @@ def test_methods_table_has_the_baselines():
         parts("reflection")
 
 
-def test_methods_that_learn_nothing_are_evaluated_once(capsys):
-    """`make compare` queues these with eval_iterations [0] (python -m jerp.methods)."""
+def test_comparison_overrides(capsys):
+    """`make compare` queues each method with these (python -m jerp.methods METHOD): the
+    frozen ones evaluated once, the H2R ones from the slot-trained warm start."""
     assert sorted(k for k, m in METHODS.items() if not m.learns) == ["react", "reflexion"]
-    assert [methods_main([m]) for m in ("react", "reflexion", "jerp", "expel")] == [0, 0, 1, 1]
+    assert comparison_overrides("react") == ["eval_iterations=[0]"]
+    assert comparison_overrides("jerp") == [] == comparison_overrides("expel")
+    assert comparison_overrides("h2r") == ["warmstart.subgoal_slots=true"]
+    assert comparison_overrides("jerp_h2r") == ["warmstart.subgoal_slots=true"]
+    for o in comparison_overrides("react") + comparison_overrides("h2r"):
+        key, value = o.split("=")  # a key params.yaml has, to a valid value
+        *sections, name = key.split(".")
+        tree: dict = {"iterations": {1: {"prev": 0}}}
+        leaf = tree
+        for section in sections:
+            leaf = leaf.setdefault(section, {})
+        leaf[name] = yaml.safe_load(value)
+        got = parse_params(tree)
+        for attr in key.split("."):
+            got = getattr(got, attr)
+        assert got == yaml.safe_load(value), o
+    assert [methods_main([m]) for m in ("reflexion", "h2r", "jerp")] == [0, 0, 0]
+    assert capsys.readouterr().out.splitlines() == [
+        "-S eval_iterations=[0]", "-S warmstart.subgoal_slots=true", ""]
     assert methods_main(["reflection"]) == 2
     assert "accepted: react, rules_only" in capsys.readouterr().err
 

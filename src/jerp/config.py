@@ -287,7 +287,7 @@ class Params(Section):
                 )
         # A subset saves evaluations, e.g. [0, 3]: before and after learning only. Each
         # iteration's policy and pool exist whether or not it is evaluated.
-        allowed = [0, *sorted(self.iterations)]
+        allowed = self.learned_iterations
         its = self.eval_iterations
         if not its or its != sorted(set(its)) or not set(its) <= set(allowed):
             raise ValueError(
@@ -296,6 +296,12 @@ class Params(Section):
                 f"{[0, allowed[-1]] if len(allowed) > 1 else [0]}"
             )
         return self
+
+    @property
+    def learned_iterations(self) -> list[int]:
+        """0 (the warm start) and every learned iteration: each has a policy and a pool,
+        evaluated or not."""
+        return [0, *sorted(self.iterations)]
 
 
 class ParamsError(ValueError):

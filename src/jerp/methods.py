@@ -22,8 +22,8 @@ class MethodParts:
     @property
     def learns(self) -> bool:
         """Whether anything carries from one iteration to the next (a pool, the weights).
-        A method that learns nothing repeats iteration 0 at every later one, so a
-        comparison evaluates it once (`make compare`: `eval_iterations: [0]`)."""
+        A method that learns nothing is evaluated once in a comparison
+        (comparison_overrides)."""
         return self.rules or self.finetune
 
 
@@ -50,10 +50,20 @@ def parts(method: str) -> MethodParts:
     return METHODS[method]
 
 
+def comparison_overrides(method: str) -> list[str]:
+    """The `dvc exp run -S` overrides a comparison gives METHOD beside its run.method.
+    A method that learns nothing repeats iteration 0 at every later one, so it is
+    evaluated once; an H2R method starts from the warm start trained on its slotted prompts
+    (warmstart.subgoal_slots), as its executor shows them from the first step."""
+    m = parts(method)
+    return ([] if m.learns else ["eval_iterations=[0]"]) + (
+        ["warmstart.subgoal_slots=true"] if m.hierarchy else [])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jerp.methods METHOD`: exit 0 when METHOD learns nothing across iterations
-    (react, reflexion), 1 when it learns, 2 (with the accepted names) when it is unknown.
-    For shell scripts such as the Makefile's `compare`."""
+    """`python -m jerp.methods METHOD` prints `-S KEY=VALUE` for each comparison override
+    of METHOD (none: an empty line), for shell scripts such as the Makefile's `compare`;
+    an unknown METHOD exits 2 with the accepted names."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -61,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m jerp.methods METHOD; accepted: {', '.join(METHODS)}",
               file=sys.stderr)
         return 2
-    return 1 if parts(args[0]).learns else 0
+    print(" ".join(f"-S {o}" for o in comparison_overrides(args[0])))
+    return 0
 
 
 if __name__ == "__main__":
