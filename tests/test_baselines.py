@@ -254,23 +254,23 @@ def test_methods_table_has_the_baselines():
         parts("reflection")
 
 
-def test_comparison_overrides(capsys):
+def test_comparison_overrides(capsys, tmp_path, root):
     """`make compare` queues each method with these (python -m jerp.methods METHOD): the
     frozen ones evaluated once, the H2R ones from the slot-trained warm start."""
+    from dvc.utils.hydra import apply_overrides
+
     assert sorted(k for k, m in METHODS.items() if not m.learns) == ["react", "reflexion"]
     assert comparison_overrides("react") == ["eval_iterations=[0]"]
     assert comparison_overrides("jerp") == [] == comparison_overrides("expel")
     assert comparison_overrides("h2r") == ["warmstart.subgoal_slots=true"]
     assert comparison_overrides("jerp_h2r") == ["warmstart.subgoal_slots=true"]
     for o in comparison_overrides("react") + comparison_overrides("h2r"):
-        key, value = o.split("=")  # a key params.yaml has, to a valid value
-        *sections, name = key.split(".")
-        tree: dict = {"iterations": {1: {"prev": 0}}}
-        leaf = tree
-        for section in sections:
-            leaf = leaf.setdefault(section, {})
-        leaf[name] = yaml.safe_load(value)
-        got = parse_params(tree)
+        # applied to params.yaml as `dvc exp run -S` applies it: a key it has, a valid value
+        params = tmp_path / "params.yaml"
+        params.write_text((root / "params.yaml").read_text())
+        apply_overrides(str(params), [o])
+        got = parse_params(yaml.safe_load(params.read_text()))
+        key, value = o.split("=")
         for attr in key.split("."):
             got = getattr(got, attr)
         assert got == yaml.safe_load(value), o
