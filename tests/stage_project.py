@@ -29,10 +29,9 @@ RUN_STATE_VARS = ("PREFECT_HOME", "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "VIR
 
 
 def stage_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
-    for k in RUN_STATE_VARS:
-        env.pop(k, None)
-    return env
+    """This process's environment without its run-state settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in RUN_STATE_VARS}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
 
 
 def run_stage(proj: Path, stage: str, *args: str, env: dict | None = None,

@@ -21,6 +21,9 @@ from jerp.policy.rollout import EpisodeSpec, play
 from jerp.policy.scoring import candidate_probs
 from jerp.records import RuleShown
 
+# Real episodes, then every window re-scored with the real model: `make test`, not `make check`.
+pytestmark = pytest.mark.slow
+
 HISTORY = 2
 STEPS = 7  # the window slides at steps 4 and 6
 
@@ -110,6 +113,6 @@ def test_webshop_records_rebuild_the_scored_prompt(policy_fp32, root):
     from jerp.envs.webshop import resolve_data_dir
 
     data = resolve_data_dir(None, root)
-    tasks = web_tasks(data, "eval_in", 0)[:2]
+    tasks = web_tasks(data, "eval_in", 0)[:1]  # one: its pages carry ~10x ALFWorld's candidates
     agent, trajs = _rollout(policy_fp32, env_factory(EnvParams(name="webshop"), data), tasks)
     _check(policy_fp32, agent, trajs)

@@ -70,10 +70,15 @@ def test_wrong_types_give_every_type_another_one():
     assert wrong_types(["a"]) == {"a": ""}  # alone: no other type's rules exist
 
 
-def _params(alf_root, model_cache, kind: str):
+def _params(alf_root, model_cache, kind: str, threads: int = 1):
+    """One torch thread and one episode per chunk everywhere: a decision then runs the same
+    kernels on the same shapes whichever runner plays it, so its numbers are the same bits
+    on every CPU. (On a CPU with AMX, bf16 numbers change with the thread count and the
+    batch: README, "Same trajectories on every runner".)"""
     return parse_params({
         "env": {"data_dir": str(alf_root), "max_steps": 3},
-        "policy": {"cache_dir": str(model_cache), "temperature": 1.0, "history": 2},
+        "policy": {"cache_dir": str(model_cache), "temperature": 1.0, "history": 2,
+                   "threads": threads},
         "runner": {"kind": kind, "workers": 2, "chunk_episodes": 1},
     })
 
@@ -103,12 +108,11 @@ def _fingerprint(trajs):
 
 
 @pytest.fixture(scope="module")
-def prefect_server():
-    """A throwaway Prefect server for this module's flows, stopped before pytest ends
-    (the project's own .prefect database is left alone)."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server(prefect_api):
+    """This module's flows report to the test session's Prefect server (conftest)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
         yield
 
 
@@ -229,7 +233,7 @@ def test_thread_plan_per_worker_and_inline(alf_root, model_cache):
     from jerp.workers import available_cores
 
     cores = available_cores()
-    p = _params(alf_root, model_cache, "process")  # 2 workers
+    p = _params(alf_root, model_cache, "process", threads=0)  # 2 workers, threads by cores
     assert runners.threads(p) == (max(1, cores // 2), cores)
-    local = _params(alf_root, model_cache, "local")
+    local = _params(alf_root, model_cache, "local", threads=0)
     assert runners.workers(local) == 1 and runners.threads(local) == (cores, cores)

@@ -18,6 +18,8 @@ from jerp.policy.train import TrainConfig, TrainItem, pack_items, train, window_
 from jerp.records import ADAPTER_MANIFEST, AdapterManifest
 from jerp.stages.common import copy_adapter, write_adapter
 
+pytestmark = pytest.mark.slow  # LoRA steps on the real model: `make test`, not `make check`
+
 
 @pytest.fixture(scope="module")
 def reference(alf_root):

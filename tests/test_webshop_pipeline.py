@@ -31,8 +31,9 @@ def run_dir(tmp_path_factory, root, model_cache):
                 "task_types": ["beauty", "grocery"]},
         "policy": {"cache_dir": str(model_cache), "batch_envs": 2, "history": 1},
         "rollout": {"group_size": 2},
-        "warmstart": {"games_per_type": 1, "epochs": 1, "max_minutes": 0.5},
-        "finetune": {"max_minutes": 0.5, "rft_references": 1},
+        # Wiring, not learning: a few optimizer steps each (the caps stop them).
+        "warmstart": {"games_per_type": 1, "epochs": 1, "max_minutes": 0.2},
+        "finetune": {"max_minutes": 0.2, "rft_references": 1},
         "iterations": {1: {"prev": 0}}, "eval_iterations": [0, 1],
     })
     d = tmp_path_factory.mktemp("webshop")

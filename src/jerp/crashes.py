@@ -8,8 +8,8 @@ remedies, both at the start of every stage (`flows/common.load`):
 
 - The temporary server is started here, from the main thread, with the kernel
   told to kill it when its parent dies (Linux `PR_SET_PDEATHSIG`; the signal
-  follows the thread that forked, hence the main thread). Prefect's later
-  calls find this instance running and reuse it.
+  follows the thread that forked, hence the main thread), and the stage and its
+  worker processes are pointed at it (PREFECT_API_URL).
 - Every flow run is tagged with its owner process (`jerp.owner:<host>:<pid>:<start
   time>`). A run still Running or Pending whose owner process on this host is
   gone is set to Crashed by the next stage that starts. A run of a live
@@ -25,7 +25,8 @@ import signal
 import socket
 import subprocess
 import sys
-import types
+import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -102,25 +103,75 @@ def dies_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def healthy(api: str, timeout: float = 1.0) -> bool:
+    """Does the Prefect API at `api` answer its health check?"""
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait_healthy(api: str, server: subprocess.Popen, wait: float) -> bool:
+    """Wait up to `wait` seconds for the server to answer; False if it died or never did."""
+    deadline = time.monotonic() + wait
+    while not healthy(api) and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return healthy(api)
+
+
+def stop(server: subprocess.Popen, wait: float = 20) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def start_prefect_server() -> None:
     """Start Prefect's temporary server so that it dies with this process (see the
-    module docstring). Nothing to do when PREFECT_API_URL names a real server."""
-    from prefect.server.api import server as prefect_server
-    from prefect.settings import PREFECT_API_URL
+    module docstring), and point this process and its children at it. Nothing to do
+    when PREFECT_API_URL names a real server.
+
+    It is the server Prefect's ephemeral mode runs (uvicorn on the server app, UI off),
+    started here rather than through `SubprocessASGIServer`: importing that class
+    imports the whole server app into the stage, seconds of CPU that only the server's
+    own process needs."""
+    import atexit
+
+    import prefect
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
     if PREFECT_API_URL.value():
         return
-    preexec = dies_with_parent()
-    if preexec is not None:
-        popen = prefect_server.subprocess.Popen
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+           "PREFECT__SERVER_FINAL": "1"}
+    app_dir = str(prefect.__module_path__.parent)
+    for _ in range(3):  # a port taken between the probe and uvicorn's bind: another one
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+             str(port), "--log-level", "error", "--lifespan", "on"],
+            env=env, preexec_fn=dies_with_parent())
+        api = f"http://127.0.0.1:{port}/api"
+        if wait_healthy(api, server, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()):
+            break
+        stop(server)
+    else:
+        raise RuntimeError(f"Prefect's temporary server did not start (last tried {api})")
+    print(f"Prefect: temporary server on {api}, for this stage", file=sys.stderr)
+    atexit.register(stop, server)
+    os.environ["PREFECT_API_URL"] = api  # this process (every thread) and its children
+    refresh_global_settings_context()
 
-        def popen_dying_with_parent(*args, **kwargs):
-            return popen(*args, preexec_fn=preexec, **kwargs)
 
-        shim = types.SimpleNamespace(**vars(subprocess))
-        shim.Popen = popen_dying_with_parent
-        prefect_server.subprocess = shim
-    prefect_server.SubprocessASGIServer().start()
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def mark_orphans_crashed(owner: Owner) -> list[str]:

@@ -18,29 +18,20 @@ import argparse
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from jerp.crashes import dies_with_parent, healthy, stop, wait_healthy
 from jerp.runtime import configure, origin, project_root
 
 
-def healthy(api: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def start_server(port: int, log: Path) -> subprocess.Popen:
-    from jerp.crashes import dies_with_parent
-
+def start_server(port: int, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`prefect server start` on 127.0.0.1:port, dying with this process; `env`: its
+    environment (default: this process's, so its PREFECT_HOME)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
            "--port", str(port)]
     with open(log, "ab") as fh:
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=dies_with_parent(), start_new_session=True)
 
 
@@ -61,13 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     if not healthy(api):
         log = origin(root) / ".prefect" / "server.log"
         server = start_server(args.port, log)
-        deadline = time.monotonic() + args.wait
-        while not healthy(api) and server.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if not healthy(api):
+        if not wait_healthy(api, server, args.wait):
             print(f"jerp.serve: no Prefect server on port {args.port} (see {log}); each "
                   "stage starts its own temporary one", file=sys.stderr)
-            server.terminate()
+            stop(server)
             server = None
     env = dict(os.environ)
     if server is not None or healthy(api):
@@ -78,11 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call(command, env=env)
     finally:
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
 
 
 if __name__ == "__main__":

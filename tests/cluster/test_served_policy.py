@@ -18,6 +18,7 @@ the same server with that one line corrected (llama_server_aligned.py).
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -65,8 +66,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Server(str):
+    """A running server's base URL that also knows its process and log."""
+
+    proc: subprocess.Popen
+    log: Path
+
+    def check_alive(self) -> None:
+        """Fail naming how the server stopped and what it logged last: a request that
+        finds nothing listening says only "Connection refused"."""
+        code = self.proc.poll()
+        if code is not None:
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+            pytest.fail(f"llama_cpp.server at {self} stopped ({how}); its log ends:\n"
+                        f"{self.log.read_text(errors='replace')[-3000:]}")
+
+
 @contextmanager
-def llama_server(log: Path, logits_all: bool, aligned: bool = True) -> Iterator[str]:
+def llama_server(log: Path, logits_all: bool, aligned: bool = True) -> Iterator[Server]:
     """llama-cpp-python's server on a free port (`aligned`: with echoed log-probs at the
     right position, llama_server_aligned.py); yields its base URL; always stopped."""
     port = _free_port()
@@ -74,14 +91,20 @@ def llama_server(log: Path, logits_all: bool, aligned: bool = True) -> Iterator[
     cmd = [sys.executable, *entry, "--model", str(smollm2_gguf()),
            "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
            "--n_ctx", "4096", "--logits_all", str(logits_all).lower(), "--api_key", KEY]
-    url = f"http://127.0.0.1:{port}/v1"
+    url = Server(f"http://127.0.0.1:{port}/v1")
     with open(log, "w") as out:
         # Dies with the test process even if pytest is killed (no orphaned server).
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=dies_with_parent())
+        url.proc, url.log = proc, log
         try:
             _wait_ready(proc, url, log)
-            yield url
+            try:
+                yield url
+            except BaseException:
+                url.check_alive()  # a server that died explains the failure: say so
+                raise
+            url.check_alive()
         finally:
             proc.terminate()
             try:
@@ -109,9 +132,16 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout: float = 30
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[str]:
+def server(tmp_path_factory) -> Iterator[Server]:
     with llama_server(tmp_path_factory.mktemp("llama") / "server.log", True) as url:
         yield url
+
+
+@pytest.fixture
+def served(server) -> Iterator[Server]:
+    """The module's server, checked after each test that used it."""
+    yield server
+    server.check_alive()
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ a stand-in LLM endpoint."""
 from __future__ import annotations
 
 import pytest
-from stage_project import Endpoint
+from stage_project import Endpoint, stage_env
 from stage_project import make_project as _make_project
 
 
@@ -24,3 +24,10 @@ def endpoint():
     ep = Endpoint()
     yield ep
     ep.close()
+
+
+@pytest.fixture
+def server_env(prefect_api) -> dict[str, str]:
+    """A stage environment that reports to the session's Prefect server (conftest), for
+    tests that are not about Prefect's temporary server."""
+    return stage_env(PREFECT_API_URL=prefect_api)

@@ -93,6 +93,7 @@ def set_threads(threads: int) -> int:
 
 def _convert_gguf(gguf: Path, cache_dir: Path) -> Path:
     """Dequantise the GGUF once and save it as a plain safetensors model folder."""
+    from filelock import FileLock
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from jerp.records import atomic_dir
@@ -101,17 +102,22 @@ def _convert_gguf(gguf: Path, cache_dir: Path) -> Path:
     out = cache_dir / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
     if (out / "config.json").exists():
         return out
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # A GGUF-loaded model refuses to save until its quantisation markers are cleared;
-    # its weights are already dequantised.
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.hf_quantizer = None
-    model.is_quantized = False
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Processes that start together (queued experiments, test workers) convert it once.
+    with FileLock(cache_dir / f".{out.name}.lock"):
+        if (out / "config.json").exists():
+            return out
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # A GGUF-loaded model refuses to save until its quantisation markers are cleared;
+        # its weights are already dequantised.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.is_quantized = False
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
     return out
 
 
