@@ -12,11 +12,11 @@ threads to one core: two workers never oversubscribe the machine.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
+from jerp.crashes import free_port
 from jerp.runtime import configure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,12 +109,6 @@ def policy_bf16(model_cache):
     from jerp.policy.model import load_policy
 
     return load_policy("smollm2", model_cache, dtype="bfloat16")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
 import psutil
 import pytest
 
+from jerp.crashes import free_port
 from jerp.serve import healthy
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_command_sees_the_server_and_the_server_stops_after(tmp_path, root):
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     probe = ("import os, urllib.request; u = os.environ['PREFECT_API_URL']; "
              "print(u, urllib.request.urlopen(u + '/health').status)")
@@ -37,7 +31,7 @@ def test_command_sees_the_server_and_the_server_stops_after(tmp_path, root):
 
 def test_exit_status_of_the_command_is_kept(root):
     # a server already "answering" is not needed for the exit status to pass through
-    res = subprocess.run([sys.executable, "-m", "jerp.serve", "--port", str(_free_port()),
+    res = subprocess.run([sys.executable, "-m", "jerp.serve", "--port", str(free_port()),
                           "--wait", "0", "--", sys.executable, "-c", "raise SystemExit(3)"],
                          cwd=root, capture_output=True, text=True, timeout=120)
     assert res.returncode == 3

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from jerp.crashes import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -108,18 +109,12 @@ def test_local_remote_round_trip(tmp_path):
     assert remote.is_dir() and sum(1 for p in remote.rglob("*") if p.is_file()) >= 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def s3_server():
     """moto's S3-compatible server on 127.0.0.1, stopped after the test."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

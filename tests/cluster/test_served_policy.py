@@ -19,7 +19,6 @@ the same server with that one line corrected (llama_server_aligned.py).
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ import pytest
 import walkthroughs
 
 from jerp.config import EnvParams, PolicyParams
-from jerp.crashes import dies_with_parent
+from jerp.crashes import dies_with_parent, free_port
 from jerp.envs.alfworld import list_tasks
 from jerp.envs.base import Observation
 from jerp.envs.registry import env_factory
@@ -60,12 +59,6 @@ MIN_AGREE = 0.75  # share of states whose top-ranked command is the local model'
 MAX_ABS = 1.5  # nats, summed log-prob of a command (see test_rank_scores_match_local)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server(str):
     """A running server's base URL that also knows its process and log."""
 
@@ -86,7 +79,7 @@ class Server(str):
 def llama_server(log: Path, logits_all: bool, aligned: bool = True) -> Iterator[Server]:
     """llama-cpp-python's server on a free port (`aligned`: with echoed log-probs at the
     right position, llama_server_aligned.py); yields its base URL; always stopped."""
-    port = _free_port()
+    port = free_port()
     entry = [str(ALIGNED)] if aligned else ["-m", "llama_cpp.server"]
     cmd = [sys.executable, *entry, "--model", str(smollm2_gguf()),
            "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),

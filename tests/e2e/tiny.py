@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import yaml
 from stage_project import BIN, stage_env
+
+from jerp.crashes import free_port
 
 MARKER = "JERP_FAULT_TEST_MARKER"
 REPRO_TIMEOUT = 1500
@@ -81,12 +82,6 @@ def copy_project(src: Path, dest: Path) -> Path:
 
 
 # ------------------------------------------------------------------ processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_repro(proj: Path, marker: str, log: Path) -> subprocess.Popen:
