@@ -1,4 +1,5 @@
-"""Stage `references`: replay the reference solutions of the run's train and eval games."""
+"""Stage `references`: the train games' demonstrations (the searching expert's, or
+walkthroughs), the eval games' walkthroughs, and the expert's ceiling on the eval games."""
 
 from common import ROOT, load
 
@@ -6,7 +7,8 @@ PARAMS = load()
 
 from prefect import flow, get_run_logger  # noqa: E402
 
-from jerp import tracking  # noqa: E402
+from jerp import paths, tracking  # noqa: E402
+from jerp.records import read_json  # noqa: E402
 from jerp.runners import task_runner  # noqa: E402
 from jerp.stages import references  # noqa: E402
 
@@ -15,9 +17,17 @@ from jerp.stages import references  # noqa: E402
 def references_flow() -> None:
     refs = references.run(PARAMS, ROOT)  # chunks of games are this flow's tasks
     won = sum(r.won for r in refs)
-    get_run_logger().info(f"references: {won}/{len(refs)} replayed to a win")
+    stats = read_json(ROOT / paths.references_stats_file())
+    demos, ceiling = stats["demos"], stats["ceiling"]
+    log = get_run_logger()
+    log.info(f"references: {won}/{len(refs)} won; train demonstrations by {demos['by']}")
+    metrics = {"references": len(refs), "references_won": won,
+               "expert_demos": demos["by"]["expert"]}
+    if ceiling:
+        log.info(f"searching expert on the eval games: success {ceiling['success']}")
+        metrics["ceiling_success"] = ceiling["success"]
     with tracking.stage_run("references", None, PARAMS.model_dump()) as ml:
-        tracking.log_metrics(ml, {"references": len(refs), "references_won": won}, None)
+        tracking.log_metrics(ml, metrics, None)
 
 
 if __name__ == "__main__":

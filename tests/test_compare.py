@@ -14,6 +14,7 @@ from report_fixtures import write_run
 
 from jerp import cli, paths
 from jerp.report import experiments
+from jerp.report.load import workspace
 
 BIN = Path(sys.executable).parent
 
@@ -208,3 +209,81 @@ def test_a_bootstrap_p_of_zero_reads_as_below_its_resolution():
     from jerp.report.analysis import fmt_p
 
     assert fmt_p(0.0) == "p < 0.001" and fmt_p(0.26) == "p = 0.26" and fmt_p(0.001) == "p = 0.001"
+
+
+# ---------------------------------------------------------------- ceiling row, agreement
+
+CEILING = {"episodes": 6, "success": 0.8333, "success_ci": [0.4365, 0.9699],
+           "success_by_type": {"pick_and_place_simple": 1.0,
+                               "pick_heat_then_place_in_recep": 0.6667}}
+
+
+def _run(root: Path, method: str, seed: int = 0, *, ceiling: dict | None = None,
+         agreement: float | None = None) -> experiments.Run:
+    """The fixture's run at `root` (a workspace), with metrics/references.json when
+    `ceiling` is given and expert agreement at its last iteration when `agreement` is."""
+    root.mkdir()
+    write_run(root)
+    (root / "params.yaml").write_text(yaml.safe_dump(
+        {"run": {"method": method, "seed": seed}, "env": {"name": "alfworld"},
+         "eval_iterations": [0, 1]}))
+    if ceiling is not None:
+        (root / paths.references_stats_file()).write_text(
+            json.dumps({"demos": {"games": 3}, "ceiling": ceiling}))
+    if agreement is not None:
+        m = json.loads((root / paths.metrics_file(1)).read_text())
+        (root / paths.metrics_file(1)).write_text(json.dumps(m | {
+            "expert_agreement": agreement, "expert_agreement_ci": [0.2938, 0.5577],
+            "expert_labels": 50}))
+    return experiments.load(workspace(root), root.name)
+
+
+def test_ceiling_row_only_where_references_were_recorded(tmp_path):
+    with_refs = _run(tmp_path / "a", "jerp", ceiling=CEILING)
+    plain = _run(tmp_path / "b", "react")
+    header, rows = experiments.table2([plain, with_refs])
+    assert [r[0] for r in rows] == ["react", "jerp", "searching expert (ceiling)"]
+    top = dict(zip(header, rows[-1], strict=True))
+    assert top["run"] == "a" and top["all (95% CI)"] == "5/6 = 0.83 (0.44-0.97)"
+    assert (top["put"], top["heat"]) == ("1.00", "0.67")  # per type: rates, no counts
+    assert rows[-1][-2:] == ["-", "-"] and top["expert top-1"] == "-"
+    # the first row stays the one every run is paired against
+    assert header[-2:] == ["success vs b", "top-1 vs b"] and rows[0][-2:] == ["(reference)"] * 2
+    _, rows = experiments.table2([plain])
+    assert [r[0] for r in rows] == ["react"]
+    # runs on the same games at the same step limit share one ceiling row
+    twin = _run(tmp_path / "c", "react", ceiling=CEILING)
+    _, rows = experiments.table2([with_refs, twin])
+    assert [(r[0], r[1]) for r in rows if r[0].startswith("searching")] == [
+        ("searching expert (ceiling)", "a, c")]
+    # no expert, no ceiling: WebShop's references.json holds "ceiling": null
+    null = _run(tmp_path / "d", "react", ceiling={})
+    assert null.refs is not None and null.refs.ceiling is None
+    assert len(experiments.table2([null])[1]) == 1
+
+
+def test_agreement_column_shows_the_value_with_its_interval(tmp_path):
+    a = _run(tmp_path / "a", "jerp", agreement=0.42)
+    b = _run(tmp_path / "b", "react")
+    header, rows = experiments.table2([a, b])
+    col = header.index("expert agreement")
+    assert header[col - 1:col + 2] == ["all (95% CI)", "expert agreement", "expert top-1"]
+    assert rows[0][col] == "21/50 = 0.420 (0.294-0.558)" and rows[1][col] == "-"
+    # seeds of one configuration: the mean ± sd of their agreement
+    s1 = _run(tmp_path / "s1", "jerp", seed=1, agreement=0.62)
+    _, rows = experiments.table2([a, s1])
+    assert rows[0][col] == "0.520 ± 0.141 (2 seeds)"
+
+
+def test_compare_table_prints_the_ceiling_of_the_workspace(repo, capsys):
+    """`jerp compare --table` reads metrics/references.json through dvc.api as the rest."""
+    refs = repo / paths.references_stats_file()
+    refs.write_text(json.dumps({"demos": None, "ceiling": CEILING}))
+    try:
+        out = _compare(repo, capsys, "HEAD~1", "workspace", table=True)
+    finally:
+        refs.unlink()
+    assert "searching expert (ceiling)" in out and "5/6 = 0.83" in out
+    assert "expert agreement" in out
+    out = _compare(repo, capsys, "HEAD~1", "workspace", table=True)
+    assert "searching expert" not in out

@@ -116,3 +116,33 @@ def test_webshop_records_rebuild_the_scored_prompt(policy_fp32, root):
     tasks = web_tasks(data, "eval_in", 0)[:1]  # one: its pages carry ~10x ALFWorld's candidates
     agent, trajs = _rollout(policy_fp32, env_factory(EnvParams(name="webshop"), data), tasks)
     _check(policy_fp32, agent, trajs)
+
+
+def test_dagger_targets_pack_the_played_history_with_the_expert_label_as_class(
+        policy_fp32, alf_root):
+    """A DAgger item trains the expert's label at a state the policy reached: the window's
+    tokens are those of the actions played (as when acting), only the class differs."""
+    from jerp.policy.experience import dagger_items
+    from jerp.policy.rollout import replay_reference
+
+    task = next(t for t in list_tasks(alf_root, "eval_out")
+                if t.task_type == "pick_heat_then_place_in_recep")
+    env = env_factory(EnvParams(max_steps=50), alf_root)()
+    try:
+        first = env.reset(task).admissible
+        played = [a for a in first if a.startswith("go to")][-3:] + ["look", "inventory"]
+        t = replay_reference(env, task, played)
+    finally:
+        env.close()
+    assert any(s.expert != s.action for s in t.steps if s.expert)
+    (item,) = dagger_items([t])
+    pt = PieceTokenizer(policy_fp32.tokenizer)
+    as_played = pack_trajectory(pt, t, {k: Target(advantage=1.0) for k in item.targets},
+                                HISTORY)
+    dagger = pack_trajectory(pt, t, item.targets, HISTORY)
+    assert [w.tokens for w in dagger] == [w.tokens for w in as_played]
+    decisions = [d for w in dagger for d in w.decisions]
+    assert len(decisions) == len(item.targets)
+    for d in decisions:
+        s = t.steps[d.step]
+        assert s.admissible[d.chosen] == s.expert

@@ -227,3 +227,134 @@ def test_a_run_evaluated_once_is_drawn_flat_across_the_iterations(monkeypatch):
     [flat] = [c for c in top1.collections if c.get_linestyle()[0][1]]  # the dashed one
     (x0, y0), (x1, y1) = flat.get_segments()[0]
     assert (x0, x1) == (0, 3) and y0 == y1 == 0.3
+
+
+# ---------------------------------------------------------------- success, ceiling, agreement
+
+NEW_KEYS = {"episodes": 12, "success": 0.1667, "success_ci": [0.047, 0.448],
+            "expert_agreement": 0.4, "expert_agreement_ci": [0.3094, 0.498],
+            "expert_labels": 100}
+# the searching expert wins g0-g4 of g0-g5: put (g0, g2, g4) 3/3, heat (g1, g3, g5) 2/3
+CEILING_WINS = [True, True, True, True, True, False]
+CEILING = {"episodes": 6, "success": 0.8333, "success_ci": [0.4365, 0.9699],
+           "success_by_type": {"pick_and_place_simple": 1.0,
+                               "pick_heat_then_place_in_recep": 0.6667}, "mean_steps": 5.0}
+DEMOS = {"asked": "expert", "games": 7, "won": 7, "by": {"expert": 5, "walkthrough": 2},
+         "mean_steps": 14.5, "fallbacks": 2,
+         "expert_by_type": {"pick_heat_then_place_in_recep": {
+             "games": 4, "expert_won": 3, "expert_mean_steps": 17.25}}}
+
+
+def _section(md: str, heading: str) -> str:
+    return md.split(f"## {heading}")[1].split("\n## ")[0]
+
+
+def test_metrics_with_and_without_the_new_keys_render():
+    """A run recording success_ci and expert agreement shows both; an older one (episodes
+    and success only) gets the Wilson interval computed and no agreement column."""
+    from jerp.report.build import document
+
+    new = analysis.summarize(analysis.IterationData(0, NEW_KEYS))
+    assert (new.success.k, new.success.n) == (2, 12)
+    a = new.agreement
+    assert (a.value, a.k, a.n, a.low, a.high) == (0.4, 40, 100, 0.3094, 0.498)
+    # only the rate and its interval recorded: the interval is kept, no count is invented
+    bare = analysis.summarize(analysis.IterationData(0, {"success": 0.25,
+                                                         "success_ci": [0.1, 0.5]}))
+    assert (bare.success.k, bare.success.low, bare.success.high) == (None, 0.1, 0.5)
+    old = {"episodes": 12, "success": 0.1667}
+    assert analysis.summarize(analysis.IterationData(0, old)).agreement is None
+
+    md = to_markdown(document([analysis.IterationData(0, NEW_KEYS)], "new")[0])
+    success = _section(md, "Eval success")
+    assert "| iteration | success (95% CI) | expert agreement (95% CI) |" in success
+    assert "| 0 | 2/12 = 0.17 (0.05-0.45) | 40/100 = 0.40 (0.31-0.50) |" in success
+    assert "expert agreement (its decisions equal to the expert's) 40/100" in success
+    expert = _section(md, "Expert agreement and walkthrough top-1")
+    assert "| 0 | 40/100 = 0.400 (0.309-0.498) | - |" in expert
+    md_old = to_markdown(document([analysis.IterationData(0, old)], "old")[0])
+    success = _section(md_old, "Eval success")
+    assert "| 0 | 2/12 = 0.17 (0.05-0.45) |" in success and "agreement" not in success
+    assert "no expert_agreement nor expert_top1" in md_old
+    assert "searching expert (ceiling)" not in md_old
+
+
+def _write_references(root, dagger: bool = False) -> None:
+    from report_fixtures import TYPES, game
+
+    (root / paths.references_stats_file()).write_text(
+        json.dumps({"demos": DEMOS, "ceiling": CEILING}))
+    (root / paths.ceiling_file()).write_text("".join(
+        game(f"g{j}", TYPES[j % 2], w, 0).model_dump_json() + "\n"
+        for j, w in enumerate(CEILING_WINS)))
+    for i in (0, 1):
+        m = json.loads((root / paths.metrics_file(i)).read_text())
+        (root / paths.metrics_file(i)).write_text(json.dumps(m | {
+            "expert_agreement": 0.25 + 0.25 * i, "expert_agreement_ci": [0.1, 0.6],
+            "expert_labels": 20}))
+    if dagger:
+        t = json.loads((root / paths.train_stats_file(0)).read_text())
+        t["dagger"] = [{"round": 1, "games": 4, "won": 1, "labels": 30,
+                        "expert_agreement": 0.5, "ce_first": 1.2, "ce_last": 0.8}]
+        (root / paths.train_stats_file(0)).write_text(json.dumps(t))
+
+
+def test_ceiling_row_agreement_and_demonstrations_from_references(tmp_path):
+    write_run(tmp_path)
+    _write_references(tmp_path, dagger=True)
+    rows = build(tmp_path, [0, 1], "with references")
+    md = (tmp_path / paths.REPORTS / "index.md").read_text()
+    success = _section(md, "Eval success")
+    # the ceiling counted from data/ceiling.jsonl: 5/6 overall, 3/3 put, 2/3 heat
+    assert ("| searching expert (ceiling) | 5/6 = 0.83 (0.44-0.97) | - | 3/3 = 1.00 (0.44-1.00)"
+            " | 2/3 = 0.67 (0.21-0.94) |") in success
+    assert "| 1 | 4/6 = 0.67 (0.30-0.90) | 10/20 = 0.50 (0.10-0.60) |" in success
+    assert success.index("| 1 |") < success.index("| searching expert")  # the last row
+    assert "the searching expert (ceiling) 5/6 = 0.83 (0.44-0.97) on the same games" in success
+    demos = _section(md, "Demonstrations")
+    assert "7 train games" in demos and "5 by the searching expert, 2 by the walkthrough" in demos
+    assert "(2 fallbacks where the expert did not win)" in demos
+    assert "| heat | 4 | 3/4 = 0.75 (0.30-0.95) | 17.2 |" in demos
+    assert "| 1 | 4 | 1/4 = 0.25 (0.05-0.70) | 30 | 15/30 = 0.500" in demos  # DAgger round
+    assert [r["ceiling_success"] for r in rows] == [pytest.approx(5 / 6)] * 2
+    assert [r["expert_agreement"] for r in rows] == [0.25, 0.5]
+
+
+def test_no_references_no_ceiling_row(tmp_path):
+    write_run(tmp_path)
+    rows = build(tmp_path, [0, 1], "no references")
+    md = (tmp_path / paths.REPORTS / "index.md").read_text()
+    assert "searching expert (ceiling)" not in md and "DAgger" not in md
+    assert "no metrics/references.json" in _section(md, "Demonstrations")
+    assert rows[0]["ceiling_success"] is None and rows[0]["expert_agreement"] is None
+
+
+def test_success_plot_draws_the_ceiling_and_expert_plot_the_agreement(monkeypatch):
+    from jerp.report import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_png", lambda fig: figs.append(fig) or b"")
+    rows = [analysis.summarize(analysis.IterationData(i, NEW_KEYS)) for i in (0, 1)]
+    top = analysis.IterationSummary(-1, analysis.Rate.of(5, 6), {})
+    plots.success(rows, "t", top)
+    ax = figs[-1].axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["searching expert (ceiling)", "eval success"]
+    [line] = [ln for ln in ax.lines if ln.get_label() == "searching expert (ceiling)"]
+    assert line.get_linestyle() == "--" and list(line.get_ydata()) == [5 / 6, 5 / 6]
+    assert ax.containers[0].has_yerr  # success with its Wilson interval
+    plots.success(rows, "t")
+    assert "searching expert (ceiling)" not in figs[-1].axes[0].get_legend_handles_labels()[1]
+    plots.expert(rows)
+    labels = figs[-1].axes[0].get_legend_handles_labels()[1]
+    assert labels == ["expert agreement: own decisions = expert's (95% Wilson)"]
+
+
+def test_dagger_rounds_continue_the_warm_start_loss_curve():
+    """Each DAgger round restarts its step count: laid after the round before, not over it."""
+    from jerp.report.plots import _steps
+
+    curve = [{"step": 1}, {"step": 2}, {"step": 1, "round": 1}, {"step": 2, "round": 1},
+             {"step": 1, "round": 2}]
+    assert _steps(curve, 0) == [1, 2, 3, 4, 5]
+    assert _steps([{"step": 1}, {"step": 2}], 10) == [11, 12]

@@ -45,6 +45,12 @@ class EnvParams(Section):
         "eval_out", description="Which eval split `evaluate` plays (eval_out = valid_unseen)."
     )
     task_types: list[str] | None = Field(None, description="Restrict to these task types.")
+    demos: Literal["expert", "walkthrough"] = Field(
+        "expert", description="The train games' reference successes (the warm start's, "
+        "RFT's and the reflectors' data): expert = ALFWorld's searching expert, each game "
+        "it cannot win falling back to its walkthrough (counted); walkthrough = the env's "
+        "own reference (ALFWorld's oracle plan, WebShop's scripted purchase). Envs "
+        "without an expert use their reference either way.")
 
 
 class PolicyParams(Section):
@@ -189,6 +195,11 @@ class WarmstartParams(Section):
     max_minutes: float = Field(
         20.0, gt=0, description="Wall-clock cap; stops between batches. " + _CAP)
     lr: float = Field(3e-4, gt=0)
+    dagger_rounds: int = Field(
+        0, ge=0, description="DAgger rounds after the first training: the policy plays the "
+        "warm-start games (greedy, env.max_steps), the expert labels every state it reached, "
+        "and training goes on for `epochs` over the references plus every round's labelled "
+        "states. Envs without an expert skip them.")
     subgoal_slots: bool = Field(
         False, description="Train on the prompts H2R's executor shows: each reference step "
         "with its current subgoal in the memory slot (for h2r and jerp_h2r, whose prompts "

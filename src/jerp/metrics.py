@@ -6,6 +6,7 @@ from collections import defaultdict
 from statistics import mean
 
 from jerp.records import Trajectory
+from jerp.stats import wilson
 
 
 def summarize(trajs: list[Trajectory]) -> dict:
@@ -16,16 +17,58 @@ def summarize(trajs: list[Trajectory]) -> dict:
     for t in trajs:
         by_type[t.task_type].append(t)
     steps = sum(t.n_steps for t in trajs)
+    won = sum(t.won for t in trajs)
     return {
         "episodes": len(trajs),
-        "success": round(mean(t.won for t in trajs), 4),
+        "success": round(won / len(trajs), 4),
+        "success_ci": [round(x, 4) for x in wilson(won, len(trajs))],
         "score": round(100 * mean(t.reward for t in trajs), 2),
         "mean_steps": round(steps / len(trajs), 2),
         "invalid_action_rate": round(sum(t.invalid_actions for t in trajs) / max(steps, 1), 4),
         "success_by_type": {
             k: round(mean(t.won for t in v), 4) for k, v in sorted(by_type.items())
         },
+        **expert_agreement(trajs),
     }
+
+
+def expert_agreement(trajs: list[Trajectory]) -> dict:
+    """Share of the policy's own decisions that equal the searching expert's action at
+    that state (Observation.expert), over the decisions the expert labelled: a proxy
+    for success measured on the states the policy reaches, unlike reference-state top-1,
+    which ranks actions at states of an oracle plan. Empty without labels (WebShop)."""
+    labelled = [s for t in trajs for s in t.steps if s.expert is not None]
+    if not labelled:
+        return {}
+    agree = sum(s.action == s.expert for s in labelled)
+    return {"expert_agreement": round(agree / len(labelled), 4),
+            "expert_agreement_ci": [round(x, 4) for x in wilson(agree, len(labelled))],
+            "expert_labels": len(labelled)}
+
+
+def demo_stats(refs: list[Trajectory], asked: str) -> dict:
+    """What the train references are: who demonstrated each game, how often the expert was
+    asked and fell back to the walkthrough, and the expert's wins and steps per type."""
+    by_type: dict[str, list[Trajectory]] = defaultdict(list)
+    for r in refs:
+        by_type[r.task_type].append(r)
+    expert = [r for r in refs if r.reference_kind == "expert"]
+    out: dict = {
+        "asked": asked,
+        "games": len(refs),
+        "won": sum(r.won for r in refs),
+        "by": {k: sum(r.reference_kind == k for r in refs) for k in ("expert", "walkthrough")},
+        "mean_steps": round(mean(r.n_steps for r in refs), 2) if refs else None,
+    }
+    if asked == "expert":
+        out["fallbacks"] = len(refs) - len(expert)
+        out["expert_by_type"] = {
+            k: {"games": len(v), "expert_won": sum(r.reference_kind == "expert" for r in v),
+                "expert_mean_steps": round(mean(r.n_steps for r in v
+                                                if r.reference_kind == "expert"), 2)
+                if any(r.reference_kind == "expert" for r in v) else None}
+            for k, v in sorted(by_type.items())}
+    return out
 
 
 def expert_metrics(rows: list[dict]) -> dict:

@@ -21,6 +21,16 @@ def references_file() -> Path:
     return DATA / "references.jsonl"
 
 
+def ceiling_file() -> Path:
+    """The searching expert on the eval games, at the run's step limit: the report's
+    ceiling row. Measured only: no training stage reads it."""
+    return DATA / "ceiling.jsonl"
+
+
+def references_stats_file() -> Path:
+    return METRICS / "references.json"
+
+
 def iter_dir(i: int) -> Path:
     return DATA / f"iter_{i}"
 

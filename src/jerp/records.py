@@ -148,6 +148,9 @@ class StepRecord(BaseModel):
     subgoal: str | None = None
     memories: list[str] = Field(default_factory=list)
     slot: str = ""
+    # The searching expert's action at this state (envs/alfworld_expert.py), whatever
+    # action was then played: DAgger's label and the expert-agreement metric's reference.
+    expert: str | None = None
 
 
 class RuleShown(BaseModel):
@@ -179,6 +182,9 @@ class Trajectory(BaseModel):
     seed: int = 0
     wall_s: float = 0.0
     source: Literal["rollout", "reference"] = "rollout"
+    # A reference success's demonstrator: the searching expert, or the env's own reference
+    # (ALFWorld's walkthrough, an oracle plan; WebShop's scripted purchase).
+    reference_kind: Literal["expert", "walkthrough"] | None = None
     score: Literal["sum", "mean", "calibrated"] = "sum"  # the acting softmax's candidate score
     # Baselines (run.method reflexion / expel): which attempt at the task this is (0: the
     # first; Reflexion retries failures), the notes of the earlier failed attempts it was

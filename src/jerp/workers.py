@@ -184,16 +184,25 @@ def play_chunk(job: Job, specs: list[EpisodeSpec], first: int) -> list[Trajector
                 examples=example_retriever(job), step_memory=job.step_memory)
 
 
-def replay_chunk(p: Params, root: Path, tasks: list[Task]) -> list[Trajectory]:
-    """Replay the reference solutions of `tasks` in one environment of this process."""
+def replay_chunk(p: Params, root: Path, jobs: list[tuple[Task, str, int]]
+                 ) -> list[Trajectory]:
+    """Play each (task, who, step limit) in one environment of this process: who is
+    `walkthrough` (the env's reference) or `expert` (its searching expert; a task it
+    does not win within the limit is the walkthrough's, recorded as such)."""
     from tqdm import tqdm
 
-    from jerp.policy.rollout import replay_reference
+    from jerp.policy.rollout import play_expert, replay_reference
     from jerp.stages.common import make_env
 
     env = make_env(p, root)()
+    out = []
     try:
-        return [replay_reference(env, t) for t in tqdm(tasks, desc="references", unit="game")]
+        for task, who, limit in tqdm(jobs, desc="references", unit="game"):
+            t = play_expert(env, task, limit) if who != "walkthrough" else None
+            if t is None or who == "expert" and not t.won:
+                t = replay_reference(env, task)
+            out.append(t)
+        return out
     finally:
         env.close()
 

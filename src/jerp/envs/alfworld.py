@@ -109,16 +109,19 @@ class AlfWorldEnv:
 
     name = "alfworld"
 
-    def __init__(self, root: Path, max_steps: int = 50):
+    def __init__(self, root: Path, max_steps: int = 50, expert: bool = True, seed: int = 0):
         import textworld
         import textworld.gym
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
 
         self.root = Path(root)
         self.max_steps = max_steps
+        self.expert = expert  # label every state with the searching expert's action
+        self.seed = seed
         self._textworld_gym = textworld.gym
         infos = textworld.EnvInfos(
-            won=True, admissible_commands=True, extras=["gamefile", "walkthrough"]
+            won=True, admissible_commands=True, facts=expert,
+            extras=["gamefile", "walkthrough"]
         )
         first = next((self.root / "json_2.1.1").glob(f"*/*/*/{GAME_FILE}"), None)
         if first is None:
@@ -136,6 +139,7 @@ class AlfWorldEnv:
         self._task_type = ""
         self._walkthrough: list[str] = []
         self._last: Observation | None = None
+        self._expert = None
 
     def _load(self, task: Task) -> tuple[list[str], dict]:
         path = self.root / task.source
@@ -156,18 +160,28 @@ class AlfWorldEnv:
         self._goal = text.split("Your task is to: ")[-1].strip()
         self._task_type = task.task_type
         self._walkthrough = list(info["extra.walkthrough"][0])
-        self._last = self._observation(text, info)
+        label = None
+        if self.expert:
+            from jerp.envs.alfworld_expert import Expert, task_params
+
+            self._expert = Expert(task_params(task.task_id), seed=self.seed)
+            label = self._expert.start(obs[0], info["facts"][0], info["admissible_commands"][0])
+        self._last = self._observation(text, info, label)
         return self._last
 
-    def _observation(self, text: str, info: dict) -> Observation:
+    def _observation(self, text: str, info: dict, expert: str | None) -> Observation:
         admissible = [c for c in info["admissible_commands"][0] if c not in _META_COMMANDS]
         return Observation(text=text, admissible=admissible, goal=self._goal,
-                           task_type=self._task_type)
+                           task_type=self._task_type, expert=expert)
 
     def step(self, action: str) -> StepResult:
         obs, scores, dones, info = self._env.step([action])
         won = bool(info["won"][0])
-        self._last = self._observation(_clean_obs(obs[0]), info)
+        label = None
+        if self._expert is not None and not won:
+            label = self._expert.next(action, obs[0], info["facts"][0],
+                                      info["admissible_commands"][0])
+        self._last = self._observation(_clean_obs(obs[0]), info, label)
         return StepResult(self._last, reward=1.0 if won else 0.0, done=bool(dones[0]) or won,
                           won=won)
 

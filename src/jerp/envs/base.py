@@ -29,6 +29,10 @@ class Observation:
     admissible: list[str]
     goal: str
     task_type: str
+    # The expert's action at this state (ALFWorld's searching expert, which follows
+    # whatever actions were played: DAgger labels); None where there is no expert or
+    # it has given up. For measuring and for training on train games only.
+    expert: str | None = None
 
 
 @dataclass

@@ -41,6 +41,7 @@ class EnvSpec:
     task_types: tuple[str, ...]
     reference_source: str  # what `Env.reference` replays
     actions: ActionAbstraction
+    expert: bool = False  # its observations carry a searching expert's label (DAgger)
 
 
 def _alf_tasks(root: Path, split: str, seed: int) -> list[Task]:
@@ -72,6 +73,7 @@ SPECS: dict[str, EnvSpec] = {
         task_types=alfworld.TASK_TYPES,
         reference_source="the game's walkthrough (expert plan), replayed on the engine",
         actions=ALFWORLD_ACTIONS,
+        expert=True,
     ),
     "webshop": EnvSpec(
         name="webshop",

@@ -120,6 +120,18 @@ def success_items(successes: list[Trajectory], rules_for=None) -> list[TrainItem
     return items
 
 
+def dagger_items(trajs: list[Trajectory]) -> list[TrainItem]:
+    """DAgger: every state the policy reached that the expert labelled, with the expert's
+    action as the candidate-CE class; the prompt's history shows what the policy did."""
+    items = []
+    for t in trajs:
+        targets = {k: Target(ce=True, label=s.expert) for k, s in enumerate(t.steps)
+                   if s.admissible and s.expert in s.admissible}
+        if targets:
+            items.append(TrainItem(t, targets))
+    return items
+
+
 def rollout_diversity(rollouts: list[Trajectory]) -> dict:
     """Can these rollouts teach? Share of groups whose episodes are identical, and the
     mean number of distinct actions per episode."""

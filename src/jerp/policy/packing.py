@@ -47,6 +47,7 @@ class Target:
 
     ce: bool = False
     advantage: float | None = None
+    label: str | None = None  # the CE class when not the action taken (a DAgger label)
     old_prob: float | None = None  # pi_old(action | s), recorded at rollout
     temperature: float = 1.0
 
@@ -132,7 +133,7 @@ def pack_trajectory(
     groups: dict[tuple[int, str], list[int]] = {}
     for t in sorted(targets):
         s = traj.steps[t]
-        if s.admissible and s.action in s.admissible:
+        if s.admissible and _chosen(s, targets[t]) in s.admissible:
             groups.setdefault((_window_of(traj, t, window), s.slot), []).append(t)
     out = []
     for (ws, slot), steps in groups.items():
@@ -143,11 +144,18 @@ def pack_trajectory(
             last = w.extend(pt(observation_piece(ctx.env, s.observation)), last)
             if t in steps:
                 w.decisions.append(_attach_trie(w, last, pt.tok, s.admissible,
-                                                s.admissible.index(s.action), targets[t], t))
+                                                s.admissible.index(_chosen(s, targets[t])),
+                                                targets[t], t))
             if t < steps[-1]:
                 last = w.extend(pt(action_piece(s.action)), last)
         out.append(w)
     return out
+
+
+def _chosen(step, target: Target) -> str:
+    """The decision's class: its DAgger label, else the action the step took (the
+    history after it always shows the action taken)."""
+    return target.label if target.label is not None else step.action
 
 
 def _attach_trie(w: PackedWindow, anchor: int, tokenizer, admissible: list[str], chosen: int,

@@ -233,7 +233,7 @@ def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None,
         history_from=d.history_from,
         subgoal=slot.memory.subgoal if slot.memory else None,
         memories=[r.id for r in slot.memory.shown] if slot.memory else [],
-        slot=slot.ctx.slot,
+        slot=slot.ctx.slot, expert=obs.expert,
     ))
     slot.ctx.history.append((obs.text, action))
     slot.obs = next_obs
@@ -268,15 +268,39 @@ def replay_reference(env: Env, task: Task, actions: list[str] | None = None) -> 
     steps, won, reward = [], False, 0.0
     for a in actions:
         res = env.step(a)
-        steps.append(StepRecord(observation=obs.text, admissible_count=len(obs.admissible),
-                                action=a, valid=a in obs.admissible, reward=res.reward,
-                                admissible=list(obs.admissible)))
+        steps.append(_reference_step(obs, a, res.reward))
         obs, won, reward = res.observation, won or res.won, max(reward, res.reward)
         if res.done:
             break
+    return _reference(task, obs, steps, won, reward, "walkthrough", t0)
+
+
+def play_expert(env: Env, task: Task, limit: int) -> Trajectory:
+    """The env's searching expert plays the task (its label at each state, see
+    `Observation.expert`) until it wins, gives up or has taken `limit` steps."""
+    t0 = time.perf_counter()
+    obs = env.reset(task)
+    steps, won, reward = [], False, 0.0
+    while obs.expert is not None and len(steps) < limit and not won:
+        res = env.step(obs.expert)
+        steps.append(_reference_step(obs, obs.expert, res.reward))
+        obs, won, reward = res.observation, res.won, max(reward, res.reward)
+        if res.done:
+            break
+    return _reference(task, obs, steps, won, reward, "expert", t0)
+
+
+def _reference_step(obs: Observation, action: str, reward: float) -> StepRecord:
+    return StepRecord(observation=obs.text, admissible_count=len(obs.admissible), action=action,
+                      valid=action in obs.admissible, reward=reward,
+                      admissible=list(obs.admissible), expert=obs.expert)
+
+
+def _reference(task: Task, obs: Observation, steps: list[StepRecord], won: bool, reward: float,
+               kind: str, t0: float) -> Trajectory:
     return Trajectory(
         traj_id=f"ref:{task.task_id}", task_id=task.task_id, env=task.env, split=task.split,
         task_type=task.task_type, goal=obs.goal, steps=steps, reward=reward, won=won,
         n_steps=len(steps), policy_version="reference", source="reference",
-        wall_s=round(time.perf_counter() - t0, 3),
+        reference_kind=kind, wall_s=round(time.perf_counter() - t0, 3),
     )

@@ -129,7 +129,7 @@ def generated_steps(policy: Policy, items: list[TrainItem], window: int) -> list
             ctx.history = [(x.observation, x.action) for x in it.traj.steps[:k]]
             text = build_prompt(ctx, s.observation, window, s.admissible)
             out.append(GeneratedStep(tok(text, add_special_tokens=False)["input_ids"],
-                                     tok(action_piece(s.action),
+                                     tok(action_piece(target.label or s.action),
                                          add_special_tokens=False)["input_ids"], target))
     return out
 

@@ -2,6 +2,9 @@
 
 - success per iteration (overall and per task type) as k/n with 95% Wilson
   intervals: counted from the eval games when recorded, else from the metrics;
+  beside it the searching expert's success on the same games (the ceiling) and
+  expert agreement (the policy's own decisions equal to the expert's action at
+  that state), the second headline figure;
 - reference-state accuracy (the reference action ranked first) and mean
   reciprocal rank, under the prompt the method acts with ("shown") and, for
   methods that show rules, with no rules ("none") and another task type's
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 
 from jerp import stats
 from jerp.records import StateRank
-from jerp.report.load import EvalGame, IterationData
+from jerp.report.load import EvalGame, IterationData, References
 
 PROMPTS = ("shown", "none", "wrong")
 ALPHA = stats.ALPHA
@@ -84,6 +87,7 @@ class IterationSummary:
     top1_by_type: dict[str, float] = field(default_factory=dict)
     mrr_by_type: dict[str, float] = field(default_factory=dict)
     score: Estimate | None = None  # mean reward x 100 (the WebShop score), bootstrap CI
+    agreement: Rate | None = None  # policy's decisions = the searching expert's (Wilson)
 
 
 SHORT_TYPES = {"pick_and_place_simple": "put", "pick_clean_then_place_in_recep": "clean",
@@ -105,8 +109,26 @@ def _success(games: list[EvalGame] | None, m: dict) -> tuple[Rate, dict[str, Rat
         return Rate.of(sum(g.won for g in games), len(games)), by_type
     n = m.get("episodes")
     rate = float(m.get("success", 0.0))
-    overall = Rate.of(round(rate * n), n) if n else Rate(rate)
+    overall = Rate.of(round(rate * n), n) if n else _rate(rate, m.get("success_ci"))
     return overall, {t: Rate(float(v)) for t, v in sorted(m.get("success_by_type", {}).items())}
+
+
+def _rate(value: float, ci: list | None, n: int | None = None) -> Rate:
+    """A recorded rate with its recorded interval; k counted back when n is known."""
+    k = round(value * n) if n else None
+    low, high = (float(ci[0]), float(ci[1])) if ci else (None, None)
+    if low is None and k is not None:
+        low, high = stats.wilson(k, n)
+    return Rate(value, k, n or None, low, high)
+
+
+def _agreement(m: dict) -> Rate | None:
+    """Expert agreement from the metrics (None: not recorded, an older run or WebShop)."""
+    if "expert_agreement" not in m:
+        return None
+    n = m.get("expert_labels")
+    return _rate(float(m["expert_agreement"]), m.get("expert_agreement_ci"),
+                 int(n) if n else None)
 
 
 def _expert(states: list[StateRank] | None, m: dict, seed: int
@@ -141,8 +163,33 @@ def summarize(d: IterationData, seed: int = 0) -> IterationSummary:
         iteration=d.iteration, success=success, by_type=by_type, top1=top1, mrr=mrr,
         top1_by_type=dict(d.metrics.get("expert_top1_by_type", {})),
         mrr_by_type=dict(d.metrics.get("expert_mrr_by_type", {})),
-        score=score,
+        score=score, agreement=_agreement(d.metrics),
     )
+
+
+CEILING = "searching expert (ceiling)"
+
+
+def ceiling(refs: References | None, seed: int = 0) -> IterationSummary | None:
+    """The searching expert's success on the eval games at the run's step limit, as an
+    iteration (-1) without expert agreement (the expert agrees with itself)."""
+    if refs is None or not refs.ceiling:
+        return None
+    s = summarize(IterationData(-1, refs.ceiling, games=refs.ceiling_games), seed)
+    s.agreement = None
+    return s
+
+
+def headline(rows: list[IterationSummary], top: IterationSummary | None) -> str:
+    """The last iteration's success and expert agreement, beside the ceiling."""
+    last = rows[-1]
+    text = f"Iteration {last.iteration}: eval success {fmt_rate(last.success)}"
+    if top is not None:
+        text += f"; the {CEILING} {fmt_rate(top.success)} on the same games"
+    if last.agreement is not None:
+        text += (f"; expert agreement (its decisions equal to the expert's) "
+                 f"{fmt_rate(last.agreement)}")
+    return text + " (95% Wilson intervals)."
 
 
 # ---------------------------------------------------------------- competence

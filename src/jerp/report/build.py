@@ -1,9 +1,11 @@
 """Stage `report`: reports/index.md, a self-contained reports/index.html, PNG figures and
 reports/iterations.csv (for `dvc plots`), from every evaluated iteration's outputs.
 
-Sections: success with 95% Wilson intervals (overall and per task type), the
-mean ± sd over seeds when other seeds of the same configuration were run,
-reference-state accuracy and MRR, the three competence curves, the pool's size
+Sections: success with 95% Wilson intervals (overall and per task type) beside the
+searching expert's success on the same games (the ceiling) and expert agreement,
+the mean ± sd over seeds when other seeds of the same configuration were run,
+expert agreement with walkthrough top-1 and MRR (secondary), who demonstrated the
+train games (and the warm start's DAgger rounds), the three competence curves, the pool's size
 and operations, training losses, the final pool's top rules, the rule
 evolution, and the paired comparison of the first and last iterations. A
 missing optional input gives a note in its section, never a failure.
@@ -19,17 +21,28 @@ from jerp import paths
 from jerp.records import atomic_open
 from jerp.report import plots
 from jerp.report.analysis import (
+    CEILING,
     IterationSummary,
+    ceiling,
     compare_iterations,
     competence_verdict,
     fmt_estimate,
     fmt_rate,
+    headline,
     short_type,
     summarize,
 )
+from jerp.report.demos import demo_blocks
 from jerp.report.document import Block, Figure, Heading, Table, Text, to_html, to_markdown
 from jerp.report.evolution import PoolOps, evolution, top_rules
-from jerp.report.load import IterationData, load_iteration, load_run, workspace
+from jerp.report.load import (
+    IterationData,
+    References,
+    load_iteration,
+    load_references,
+    load_run,
+    workspace,
+)
 
 FIGURES = ("success.png", "expert.png", "competence.png", "pool.png", "training.png",
            "methods.png")
@@ -39,15 +52,21 @@ def _f(v, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def csv_rows(data: list[IterationData], rows: list[IterationSummary], ops: list[PoolOps]
-             ) -> list[dict]:
-    """One flat row per iteration for `dvc plots` (empty cell: not recorded)."""
+def csv_rows(data: list[IterationData], rows: list[IterationSummary], ops: list[PoolOps],
+             top: IterationSummary | None = None) -> list[dict]:
+    """One flat row per iteration for `dvc plots` (empty cell: not recorded); the
+    ceiling repeats on every row, a flat line beside success."""
     by_it = {o.iteration: o for o in ops}
     out = []
     for d, r in zip(data, rows, strict=True):
         o = by_it.get(d.iteration)
+        a = r.agreement
         row = {"iteration": d.iteration, "success": r.success.value,
-               "success_low": r.success.low, "success_high": r.success.high}
+               "success_low": r.success.low, "success_high": r.success.high,
+               "ceiling_success": top.success.value if top else None,
+               "expert_agreement": a.value if a else None,
+               "expert_agreement_low": a.low if a else None,
+               "expert_agreement_high": a.high if a else None}
         for p in ("shown", "none", "wrong"):
             key = "expert_top1" if p == "shown" else f"expert_top1_{p}"
             t = r.top1.get(p)
@@ -74,44 +93,60 @@ def _csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _success_blocks(rows: list[IterationSummary]) -> list[Block]:
+def _success_blocks(rows: list[IterationSummary],
+                    top: IterationSummary | None = None) -> list[Block]:
+    """Success first: per iteration with its interval, expert agreement beside it, and
+    the searching expert's ceiling on the same games as the last row."""
     types = sorted({t for r in rows for t in r.by_type})
+    agree = any(r.agreement for r in rows)
+    table = [[str(r.iteration), fmt_rate(r.success), *([fmt_rate(r.agreement)] if agree else []),
+              *[fmt_rate(r.by_type.get(t)) for t in types]] for r in rows]
+    if top is not None:
+        table.append([CEILING, fmt_rate(top.success), *(["-"] if agree else []),
+                      *[fmt_rate(top.by_type.get(t)) for t in types]])
     blocks: list[Block] = [
         Heading("Eval success"),
-        Text("Success on the eval games, with the 95% Wilson interval (k won of n games)."),
+        Text(headline(rows, top)),
+        Text("Success on the eval games, with the 95% Wilson interval (k won of n games)"
+             + (f"; the last row, {CEILING}: the expert playing the same games at the "
+                "run's step limit" if top else "")
+             + ("; expert agreement: the share of the policy's own eval decisions equal to "
+                "the searching expert's action at that state" if agree else "") + "."),
         Figure("success.png", "eval success per iteration with 95% Wilson intervals"),
-        Table(["iteration", "success (95% CI)", *map(short_type, types)],
-              [[str(r.iteration), fmt_rate(r.success),
-                *[fmt_rate(r.by_type.get(t)) for t in types]] for r in rows]),
+        Table(["iteration", "success (95% CI)",
+               *(["expert agreement (95% CI)"] if agree else []), *map(short_type, types)],
+              table),
     ]
     if any(r.score is not None and abs(r.score.value - 100 * r.success.value) > 1e-6
            for r in rows):  # partial rewards (WebShop): the score says more than success
-        blocks.insert(3, Text("Score (mean reward x 100, 95% bootstrap interval) per "
+        blocks.insert(4, Text("Score (mean reward x 100, 95% bootstrap interval) per "
                               "iteration: " + ", ".join(
             f"{r.iteration}: {fmt_estimate(r.score)}" for r in rows) + "."))
     return blocks
 
 
 def _expert_blocks(rows: list[IterationSummary]) -> list[Block]:
-    if not any(r.top1 for r in rows):
-        return [Heading("Reference-state accuracy"),
-                Text("Not recorded in this run (no expert_top1 in metrics/iter_i.json).")]
+    head = Heading("Expert agreement and walkthrough top-1")
+    if not any(r.top1 or r.agreement for r in rows):
+        return [head, Text("Not recorded in this run (no expert_agreement nor expert_top1 in "
+                           "metrics/iter_i.json).")]
     types = sorted({t for r in rows for t in r.top1_by_type})
-    blocks: list[Block] = [
-        Heading("Reference-state accuracy"),
-        Text("At each reference state (a step of a walkthrough of an eval game) the policy "
-             "ranks the admissible commands; top-1 is the share of states where the reference "
-             "action comes first (95% Wilson interval), MRR the mean reciprocal rank of the "
-             "reference action (95% bootstrap interval, when the per-state ranks are "
-             "recorded)."),
-        Figure("expert.png", "reference-state accuracy and MRR per iteration"),
-        Table(["iteration", "top-1 (95% CI)", "MRR (95% CI)",
-               *[f"top-1 {short_type(t)}" for t in types]],
-              [[str(r.iteration), fmt_rate(r.top1.get("shown"), 3),
+    return [
+        head,
+        Text("Expert agreement (the headline proxy for success): the share of the policy's "
+             "own eval decisions that equal the searching expert's action at the state the "
+             "policy reached (95% Wilson interval over the labelled decisions). Secondary: "
+             "at each walkthrough state of an eval game the policy ranks the admissible "
+             "commands; walkthrough top-1 is the share of states where the walkthrough "
+             "action comes first (95% Wilson interval), MRR the mean reciprocal rank of that "
+             "action (95% bootstrap interval, when the per-state ranks are recorded)."),
+        Figure("expert.png", "expert agreement, walkthrough top-1 and MRR per iteration"),
+        Table(["iteration", "expert agreement (95% CI)", "walkthrough top-1 (95% CI)",
+               "MRR (95% CI)", *[f"top-1 {short_type(t)}" for t in types]],
+              [[str(r.iteration), fmt_rate(r.agreement, 3), fmt_rate(r.top1.get("shown"), 3),
                 _est(r.mrr.get("shown")), *[_f(r.top1_by_type.get(t)) for t in types]]
                for r in rows]),
     ]
-    return blocks
 
 
 def _est(e) -> str:
@@ -215,7 +250,10 @@ def table2_blocks(table: list[list[str]] | None, header: list[str] | None) -> li
             Text(f"The last two columns pair each run with the first row on the same games "
                  f"(exact McNemar) and reference states (paired bootstrap): the difference, "
                  f"this run minus {table[0][1]}, its p-value, and * where it is significant "
-                 f"at the 5% level.")]
+                 f"at the 5% level."
+                 + (f" The {CEILING} row: the searching expert playing the same eval games "
+                    "at the run's step limit (the runs it was measured in)."
+                    if any(r[0] == CEILING for r in table) else ""))]
 
 
 def more_table_blocks(more: list[tuple[str, tuple[list[str], list[list[str]]]]]
@@ -246,17 +284,21 @@ def document(data: list[IterationData], title: str, seed: int = 0,
              table2: tuple[list[str], list[list[str]]] | None = None,
              seeds: tuple[list[str], list[list[str]]] | None = None,
              more: list | None = None, learned: list[IterationData] | None = None,
+             refs: References | None = None,
              ) -> tuple[list[Block], list[IterationSummary], list[PoolOps]]:
     """`data`: the evaluated iterations; `learned`: every iteration (default: `data`), whose
-    snapshots and training summaries the pool and training sections show."""
+    snapshots and training summaries the pool and training sections show; `refs`: the
+    run's metrics/references.json (the ceiling and the demonstrations), None if absent."""
     learned = data if learned is None else learned
     rows = [summarize(d, seed) for d in data]
+    top = ceiling(refs, seed)
     snaps = [d.snapshot for d in learned if d.snapshot is not None]
     ops = evolution(snaps, {d.iteration: d.proposals for d in learned})
     blocks: list[Block] = [Heading(title, 1)]
-    blocks += _success_blocks(rows)
+    blocks += _success_blocks(rows, top)
     blocks += seed_blocks(seeds)
     blocks += _expert_blocks(rows)
+    blocks += demo_blocks(refs, next((d.train for d in learned if d.iteration == 0), {}))
     blocks += _competence_blocks(rows, {d.iteration: d.states for d in data if d.states})
     blocks += _paired_blocks(data, seed)
     blocks += _pool_blocks(learned, ops)
@@ -268,10 +310,12 @@ def document(data: list[IterationData], title: str, seed: int = 0,
 
 
 def figures(data: list[IterationData], rows: list[IterationSummary], ops: list[PoolOps],
-            title: str, curves: list | None = None) -> dict[str, bytes]:
-    """`data`: every learned iteration (its training summaries); `rows`: the evaluated ones."""
+            title: str, curves: list | None = None, top: IterationSummary | None = None
+            ) -> dict[str, bytes]:
+    """`data`: every learned iteration (its training summaries); `rows`: the evaluated ones;
+    `top`: the searching expert's ceiling."""
     return {
-        "success.png": plots.success(rows, title),
+        "success.png": plots.success(rows, title, top),
         "expert.png": plots.expert(rows),
         "competence.png": plots.competence(rows),
         "pool.png": plots.pool(ops),
@@ -296,10 +340,12 @@ def build(root: Path, iterations: list[int], title: str, seed: int = 0,
     have = {d.iteration: d for d in data}
     history = ([have.get(i) or load_iteration(read, i, evaluated=False) for i in learned]
                if learned else data)
-    blocks, rows, ops = document(data, title, seed, table2, seeds, more, history)
-    images = figures(history, rows, ops, title, curves)
+    refs = load_references(read)
+    blocks, rows, ops = document(data, title, seed, table2, seeds, more, history, refs)
+    top = ceiling(refs, seed)
+    images = figures(history, rows, ops, title, curves, top)
     out = root / paths.REPORTS
-    table = csv_rows(data, rows, ops)
+    table = csv_rows(data, rows, ops, top)
     for name, png in images.items():
         with atomic_open(out / name, "wb") as fh:
             fh.write(png)

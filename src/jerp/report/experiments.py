@@ -5,21 +5,26 @@ dvc.api (`load.revision`), so nothing is checked out. Two runs of different
 methods on the same seed play the same eval games and reference states, so
 their last iterations are compared pairwise (exact McNemar on success, paired
 bootstrap on reference-state top-1). Table II has methods as rows, success
-per task type and overall at the last evaluated iteration, then expert top-1
-(and the WebShop score where the run is on WebShop); runs that differ only in
-run.seed (`make seeds`) share a row with the mean ± sd over their seeds.
+per task type and overall at the last evaluated iteration, then expert
+agreement and (walkthrough) expert top-1 (and the WebShop score where the run
+is on WebShop); runs that differ only in run.seed (`make seeds`) share a row
+with the mean ± sd over their seeds. The searching expert's success on the same
+eval games (metrics/references.json) closes the table as the ceiling row.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from jerp.report.analysis import (
+    CEILING,
     IterationSummary,
     PairedResult,
     Rate,
+    ceiling,
     compare_iterations,
     fmt_estimate,
     fmt_p,
@@ -29,8 +34,10 @@ from jerp.report.analysis import (
 )
 from jerp.report.load import (
     IterationData,
+    References,
     Source,
     evaluated_iterations,
+    load_references,
     load_run,
     revision,
     run_params,
@@ -57,6 +64,7 @@ class Run:
     label: str
     params: dict
     data: list[IterationData]
+    refs: References | None = None  # metrics/references.json (the ceiling), when recorded
 
     @property
     def method(self) -> str:
@@ -73,7 +81,8 @@ def load(read: Source, label: str, params: dict | None = None) -> Run:
     if not its:
         raise FileNotFoundError(f"{label}: no metrics/iter_<i>.json found (not a jerp run, or "
                                 "an unknown revision / experiment name)")
-    return Run(label, run_params(read) if params is None else params, load_run(read, its))
+    return Run(label, run_params(read) if params is None else params, load_run(read, its),
+               load_references(read, games=False))
 
 
 def load_rev(root: Path, rev: str) -> Run:
@@ -90,16 +99,18 @@ def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one row per configuration at its last evaluated iteration. Runs
     that differ only in run.seed share a row: each cell is then the mean over the seeds
     ± their sample standard deviation (seeds.py); a single seed keeps its own figure and
-    interval, and its paired tests against the first run (against_first)."""
+    interval, and its paired tests against the first run (against_first). The ceiling
+    rows (ceiling_rows) come last, so the first row stays the one paired against."""
     lasts = [summarize(r.data[-1]) for r in runs]
     # per task type for ALFWorld; WebShop has its score and success, as in the paper
     types = sorted({t for r, s in zip(runs, lasts, strict=True) if r.env != "webshop"
                     for t in s.by_type})
     webshop = any(r.env == "webshop" for r in runs)
+    agree = any(r.env != "webshop" for r in runs)  # WebShop has no expert to agree with
     ref = runs[0].label if runs else "-"
     header = ["method", "run", "iteration", "seeds", *[short_type(t) for t in types],
-              "all (95% CI)", "expert top-1"] + (["score"] if webshop else []) + [
-              f"success vs {ref}", f"top-1 vs {ref}"]
+              "all (95% CI)", *(["expert agreement"] if agree else []), "expert top-1"] + (
+              ["score"] if webshop else []) + [f"success vs {ref}", f"top-1 vs {ref}"]
     rows = []
     for group in seed_groups([r.params for r in runs]):
         g = [lasts[i] for i in group]
@@ -111,11 +122,37 @@ def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
                      *[_cell([s.by_type[t].value for s in g if t in s.by_type], 2)
                        for t in types],
                      fmt_rate(one.success) if one else _cell([s.success.value for s in g], 2),
-                     _cell(top1, 3)]
+                     *([_agreement_cell(g)] if agree else []), _cell(top1, 3)]
                     + ([(fmt_estimate(one.score) if one else _cell(scores, 1))
                         if runs[group[0]].env == "webshop" else "-"] if webshop else [])
                     + against_first(runs, group, seed))
-    return header, rows
+    return header, rows + ceiling_rows(runs, types, agree, webshop)
+
+
+def _agreement_cell(group: list[IterationSummary]) -> str:
+    """One seed: its agreement with the Wilson interval; a seed group: mean ± sd."""
+    if len(group) == 1:
+        return fmt_rate(group[0].agreement, 3)
+    return _cell([s.agreement.value for s in group if s.agreement is not None], 3)
+
+
+def ceiling_rows(runs: list[Run], types: list[str], agree: bool, webshop: bool
+                 ) -> list[list[str]]:
+    """A row per distinct ceiling among the runs (runs on the same eval games at the same
+    step limit share theirs): the searching expert's success overall and per task type,
+    in the run column the runs it was measured in. None without metrics/references.json."""
+    shared: dict[str, list[Run]] = {}
+    for r in runs:
+        if r.refs is not None and r.refs.ceiling:
+            shared.setdefault(json.dumps(r.refs.ceiling, sort_keys=True), []).append(r)
+    rows = []
+    for group in shared.values():
+        top = ceiling(group[0].refs)
+        score = fmt_estimate(top.score) if group[0].env == "webshop" else "-"
+        rows.append([CEILING, ", ".join(r.label for r in group), "-", "-",
+                     *[fmt_rate(top.by_type.get(t)) for t in types], fmt_rate(top.success),
+                     *(["-"] if agree else []), "-", *([score] if webshop else []), "-", "-"])
+    return rows
 
 
 def against_first(runs: list[Run], group: list[int], seed: int = 0) -> list[str]:

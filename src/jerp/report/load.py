@@ -6,6 +6,8 @@ its text, or None when the run has no such file), so the report and
 `jerp compare` read the workspace and `dvc.api` revisions the same way. Only
 the iteration metrics are required; every other input is optional (older runs
 lack the per-state ranks, react has no proposals), and is None when absent.
+`load_references` reads what the `references` stage measured once per run: who
+demonstrated the train games and the searching expert's ceiling on the eval games.
 """
 
 from __future__ import annotations
@@ -119,6 +121,33 @@ def load_iteration(read: Source, i: int, evaluated: bool = True) -> IterationDat
     if (t := read(str(paths.expert_states_file(i)))) is not None:
         d.states = _model(t, ExpertStates, str(paths.expert_states_file(i))).rows
     return d
+
+
+@dataclass
+class References:
+    """metrics/references.json: `demos`, who demonstrated the train games; `ceiling`, the
+    searching expert's eval metrics (the iterations' keys; None without an expert, as on
+    WebShop); `ceiling_games`, its games from data/ceiling.jsonl when read."""
+
+    demos: dict | None = None
+    ceiling: dict | None = None
+    ceiling_games: list[EvalGame] | None = None
+
+
+def load_references(read: Source, games: bool = True) -> References | None:
+    """None for a run older than the `references` stats. `games`: also read the expert's
+    eval games (per-type counts); `jerp compare` leaves them, a DVC-cached file per run."""
+    text = read(str(paths.references_stats_file()))
+    if text is None:
+        return None
+    d = json.loads(text)
+    ceiling = d.get("ceiling") or None
+    refs = References(d.get("demos") or None, ceiling if ceiling and ceiling.get("episodes")
+                      else None)
+    rel = str(paths.ceiling_file())
+    if games and refs.ceiling and (t := read(rel)) is not None:
+        refs.ceiling_games = _games(t, rel) or None
+    return refs
 
 
 def load_run(read: Source, iterations: list[int]) -> list[IterationData]:

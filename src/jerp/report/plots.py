@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from jerp.report.analysis import PROMPTS, IterationSummary, Rate
+from jerp.report.analysis import CEILING, PROMPTS, IterationSummary, Rate
 from jerp.report.evolution import PoolOps
 
 if TYPE_CHECKING:
@@ -71,13 +71,18 @@ def _axes(ax, its: list[int], ylabel: str, title: str, unit: bool = True) -> Non
     ax.grid(alpha=0.3)
 
 
-def success(rows: list[IterationSummary], title: str) -> bytes:
-    """Eval success per iteration, overall and per task type, with 95% Wilson intervals."""
+def success(rows: list[IterationSummary], title: str,
+            ceiling: IterationSummary | None = None) -> bytes:
+    """Eval success per iteration, overall and per task type, with 95% Wilson intervals;
+    the searching expert's success on the same games as a dashed line (its interval
+    shaded)."""
     plt = _plt()
     its = [r.iteration for r in rows]
     types = sorted({t for r in rows for t in r.by_type})
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     _rate_line(a1, its, [r.success for r in rows], "o-", "tab:blue", "eval success")
+    if ceiling is not None:
+        _ceiling_line(a1, ceiling.success)
     n = rows[-1].success.n if rows else None
     _axes(a1, its, "success rate", f"eval success, 95% Wilson interval (n = {n or '?'} games)")
     a1.legend(fontsize=8)
@@ -92,18 +97,29 @@ def success(rows: list[IterationSummary], title: str) -> bytes:
     return _png(fig)
 
 
+def _ceiling_line(ax, rate: Rate) -> None:
+    ax.axhline(rate.value, color="0.25", linestyle="--", linewidth=1.2, label=CEILING)
+    if rate.low is not None:
+        ax.axhspan(rate.low, rate.high, color="0.5", alpha=0.12, linewidth=0)
+
+
 def expert(rows: list[IterationSummary]) -> bytes:
-    """Reference-state top-1 (Wilson) and MRR (bootstrap) under the acting prompt."""
-    if not any("shown" in r.top1 for r in rows):
-        return _empty("reference-state accuracy", "expert_top1 was not recorded in this run")
+    """Expert agreement on the policy's own states (the headline proxy, Wilson) beside
+    walkthrough top-1 (Wilson) and MRR (bootstrap) under the acting prompt."""
+    if not any("shown" in r.top1 or r.agreement for r in rows):
+        return _empty("expert agreement and walkthrough top-1",
+                      "neither expert_agreement nor expert_top1 was recorded in this run")
     plt = _plt()
     its = [r.iteration for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    _rate_line(ax, its, [r.top1.get("shown") for r in rows], "o-", "tab:blue",
-               "reference action ranked 1st (95% Wilson)")
+    _rate_line(ax, its, [r.agreement for r in rows], "D-", "tab:purple",
+               "expert agreement: own decisions = expert's (95% Wilson)", -0.05)
+    _rate_line(ax, its, [r.top1.get("shown") for r in rows], "o:", "tab:blue",
+               "walkthrough top-1, secondary (95% Wilson)")
     _rate_line(ax, its, [r.mrr.get("shown") for r in rows], "s--", "tab:green",
-               "mean reciprocal rank (95% bootstrap)", 0.05)
-    _axes(ax, its, "share of reference states / MRR", "reference-state accuracy")
+               "walkthrough MRR (95% bootstrap)", 0.05)
+    _axes(ax, its, "share of decisions or states / MRR",
+          "expert agreement and walkthrough reference states")
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -195,7 +211,7 @@ def training(train: dict[int, dict]) -> bytes:
     x0 = 0
     cmap = plt.get_cmap("tab10")
     for j, (i, curve) in enumerate(curves.items()):
-        xs = [x0 + p.get("step", k + 1) for k, p in enumerate(curve)]
+        xs = _steps(curve, x0)
         for ax, key in ((a1, "ce"), (a2, "pg")):
             pts = [(x, p[key]) for x, p in zip(xs, curve, strict=True) if p.get(key) is not None]
             if pts:
@@ -211,3 +227,16 @@ def training(train: dict[int, dict]) -> bytes:
         if ax.lines:
             ax.legend(fontsize=7)
     return _png(fig)
+
+
+def _steps(curve: list[dict], x0: int) -> list[int]:
+    """x of each optimizer step from x0 on; the warm start's DAgger rounds (`round`)
+    restart their step count, so each round is laid after the one before."""
+    xs: list[int] = []
+    base, current = x0, None
+    for k, p in enumerate(curve):
+        if p.get("round") != current and xs:
+            base = xs[-1]
+        current = p.get("round")
+        xs.append(base + p.get("step", k + 1))
+    return xs

@@ -1,7 +1,12 @@
-"""references: replay each game's reference solution (walkthrough / scripted purchase).
+"""references: each game's reference success, and the expert's ceiling on the eval games.
 
-Train references are what reflection contrasts failures with; eval references
-give the states at which `evaluate` measures expert-action accuracy.
+Train (and warm-start) references are what the warm start and RFT imitate and what
+reflection contrasts failures with: by default the searching expert's wins
+(`env.demos: expert`), a game it cannot win replayed from its walkthrough instead.
+Eval references stay walkthroughs: `evaluate` ranks the walkthrough action at their
+states (walkthrough top-1). The expert also plays each eval game at the run's step
+limit: the ceiling row of the report, written apart (`paths.ceiling_file`) so that
+nothing a training stage reads comes from an eval game.
 """
 
 from __future__ import annotations
@@ -11,34 +16,46 @@ from pathlib import Path
 from jerp import paths, runners
 from jerp.config import Params
 from jerp.envs.base import Task
-from jerp.envs.registry import WARMSTART
-from jerp.records import Trajectory, read_tasks, write_trajectories
+from jerp.envs.registry import WARMSTART, env_spec
+from jerp.metrics import demo_stats, summarize
+from jerp.records import Trajectory, read_tasks, write_json, write_trajectories
 from jerp.workers import chunks, replay_chunk
 
-REPLAY_LIMIT = 500
+REPLAY_LIMIT = 500  # a walkthrough is a whole success: replayed past the run's step limit
+EXPERT_LIMIT = 100  # the expert's wins took 15 steps on average (DESIGN.md section 9)
 
 
-def replay(p: Params, root: Path, tasks: list[Task], name: str) -> list[Trajectory]:
-    """Each task's reference solution, replayed on the real engine across the runner's
-    workers. A reference is a whole success: it is replayed past the run's step limit."""
-    if not tasks:
+def play(p: Params, root: Path, jobs: list[tuple[Task, str, int]], name: str
+         ) -> list[Trajectory]:
+    """Each (task, who, step limit) played on the real engine across the runner's workers."""
+    if not jobs:
         return []
     full = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": REPLAY_LIMIT})})
-    ranges = chunks(len(tasks), runners.workers(p))
-    parts = runners.spread(replay_chunk, [(full, root, tasks[a:b]) for a, b in ranges],
+    ranges = chunks(len(jobs), runners.workers(p))
+    parts = runners.spread(replay_chunk, [(full, root, jobs[a:b]) for a, b in ranges],
                            name=name, size=len)
-    refs = [r for part in parts for r in part]
-    lost = [r.task_id for r in refs if not r.won]
-    if lost:
-        print(f"warning: {len(lost)} reference solutions did not win: {lost[:5]}")
-    return refs
+    return [r for part in parts for r in part]
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:
     tl = read_tasks(root / paths.tasks_file())
-    tasks = tl.tasks("train") + tl.tasks(p.env.eval_split)
-    if WARMSTART in tl.splits:
-        tasks += tl.tasks(WARMSTART)
-    refs = replay(p, root, tasks, "replay references")
+    learn = tl.tasks("train") + (tl.tasks(WARMSTART) if WARMSTART in tl.splits else [])
+    evals = tl.tasks(p.env.eval_split)
+    expert = env_spec(p.env.name).expert
+    who = "expert" if expert and p.env.demos == "expert" else "walkthrough"
+    jobs = [(t, who, EXPERT_LIMIT) for t in learn] + [(t, "walkthrough", REPLAY_LIMIT)
+                                                      for t in evals]
+    if expert:
+        jobs += [(t, "ceiling", p.env.max_steps) for t in evals]
+    played = play(p, root, jobs, "play references")
+    n_refs = len(learn) + len(evals)
+    refs, ceiling = played[:n_refs], played[n_refs:]
+    lost = [r.task_id for r in refs if not r.won]
+    if lost:
+        print(f"warning: {len(lost)} reference solutions did not win: {lost[:5]}")
     write_trajectories(root / paths.references_file(), refs)
+    write_trajectories(root / paths.ceiling_file(), ceiling)
+    write_json(root / paths.references_stats_file(),
+               {"demos": demo_stats(refs[:len(learn)], who),
+                "ceiling": summarize(ceiling) if ceiling else None})
     return refs

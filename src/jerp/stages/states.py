@@ -17,7 +17,7 @@ from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import data_root, sample_split
 from jerp.records import Trajectory, read_tasks, write_trajectories
-from jerp.stages.references import replay
+from jerp.stages.references import REPLAY_LIMIT, play
 
 SEED_OFFSET = 2  # train games use run.seed, the warm start's run.seed + 1
 
@@ -37,6 +37,7 @@ def state_games(p: Params, root: Path) -> list[Task]:
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:
-    refs = replay(p, root, state_games(p, root), "replay state games")
+    refs = play(p, root, [(t, "walkthrough", REPLAY_LIMIT) for t in state_games(p, root)],
+                "replay state games")
     write_trajectories(root / state_references_file(), refs)
     return refs

@@ -4,19 +4,23 @@ A shared prelude for every method (it reads no method-specific param, so DVC's
 run cache shares it across `dvc exp run -S run.method=...`): iteration 0 is
 the warm-started policy without rules. `warmstart.games_per_type: 0` turns it
 off (the papers' protocol): iteration 0 is then the base model.
+`warmstart.dagger_rounds` then lets the policy play the warm-start games and learn the
+expert's label at every state it reached (DAgger, as ALFWorld's TextDAgger agent was
+trained): imitation alone never shows the policy its own mistakes.
 `warmstart.subgoal_slots` trains on the prompts of H2R's executor instead (each
 step's subgoal in the memory slot): a warm start of its own, for h2r and jerp_h2r.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
 from jerp.envs.base import Task
-from jerp.envs.registry import WARMSTART
-from jerp.policy.experience import success_items
+from jerp.envs.registry import WARMSTART, env_spec
+from jerp.policy.experience import dagger_items, success_items
 from jerp.records import (
     AdapterManifest,
     RuleSnapshot,
@@ -47,12 +51,53 @@ def run(p: Params, root: Path) -> dict:
 
     cfg = train_config(p, lr=p.warmstart.lr, epochs=p.warmstart.epochs,
                        max_minutes=p.warmstart.max_minutes, seed=p.run.seed)
-    st = train(policy, success_items(refs), cfg, desc="warmstart")
+    items = success_items(refs)
+    st = train(policy, items, cfg, desc="warmstart")
     stats = {"stage": "warmstart", "enabled": True, "references": len(refs), **st.summary()}
+    curve = list(st.history)
+    rounds = []
+    if p.warmstart.dagger_rounds and env_spec(p.env.name).expert:
+        games = tl.tasks(WARMSTART)
+        for k in range(1, p.warmstart.dagger_rounds + 1):
+            played = dagger_play(p, root, policy, games, k)
+            items += dagger_items(played)
+            st = train(policy, items, replace(cfg, seed=p.run.seed + k),
+                       desc=f"warmstart dagger {k}")
+            rounds.append({"round": k, **dagger_round_stats(played), **st.summary()})
+            curve += [{**h, "round": k} for h in st.history]
+        stats["dagger"] = rounds
     write_adapter(out, policy, AdapterManifest(kind="lora", base=p.policy.model, iteration=0,
                                                stage="warmstart", stats=stats))
-    write_json(root / paths.train_stats_file(0), {**stats, "loss_curve": st.history})
+    write_json(root / paths.train_stats_file(0), {**stats, "loss_curve": curve})
     return stats
+
+
+def dagger_play(p: Params, root: Path, policy, games: list[Task], k: int) -> list[Trajectory]:
+    """The policy in training plays each warm-start game once, greedy, in this process
+    (its weights are not on disk yet); every step keeps the expert's label."""
+    from jerp.policy.agent import Agent
+    from jerp.policy.rollout import EpisodeSpec, play
+    from jerp.stages.common import make_env
+
+    policy.model.eval()
+    try:
+        agent = Agent(policy, p.policy.model_copy(update={"temperature": 0.0}),
+                      seed=p.run.seed + k)
+        return play([EpisodeSpec(t) for t in games], make_env(p, root), agent,
+                    p.env.max_steps, p.policy.batch_envs,
+                    {"stage": "dagger", "iteration": 0, "seed": p.run.seed},
+                    desc=f"dagger {k}", env_workers=0)
+    finally:
+        policy.model.train()
+
+
+def dagger_round_stats(played: list[Trajectory]) -> dict:
+    """How the policy did on the games it was then taught on."""
+    from jerp.metrics import expert_agreement
+
+    return {"games": len(played), "won": sum(t.won for t in played),
+            "labels": sum(s.expert is not None for t in played for s in t.steps),
+            **{k: v for k, v in expert_agreement(played).items() if k == "expert_agreement"}}
 
 
 def with_subgoal_slots(p: Params, refs: list[Trajectory], tasks: dict[str, Task]
