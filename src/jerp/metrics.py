@@ -53,6 +53,9 @@ def demo_stats(refs: list[Trajectory], asked: str) -> dict:
     for r in refs:
         by_type[r.task_type].append(r)
     expert = [r for r in refs if r.reference_kind == "expert"]
+    expert_by_type: dict[str, list[Trajectory]] = defaultdict(list)
+    for r in expert:
+        expert_by_type[r.task_type].append(r)
     out: dict = {
         "asked": asked,
         "games": len(refs),
@@ -63,10 +66,9 @@ def demo_stats(refs: list[Trajectory], asked: str) -> dict:
     if asked == "expert":
         out["fallbacks"] = len(refs) - len(expert)
         out["expert_by_type"] = {
-            k: {"games": len(v), "expert_won": sum(r.reference_kind == "expert" for r in v),
-                "expert_mean_steps": round(mean(r.n_steps for r in v
-                                                if r.reference_kind == "expert"), 2)
-                if any(r.reference_kind == "expert" for r in v) else None}
+            k: {"games": len(v), "expert_won": len(expert_by_type[k]),
+                "expert_mean_steps": round(mean(r.n_steps for r in expert_by_type[k]), 2)
+                if expert_by_type[k] else None}
             for k, v in sorted(by_type.items())}
     return out
 

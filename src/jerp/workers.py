@@ -187,8 +187,9 @@ def play_chunk(job: Job, specs: list[EpisodeSpec], first: int) -> list[Trajector
 def replay_chunk(p: Params, root: Path, jobs: list[tuple[Task, str, int]]
                  ) -> list[Trajectory]:
     """Play each (task, who, step limit) in one environment of this process: who is
-    `walkthrough` (the env's reference) or `expert` (its searching expert; a task it
-    does not win within the limit is the walkthrough's, recorded as such)."""
+    `walkthrough` (the env's reference), `expert` (its searching expert; a task it
+    does not win within the limit is the walkthrough's, recorded as such) or
+    `ceiling` (the expert alone, won or not: what it achieves at the run's limit)."""
     from tqdm import tqdm
 
     from jerp.policy.rollout import play_expert, replay_reference

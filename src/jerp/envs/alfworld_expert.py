@@ -150,9 +150,7 @@ class Expert:
         state = {"feedback": feedback, "facts": facts, "admissible_commands": admissible}
         try:
             action = self._random.call(self._agent.act, state, 0, False, last_action)
-        except self._errors:
-            action = None
-        except (IndexError, KeyError, ValueError):  # upstream's parsing of odd feedback
+        except (*self._errors, IndexError, KeyError, ValueError):  # gave up; odd feedback
             action = None
         if action is not None and action not in admissible:
             action = self._stand_in_for(action, admissible)

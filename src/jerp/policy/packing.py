@@ -133,7 +133,7 @@ def pack_trajectory(
     groups: dict[tuple[int, str], list[int]] = {}
     for t in sorted(targets):
         s = traj.steps[t]
-        if s.admissible and _chosen(s, targets[t]) in s.admissible:
+        if s.admissible and target_class(s, targets[t]) in s.admissible:
             groups.setdefault((_window_of(traj, t, window), s.slot), []).append(t)
     out = []
     for (ws, slot), steps in groups.items():
@@ -144,7 +144,7 @@ def pack_trajectory(
             last = w.extend(pt(observation_piece(ctx.env, s.observation)), last)
             if t in steps:
                 w.decisions.append(_attach_trie(w, last, pt.tok, s.admissible,
-                                                s.admissible.index(_chosen(s, targets[t])),
+                                                s.admissible.index(target_class(s, targets[t])),
                                                 targets[t], t))
             if t < steps[-1]:
                 last = w.extend(pt(action_piece(s.action)), last)
@@ -152,7 +152,7 @@ def pack_trajectory(
     return out
 
 
-def _chosen(step, target: Target) -> str:
+def target_class(step, target: Target) -> str:
     """The decision's class: its DAgger label, else the action the step took (the
     history after it always shows the action taken)."""
     return target.label if target.label is not None else step.action

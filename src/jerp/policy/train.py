@@ -34,6 +34,7 @@ from jerp.policy.packing import (
     Target,
     context_of,
     pack_trajectory,
+    target_class,
     window_scores,
 )
 from jerp.policy.prompts import action_piece, build_prompt
@@ -129,7 +130,7 @@ def generated_steps(policy: Policy, items: list[TrainItem], window: int) -> list
             ctx.history = [(x.observation, x.action) for x in it.traj.steps[:k]]
             text = build_prompt(ctx, s.observation, window, s.admissible)
             out.append(GeneratedStep(tok(text, add_special_tokens=False)["input_ids"],
-                                     tok(action_piece(target.label or s.action),
+                                     tok(action_piece(target_class(s, target)),
                                          add_special_tokens=False)["input_ids"], target))
     return out
 
