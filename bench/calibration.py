@@ -23,13 +23,13 @@ from jerp.metrics import expert_metrics
 from jerp.policy.prompts import EpisodeContext
 from jerp.policy.scoring import SCORINGS, candidate_values, rank_of
 from jerp.records import read_trajectories
-from jerp.workers import AgentSpec, Job, agent, retriever
+from jerp.workers import AgentSpec, Job, agent, job_retriever
 
 
 def rank_all(job: Job, refs) -> list[dict]:
     """Per reference state: {"task_type", "rank": {scoring: rank}} (expert_metrics' rows)."""
     ag = agent(job)
-    retrieve = retriever(job)
+    retrieve = job_retriever(job)
     rows = []
     for ref in refs:
         task = Task(ref.task_id, ref.env, ref.split, ref.task_type, "")

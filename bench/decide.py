@@ -37,12 +37,14 @@ from jerp.config import EnvParams, PolicyParams
 from jerp.envs.alfworld import AlfWorldEnv, list_tasks, resolve_data_root
 from jerp.envs.base import Observation
 from jerp.envs.registry import env_factory
+from jerp.memory.base import render_slot
 from jerp.policy.agent import Agent
 from jerp.policy.kvcache import PrefixCache, build_trie, score_trie, tree_mask
 from jerp.policy.model import cpu_has_bf16, load_policy, pick_dtype, set_threads
-from jerp.policy.prompts import EpisodeContext, render_slot
-from jerp.policy.rollout import EpisodeSpec, play, replay_reference
+from jerp.policy.prompts import EpisodeContext
+from jerp.policy.rollout import EpisodeSpec, play
 from jerp.policy.scoring import encode_candidates, score_shared_prefix
+from jerp.replay import replay_reference
 from jerp.runtime import configure
 
 ROOT = Path(__file__).resolve().parents[1]

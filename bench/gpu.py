@@ -65,9 +65,9 @@ def dump(out: Path, games: int) -> None:
     from jerp.policy.experience import success_items
     from jerp.policy.model import Policy, resolve_base
     from jerp.policy.packing import context_of
-    from jerp.policy.rollout import replay_reference
     from jerp.policy.scoring import encode_candidates
     from jerp.policy.train import pack_items
+    from jerp.replay import replay_reference
 
     p = load_params(ROOT / "params.yaml")
     base = Path(resolve_base(p.policy.model, ROOT / ".cache/models"))

@@ -33,8 +33,8 @@ from jerp.envs.alfworld import AlfWorldEnv, list_tasks, resolve_data_root  # noq
 from jerp.policy.experience import success_items  # noqa: E402
 from jerp.policy.model import load_policy, set_threads  # noqa: E402
 from jerp.policy.packing import PackedWindow  # noqa: E402
-from jerp.policy.rollout import replay_reference  # noqa: E402
 from jerp.policy.train import TrainConfig, TrainItem, pack_items, window_loss  # noqa: E402
+from jerp.replay import replay_reference  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, runs: int = 5) -> float:

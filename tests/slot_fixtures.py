@@ -1,4 +1,4 @@
-"""TEST FIXTURE, not a memory: a scripted rollout.StepMemory for the memory-slot tests.
+"""TEST FIXTURE, not a memory: a scripted memory.base.StepMemory for the memory-slot tests.
 
 It knows nothing about the task: it walks a fixed plan of subgoals, switching to
 the next one after every `per_subgoal` actions, and shows each subgoal's fixed
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jerp.envs.base import Task
-from jerp.policy.rollout import MemorySlot
+from jerp.memory.base import MemorySlot
 from jerp.records import RuleShown, StepRecord
 
 Plan = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (subgoal, ((id, text), ...))

@@ -13,8 +13,8 @@ from jerp.envs.webshop.env import _goals
 from jerp.envs.webshop.reward import option_matches
 from jerp.memory.reflect.contrastive import find_divergence, reflect_contrastive
 from jerp.policy.experience import milestone_progress
-from jerp.policy.rollout import replay_reference
 from jerp.records import RuleSnapshot, Trajectory
+from jerp.replay import replay_reference
 
 HEAT_GOAL = "heat some egg and put it in countertop."
 HEAT_REF = ["go to countertop 1", "take egg 1 from countertop 1", "go to microwave 1",

@@ -11,7 +11,7 @@ from jerp.envs.alfworld import (
     resolve_data_root,
     sample_tasks,
 )
-from jerp.policy.rollout import replay_reference
+from jerp.replay import replay_reference
 
 
 @pytest.fixture(scope="module")

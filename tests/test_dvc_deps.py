@@ -1,87 +1,100 @@
-"""dvc.yaml's deps cover every module a stage imports, or `dvc repro` serves stale results.
-
-Each stage's flow file is parsed and its imports followed through src/jerp
-(every `import`, at module level or inside a function, since stages import
-lazily); each module reached must sit under one of the stage's deps.
-"""
+"""dvc.yaml's code deps and params are the ones `python -m jerp.deps` generates from each
+stage's import closure, or `dvc repro` serves stale results (a missing dep or param)
+or reruns stages for nothing (an unneeded one)."""
 
 from __future__ import annotations
 
-import ast
+import difflib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from jerp import deps
+
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
 
 pytestmark = pytest.mark.faults  # stale results are a fault too: `pytest -m faults` runs it
 
 
-def _module_file(name: str) -> Path | None:
-    base = SRC / Path(*name.split("."))
-    for cand in (base.with_suffix(".py"), base / "__init__.py"):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    pkg = ".".join(path.relative_to(SRC).with_suffix("").parts[:-1]) if SRC in path.parents \
-        else ""
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if node.level:  # relative import inside the package
-                parts = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                mod = ".".join([*parts, mod] if mod else parts)
-            out.add(mod)
-            out |= {f"{mod}.{a.name}" for a in node.names}  # `from pkg import module`
-    return out
-
-
-def _closure(start: Path) -> set[Path]:
-    seen: set[Path] = set()
-    todo = [start]
-    while todo:
-        f = todo.pop()
-        if f in seen:
-            continue
-        seen.add(f)
-        for name in _imports(f):
-            if name == "common":  # flows/common.py
-                todo.append(ROOT / "flows" / "common.py")
-            if not name.startswith("jerp"):
-                continue
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):  # a package's __init__ runs too
-                m = _module_file(".".join(parts[:i]))
-                if m is not None:
-                    todo.append(m)
-    return seen
-
-
-def _stages() -> list[tuple[str, str, list[str]]]:
+def _stages() -> dict[str, dict]:
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    out = []
-    for name, st in spec["stages"].items():
-        body = st.get("do", st)
-        out.append((name, body["cmd"], body["deps"]))
-    return out
+    return {name: st.get("do", st) for name, st in spec["stages"].items()}
 
 
-@pytest.mark.parametrize("name,cmd,deps", _stages(), ids=[s[0] for s in _stages()])
-def test_stage_deps_cover_its_imports(name, cmd, deps):
-    flow = next(w for w in cmd.split() if w.startswith("flows/") and w.endswith(".py"))
-    assert flow in deps and "flows/python" in deps
-    covered = [ROOT / d for d in deps if "${" not in d]
-    missing = sorted(
-        str(f.relative_to(ROOT)) for f in _closure(ROOT / flow)
-        if not any(f == c or c in f.parents for c in covered)
-    )
+def _flow(body: dict) -> str:
+    return next(w for w in body["cmd"].split() if w.startswith("flows/") and w.endswith(".py"))
+
+
+def test_committed_dvc_yaml_is_the_generated_one():
+    """Either direction fails: a dep or param missing, or one the code does not need."""
+    text = (ROOT / "dvc.yaml").read_text()
+    new = deps.generate(ROOT, text)
+    diff = "".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                        "dvc.yaml", "generated"))
+    assert not diff, f"run `python -m jerp.deps`:\n{diff}"
+
+
+@pytest.mark.parametrize("name", list(_stages()))
+def test_stage_deps_cover_its_imports(name):
+    """Every file the flow's imports reach lies under one of the stage's deps."""
+    body = _stages()[name]
+    covered = [ROOT / d for d in body["deps"] if "${" not in d]
+    missing = sorted(str(f.relative_to(ROOT)) for f in deps.closure(ROOT, _flow(body))
+                     if not any(f == c or c in f.parents for c in covered))
     assert not missing, f"stage {name}: imported but not in deps: {missing}"
+
+
+def test_generator_notices_a_dropped_dep_and_an_extra_param():
+    text = (ROOT / "dvc.yaml").read_text()
+    dropped = text.replace("      - src/jerp/replay.py\n", "", 1)
+    assert dropped != text and "src/jerp/replay.py" in deps.generate(ROOT, dropped)
+    refs_params = "    params:\n      - env\n"
+    extra = text.replace(refs_params, refs_params + "      - lora\n", 1)
+    assert extra != text and deps.generate(ROOT, extra) == text
+
+
+def _reaches(stage: str, path: str) -> bool:
+    body = _stages()[stage]
+    files = deps.closure(ROOT, _flow(body))
+    return ROOT / path in files
+
+
+def test_an_edit_under_memory_reflect_reruns_reflect_not_the_warm_start():
+    """memory/reflect/ is in reflect's code (revise, finetune and evaluate follow it
+    through its outputs) and in none of the stages that come before the loop."""
+    edited = "src/jerp/memory/reflect/contrastive.py"
+    assert _reaches("reflect", edited)
+    for stage in ("prepare", "references", "states", "warmstart"):
+        assert not _reaches(stage, edited), stage
+    covered = [d for d in _stages()["reflect"]["deps"]
+               if (ROOT / edited).is_relative_to(ROOT / d)]
+    assert covered
+
+
+def test_references_and_prepare_load_no_model():
+    for stage in ("prepare", "references", "states"):
+        code = [d for d in _stages()[stage]["deps"] if d.startswith("src/")]
+        assert not [d for d in code if d.startswith(("src/jerp/policy", "src/jerp/memory"))]
+
+
+def test_params_follow_what_the_code_reads():
+    """The LLM reflector's model settings are reflect's params; the warm start, shared
+    by every method through DVC's run cache, reads no method setting; `runner` (where
+    chunks run) is nobody's param."""
+    st = _stages()
+    assert {"policy.dtype", "policy.device", "policy.cache_dir"} <= set(st["reflect"]["params"])
+    assert not [x for x in st["warmstart"]["params"] if x in ("run", "run.method")]
+    assert not [x for n, b in st.items() for x in b.get("params", []) if x.startswith("runner")]
+
+
+def test_params_read_sees_fields_aliases_and_whole_sections(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text(
+        "def a(p, job):\n"
+        "    fp = p.finetune\n"
+        "    x = fp.lr + job.params.rules.top_k\n"
+        "    use(p.env)\n"
+        "    return p.policy.model_copy(update={}), task.env, x\n")
+    got = deps.params_read(f, deps._sections())
+    assert got == {"finetune.lr", "rules.top_k", "env", "policy"}

@@ -263,7 +263,7 @@ def test_params_check_the_endpoint_and_fingerprint_names_it():
 def test_local_agent_loads_no_model_when_served(tmp_path):
     """load_agent and the workers' agent give the served agent and touch no model
     (the model cache is an empty folder: a local load would fail)."""
-    from jerp.stages.common import load_agent
+    from jerp.agents import load_agent
     from jerp.workers import AgentSpec, Job, agent
 
     p = parse_params({"policy": {"endpoint": "http://127.0.0.1:9/v1", "endpoint_model": "x",

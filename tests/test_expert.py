@@ -5,8 +5,8 @@ import pytest
 from jerp.envs.alfworld import TASK_TYPES, AlfWorldEnv, list_tasks
 from jerp.envs.alfworld_expert import TaskFolderError, TaskParams, task_params
 from jerp.metrics import demo_stats, expert_agreement
-from jerp.policy.rollout import play_expert, replay_reference
 from jerp.records import StepRecord, Trajectory
+from jerp.replay import play_expert, replay_reference
 
 # One valid_unseen game per type that the expert wins. The pick_two game needs both
 # changes to upstream: `move` tracked as `put` (or it keeps "holding" the first key

@@ -119,7 +119,7 @@ def test_budget_moves_on_but_never_past_the_last_subgoal() -> None:
 @pytest.fixture(scope="module")
 def cool_ref(alf_root):
     from jerp.envs.alfworld import AlfWorldEnv, list_tasks
-    from jerp.policy.rollout import replay_reference
+    from jerp.replay import replay_reference
 
     env = AlfWorldEnv(alf_root, max_steps=50)
     task = next(t for t in list_tasks(alf_root, "train") if t.task_type == COOL)

@@ -9,7 +9,7 @@ from jerp.envs.alfworld import TASK_TYPES, AlfWorldEnv, list_tasks
 from jerp.envs.alfworld_actions import ALFWORLD_ACTIONS
 from jerp.envs.webshop.actions import WEBSHOP_ACTIONS
 from jerp.memory.hindsight import Segment, closed_count, segment, subgoal_sequence
-from jerp.policy.rollout import replay_reference
+from jerp.replay import replay_reference
 
 # What each walkthrough must segment into (read off the games' walkthroughs by hand).
 EXPECTED = {

@@ -13,6 +13,7 @@ from slot_fixtures import PLAN, ScriptedStepMemory
 from jerp.config import EnvParams, PolicyParams
 from jerp.envs.alfworld import list_tasks
 from jerp.envs.registry import env_factory
+from jerp.memory.base import MemorySlot, render_slot
 from jerp.policy.agent import Agent
 from jerp.policy.kvcache import PrefixCache, common_prefix
 from jerp.policy.prompts import (
@@ -20,9 +21,8 @@ from jerp.policy.prompts import (
     build_prompt,
     header,
     prompt_pieces,
-    render_slot,
 )
-from jerp.policy.rollout import EpisodeSpec, MemorySlot, play
+from jerp.policy.rollout import EpisodeSpec, play
 from jerp.policy.scoring import encode_candidates, score_shared_prefix
 from jerp.records import RuleShown, StepRecord, Trajectory
 

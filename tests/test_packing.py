@@ -123,7 +123,7 @@ def test_dagger_targets_pack_the_played_history_with_the_expert_label_as_class(
     """A DAgger item trains the expert's label at a state the policy reached: the window's
     tokens are those of the actions played (as when acting), only the class differs."""
     from jerp.policy.experience import dagger_items
-    from jerp.policy.rollout import replay_reference
+    from jerp.replay import replay_reference
 
     task = next(t for t in list_tasks(alf_root, "eval_out")
                 if t.task_type == "pick_heat_then_place_in_recep")

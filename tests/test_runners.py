@@ -12,8 +12,9 @@ from jerp.envs.alfworld import list_tasks
 from jerp.metrics import expert_metrics
 from jerp.policy.rollout import EpisodeSpec
 from jerp.policy.scoring import rank_of
+from jerp.runners import chunks, worker_threads
 from jerp.stages.evaluate import wrong_types
-from jerp.workers import AgentSpec, chunks, worker_threads
+from jerp.workers import AgentSpec
 
 
 def test_chunks_cover_range_in_order_and_balance():
@@ -84,7 +85,7 @@ def _params(alf_root, model_cache, kind: str, threads: int = 1):
 
 
 def _play(p, root, specs, step_memory=None):
-    from jerp.stages.common import play_episodes
+    from jerp.workers import play_episodes
 
     return play_episodes(p, root, AgentSpec(None, seed=5), specs, {"stage": "t"}, None, "t",
                          step_memory=step_memory)
@@ -230,7 +231,7 @@ def test_ray_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, pr
 
 def test_thread_plan_per_worker_and_inline(alf_root, model_cache):
     from jerp import runners
-    from jerp.workers import available_cores
+    from jerp.runners import available_cores
 
     cores = available_cores()
     p = _params(alf_root, model_cache, "process", threads=0)  # 2 workers, threads by cores

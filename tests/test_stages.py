@@ -65,10 +65,10 @@ def test_react_method_passes_the_pool_through(run_dir):
 
 @pytest.mark.parametrize("method", ["h2r", "jerp_h2r"])
 def test_h2r_methods_reflect_in_hindsight_into_the_hierarchy(run_dir, method):
+    from jerp.agents import step_memory_for
     from jerp.memory.base import Query
     from jerp.memory.choose import memory_for
     from jerp.memory.executor import SubgoalMemory
-    from jerp.stages.common import step_memory_for
 
     p = parse_params({"run": {"method": method}, "iterations": {1: {"prev": 0}},
                       "eval_iterations": [0, 1]})
@@ -127,7 +127,7 @@ def test_state_games_are_unplayed_eval_games_outside_the_task_list(tmp_path, alf
 
     refs = states.run(p, tmp_path)
     assert [r.task_id for r in refs] == [t.task_id for t in extra] and all(r.won for r in refs)
-    assert [r.task_id for r in read_trajectories(tmp_path / states.state_references_file())
+    assert [r.task_id for r in read_trajectories(tmp_path / paths.state_references_file())
             ] == [t.task_id for t in extra]
     prepare.run(parse_params({"env": env}), tmp_path)
     assert (tmp_path / paths.tasks_file()).read_bytes() == before

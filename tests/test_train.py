@@ -8,15 +8,15 @@ import json
 import pytest
 import torch
 
+from jerp.adapters import copy_adapter, write_adapter
 from jerp.config import LoraParams
 from jerp.envs.alfworld import AlfWorldEnv, list_tasks
 from jerp.policy.experience import success_items
 from jerp.policy.model import AdapterError, load_policy
 from jerp.policy.packing import Target
-from jerp.policy.rollout import replay_reference
 from jerp.policy.train import TrainConfig, TrainItem, pack_items, train, window_loss
 from jerp.records import ADAPTER_MANIFEST, AdapterManifest
-from jerp.stages.common import copy_adapter, write_adapter
+from jerp.replay import replay_reference
 
 pytestmark = pytest.mark.slow  # LoRA steps on the real model: `make test`, not `make check`
 

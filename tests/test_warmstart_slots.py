@@ -10,8 +10,8 @@ from jerp.envs.alfworld import AlfWorldEnv, list_tasks
 from jerp.envs.registry import action_abstraction
 from jerp.memory.hindsight import subgoal_sequence
 from jerp.policy.experience import success_items
-from jerp.policy.rollout import replay_reference
 from jerp.policy.train import pack_items
+from jerp.replay import replay_reference
 from jerp.stages.warmstart import with_subgoal_slots
 
 

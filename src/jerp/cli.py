@@ -66,12 +66,16 @@ def _find_task(p, root: Path, args):
 
 
 def cmd_play(args) -> None:
+    from jerp.agents import load_agent
+    from jerp.envs.registry import make_env
+    from jerp.policy.model import set_threads
     from jerp.policy.prompts import EpisodeContext
-    from jerp.stages.common import load_agent, make_env
 
     p = _params(args)
     task = _find_task(p, args.root, args)
-    agent = load_agent(p, args.root, seed=p.run.seed, adapter=args.adapter)
+    set_threads(p.policy.threads)
+    agent = load_agent(p, args.root, seed=p.run.seed,
+                       adapter=Path(args.adapter) if args.adapter else None)
     env = make_env(p, args.root)()
     ob = env.reset(task)
     ctx = EpisodeContext(env=task.env, goal=ob.goal)
@@ -93,11 +97,11 @@ def cmd_play(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from jerp.agents import policy_version
     from jerp.metrics import summarize
     from jerp.policy.rollout import EpisodeSpec
     from jerp.records import read_snapshot, write_trajectories
-    from jerp.stages.common import play_episodes, policy_version
-    from jerp.workers import AgentSpec
+    from jerp.workers import AgentSpec, play_episodes
 
     p = _params(args)
     tasks = _tasks_for(p, args.root, args.split, all_games=args.all)[: args.limit]

@@ -21,6 +21,13 @@ def references_file() -> Path:
     return DATA / "references.jsonl"
 
 
+def state_references_file() -> Path:
+    """The reference solutions of the extra eval games whose states `evaluate` ranks
+    (stage `states`): apart from references_file so that ranking more of them
+    changes no training stage's inputs."""
+    return DATA / "state_references.jsonl"
+
+
 def ceiling_file() -> Path:
     """The searching expert on the eval games, at the run's step limit: the report's
     ceiling row. Measured only: no training stage reads it."""

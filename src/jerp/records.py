@@ -141,7 +141,7 @@ class StepRecord(BaseModel):
     prob: float | None = None  # pi_old(action | s) under the candidate softmax at `temperature`
     temperature: float | None = None  # T of that softmax (0 = greedy)
     history_from: int | None = None  # first past step shown in the prompt (window start)
-    # The per-step memory slot (rollout.StepMemory): the subgoal the step acted for
+    # The per-step memory slot (memory.base.StepMemory): the subgoal the step acted for
     # (None: the episode had no slot; "": none at this step) and the ids of the
     # execution memories shown in the slot; `slot`: the slot's text as shown, so training
     # (policy/packing.py) rebuilds exactly the prompt the step acted with.

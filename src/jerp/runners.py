@@ -14,7 +14,35 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jerp.config import Params
-from jerp.workers import available_cores, worker_threads
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def worker_threads(cores: int, workers: int, requested: int = 0) -> int:
+    """torch threads per worker: `requested`, else the cores split among the workers.
+
+    More threads than cores collapses throughput (18x measured here beside a busy
+    neighbour), so workers never share a core's worth of threads."""
+    if requested:
+        return requested
+    return max(1, cores // max(1, workers))
+
+
+def chunks(n: int, workers: int, size: int = 0) -> list[tuple[int, int]]:
+    """[start, end) ranges covering range(n): `size` items each, or (size 0) about two
+    chunks per worker, balanced to within one item."""
+    if n <= 0:
+        return []
+    k = -(-n // size) if size else min(n, 2 * max(1, workers))
+    base, extra = divmod(n, k)
+    out, start = [], 0
+    for i in range(k):
+        end = start + base + (i < extra)
+        out.append((start, end))
+        start = end
+    return out
 
 
 def workers(p: Params) -> int:
@@ -30,9 +58,11 @@ def threads(p: Params) -> tuple[int, int]:
 
 
 def set_threads(n: int) -> None:
-    import torch
-
-    if torch.get_num_threads() != n:
+    """Size torch's thread pool in this process, if torch is loaded here. It is by the
+    time a chunk runs whenever the chunk's function uses it (its module imports torch);
+    the reference replays never load it, and this module never does."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
 

@@ -1,25 +1,28 @@
 """What one worker does with a chunk of episodes or reference states, in any process.
 
-Rollout and evaluation split their episodes into chunks (`chunks`) that run as
+Rollout and evaluation split their episodes into chunks (`runners.chunks`) that run as
 Prefect tasks on the configured task runner (`jerp.runners`). A job carries
 only plain, picklable data (params, paths, seeds): each worker process builds
-its environments and loads its own policy copy once (`_policy` keeps it for
-the next chunk). Sampled decisions draw from a stream per episode, keyed by
+its environments and loads its own policy copy once (`agents.load_agent` keeps
+it for the next chunk). Sampled decisions draw from a stream per episode, keyed by
 the episode's index in the whole stage, so trajectories do not depend on how
 the episodes were chunked or which worker played them.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jerp import runners
+from jerp.agents import load_agent, retriever
 from jerp.config import Params
 from jerp.envs.base import Observation, Task
+from jerp.envs.registry import make_env
+from jerp.memory.base import StepMemory
 from jerp.policy.agent import Agent
 from jerp.policy.prompts import EpisodeContext
-from jerp.policy.rollout import EpisodeSpec, Examples, Retrieve, StepMemory, play
+from jerp.policy.rollout import EpisodeSpec, Examples, Retrieve, play
 from jerp.records import RuleShown, StateRank, Trajectory, read_snapshot
 
 # The prompts expert states are scored with. "shown": as the method acts (its working
@@ -50,7 +53,7 @@ class Job:
     # ExpeL: the trajectory files whose successes are shown as in-context examples
     # (memory/examples.py; params expel); empty: none
     examples: tuple[Path, ...] = field(default=(), kw_only=True)
-    # The per-step memory slot (rollout.StepMemory); a picklable object, None: no slot.
+    # The per-step memory slot (memory.base.StepMemory); a picklable object, None: no slot.
     step_memory: StepMemory | None = field(default=None, kw_only=True)
 
 
@@ -84,75 +87,15 @@ def fingerprint(job: Job, items: list) -> str:
     return h.hexdigest()[:32]
 
 
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
-def worker_threads(cores: int, workers: int, requested: int = 0) -> int:
-    """torch threads per worker: `requested`, else the cores split among the workers.
-
-    More threads than cores collapses throughput (18x measured here beside a busy
-    neighbour), so workers never share a core's worth of threads."""
-    if requested:
-        return requested
-    return max(1, cores // max(1, workers))
-
-
-def chunks(n: int, workers: int, size: int = 0) -> list[tuple[int, int]]:
-    """[start, end) ranges covering range(n): `size` items each, or (size 0) about two
-    chunks per worker, balanced to within one item."""
-    if n <= 0:
-        return []
-    k = -(-n // size) if size else min(n, 2 * max(1, workers))
-    base, extra = divmod(n, k)
-    out, start = [], 0
-    for i in range(k):
-        end = start + base + (i < extra)
-        out.append((start, end))
-        start = end
-    return out
-
-
-_POLICIES: dict[tuple, object] = {}
-
-
-def _policy(p: Params, root: Path, adapter: Path | None):
-    """This process's copy of the policy, loaded once per (model, dtype, adapter)."""
-    from jerp.policy.model import load_policy
-    from jerp.stages.common import model_cache
-
-    stamp = None
-    if adapter is not None and adapter.exists():
-        stamp = tuple(sorted((f.name, f.stat().st_mtime_ns) for f in adapter.iterdir()))
-    key = (p.policy.model, str(model_cache(p, root)), p.policy.dtype, p.policy.device,
-           str(adapter), stamp)
-    if key not in _POLICIES:
-        _POLICIES.clear()  # one policy per worker: a stage never needs two
-        _POLICIES[key] = load_policy(p.policy.model, model_cache(p, root), p.policy.dtype,
-                                     adapter, device=p.policy.device)
-    return _POLICIES[key]
-
-
 def agent(job: Job) -> Agent:
-    """The job's agent: over this process's policy copy, or (params `policy.endpoint`)
-    over the served model, with no local model loaded."""
-    p, spec = job.params, job.agent
-    pp = p.policy if spec.temperature is None else p.policy.model_copy(
-        update={"temperature": spec.temperature})
-    if pp.endpoint is not None:
-        from jerp.policy.endpoint import served_agent
-
-        return served_agent(pp, spec.seed, spec.adapter)
-    return Agent(_policy(p, job.root, spec.adapter), pp, seed=spec.seed)
+    """The job's agent (agents.load_agent: this process's policy copy, or the served model)."""
+    spec = job.agent
+    return load_agent(job.params, job.root, spec.seed, spec.adapter, spec.temperature)
 
 
-def retriever(job: Job) -> Retrieve | None:
+def job_retriever(job: Job) -> Retrieve | None:
     """The per-episode working-set lookup over the job's pool snapshot, or None."""
-    if job.rules is None:
-        return None
-    from jerp.stages.common import retriever as make
-
-    return make(job.params, job.root, read_snapshot(job.rules))
+    return retriever(job.params, job.root, read_snapshot(job.rules)) if job.rules else None
 
 
 def example_retriever(job: Job) -> Examples | None:
@@ -174,38 +117,43 @@ def example_retriever(job: Job) -> Examples | None:
     return examples
 
 
+def play_episodes(
+    p: Params, root: Path, agent: AgentSpec, specs: list[EpisodeSpec], meta: dict,
+    rules: Path | None, desc: str, examples: tuple[Path, ...] = (),
+    step_memory: StepMemory | None = None,
+) -> list[Trajectory]:
+    """Play specs in chunks on the run's task runner (params `runner`), with the run's
+    environment, step limit and lockstep batch; `rules`: the pool snapshot whose working
+    sets the episodes show (None: no rules); `examples`: the trajectory files ExpeL's
+    in-context successes come from (empty: none); `step_memory`: what fills each
+    decision's memory slot (a picklable memory.base.StepMemory; None: no slot)."""
+    job = Job(p, root, agent, rules, meta, desc, examples=examples, step_memory=step_memory)
+    ranges = runners.chunks(len(specs), runners.workers(p), p.runner.chunk_episodes)
+    key = fingerprint(job, [_spec_key(s) for s in specs])
+    parts = runners.spread(
+        play_chunk, [(job, specs[a:b], a) for a, b in ranges], name=desc, size=len,
+        tally=lambda done: _success([t for part in done for t in part]),
+        threads=runners.threads(p), key=key)
+    return [t for part in parts for t in part]
+
+
+def _spec_key(s: EpisodeSpec) -> tuple:
+    """What an episode's result depends on besides the job (a retry's notes included)."""
+    base = (s.task.task_id, s.task.source, s.episode)
+    return (*base, s.trial, tuple(s.notes)) if s.trial or s.notes else base
+
+
+def _success(trajs: list[Trajectory]) -> str:
+    won = sum(t.won for t in trajs)
+    return f"{won}/{len(trajs)} won so far"
+
+
 def play_chunk(job: Job, specs: list[EpisodeSpec], first: int) -> list[Trajectory]:
     """Play `specs`, which are episodes first..first+len-1 of the stage."""
-    from jerp.stages.common import make_env
-
     p = job.params
     return play(specs, make_env(p, job.root), agent(job), p.env.max_steps, p.policy.batch_envs,
-                job.meta, retriever(job), desc=job.desc, first_index=first,
+                job.meta, job_retriever(job), desc=job.desc, first_index=first,
                 examples=example_retriever(job), step_memory=job.step_memory)
-
-
-def replay_chunk(p: Params, root: Path, jobs: list[tuple[Task, str, int]]
-                 ) -> list[Trajectory]:
-    """Play each (task, who, step limit) in one environment of this process: who is
-    `walkthrough` (the env's reference), `expert` (its searching expert; a task it
-    does not win within the limit is the walkthrough's, recorded as such) or
-    `ceiling` (the expert alone, won or not: what it achieves at the run's limit)."""
-    from tqdm import tqdm
-
-    from jerp.policy.rollout import play_expert, replay_reference
-    from jerp.stages.common import make_env
-
-    env = make_env(p, root)()
-    out = []
-    try:
-        for task, who, limit in tqdm(jobs, desc="references", unit="game"):
-            t = play_expert(env, task, limit) if who != "walkthrough" else None
-            if t is None or who == "expert" and not t.won:
-                t = replay_reference(env, task)
-            out.append(t)
-        return out
-    finally:
-        env.close()
 
 
 def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list[StateRank]:
@@ -217,7 +165,7 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
     memory slot (the subgoal and execution memories at that state of the reference) are
     shown in the "shown" prompt only (as the method acts); "none" and "wrong" have none."""
     ag = agent(job)
-    retrieve = retriever(job)
+    retrieve = job_retriever(job)
     examples = example_retriever(job)
     conds = CONDITIONS if retrieve else CONDITIONS[:1]
     out: list[StateRank] = []

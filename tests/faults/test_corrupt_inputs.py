@@ -60,10 +60,10 @@ def test_rule_snapshot_edited_into_invalid_json(server_env, make_project, alf_ro
 
 def test_adapter_folder_without_weights(server_env, make_project, model_cache):
     """A real LoRA adapter folder (fresh, from peft) whose weights file went missing."""
+    from jerp.adapters import write_adapter
     from jerp.config import LoraParams
     from jerp.policy.model import load_policy
     from jerp.records import AdapterManifest
-    from jerp.stages.common import write_adapter
 
     proj = make_project()
     assert run_stage(proj, "prepare", env=server_env).returncode == 0

@@ -23,6 +23,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+# The task types, the first field of a game folder's name (alfworld.py's too).
+TASK_TYPES = (
+    "pick_and_place_simple",
+    "look_at_obj_in_light",
+    "pick_clean_then_place_in_recep",
+    "pick_heat_then_place_in_recep",
+    "pick_cool_then_place_in_recep",
+    "pick_two_obj_and_place",
+)
 GAME_PREFIX_FIELDS = ("task_type", "object_target", "mrecep_target", "parent_target", "scene")
 
 
@@ -56,8 +65,6 @@ def task_params(task_id: str) -> TaskParams:
     receptacle). Object names are lower-cased as the engine names them; a sliced
     object (`AppleSliced`) is the object itself, sliced.
     """
-    from jerp.envs.alfworld import TASK_TYPES
-
     folder = [part for part in task_id.split("/") if "-" in part]
     if not folder:
         raise TaskFolderError(f"{task_id!r}: no task folder "

@@ -11,12 +11,13 @@ Adding an environment is adding a row to `SPECS`. Engines load when an env is bu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from jerp.config import EnvParams
+from jerp.config import EnvParams, Params
 from jerp.envs import alfworld, webshop
 from jerp.envs.actions import ActionAbstraction
 from jerp.envs.alfworld_actions import ALFWORLD_ACTIONS
@@ -129,3 +130,8 @@ def sample_split(p: EnvParams, root: Path, split: str, seed: int,
 def env_factory(p: EnvParams, root: Path) -> Callable[[], Env]:
     """A picklable factory (a partial, not a lambda): env worker processes call it."""
     return env_spec(p.name).factory(p, root)
+
+
+def make_env(p: Params, root: Path) -> Callable[[], Env]:
+    """The run's environment factory, with its data folder resolved at the edge."""
+    return env_factory(p.env, data_root(p.env, os.environ, root))

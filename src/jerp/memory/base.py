@@ -10,11 +10,42 @@ meant to implement it too, so the stages call this interface, not the pool.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from jerp.envs.base import Task
 from jerp.memory.diff import SnapshotDiff
-from jerp.records import Proposal, RuleShown, RuleSnapshot
+from jerp.records import Proposal, RuleShown, RuleSnapshot, StepRecord
+
+
+def render_slot(subgoal: str, memories: list[str]) -> str:
+    """The memory slot's text: the current subgoal and the execution memories shown for
+    it, each on its own line(s); "" when there is neither (the prompt then has no slot).
+    Ends with a newline so the history's first "Observation:" starts a line."""
+    text = f"Current subgoal: {subgoal}\n" if subgoal else ""
+    if memories:
+        text += "Useful experience:\n" + "".join(f"- {m}\n" for m in memories)
+    return text
+
+
+@dataclass(frozen=True)
+class MemorySlot:
+    """What the per-step memory slot shows for the next decision (plain data: memory
+    builds it, the rollout renders it into the prompt)."""
+
+    subgoal: str  # "" = none
+    shown: list[RuleShown]  # execution memories shown at this step
+
+    @property
+    def text(self) -> str:
+        """The slot as the prompt shows it (render_slot)."""
+        return render_slot(self.subgoal, [r.text for r in self.shown])
+
+
+# (task, goal, steps so far) -> the slot for the next decision. Jobs carry it to worker
+# processes, so it must pickle (a module-level class or function, plain data inside).
+StepMemory = Callable[[Task, str, list[StepRecord]], MemorySlot]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The H2R executor's per-step memory: which subgoal the next decision works on, and
 the execution memories shown for it.
 
-`SubgoalMemory` is `policy.rollout.StepMemory`: called before each
+`SubgoalMemory` is a `memory.base.StepMemory`: called before each
 decision with (task, goal, steps so far), it takes the plan (`H2RMemory.plan`: the
 most similar remembered plan restated for this goal, else the environment's default
 plan for the task type), finds the current subgoal (`hierarchy.current_subgoal`:
@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 from jerp.envs.base import Task
 from jerp.envs.registry import action_abstraction
-from jerp.memory.base import Query
+from jerp.memory.base import MemorySlot, Query
 from jerp.memory.hierarchy import H2RMemory, current_subgoal
 from jerp.records import RuleSnapshot, StepRecord
 
 
 @dataclass(frozen=True)
 class SubgoalMemory:
-    """The executor's per-step memory (`policy.rollout.StepMemory`): plain data, so it pickles to
+    """The executor's per-step memory (`base.StepMemory`): plain data, so it pickles to
     worker processes. Called with (task, goal, steps so far), it returns the slot of
     the next decision: the current subgoal and the execution memories for it."""
 
@@ -39,6 +39,4 @@ class SubgoalMemory:
         pos = current_subgoal(plan, [s.action for s in steps], goal, ax, self.budget)
         subgoal = plan[pos] if pos < len(plan) else ""
         shown = memory.execution(subgoal, self.k) if subgoal and self.k else []
-        from jerp.policy.rollout import MemorySlot  # loads torch: not at import
-
         return MemorySlot(subgoal=subgoal, shown=shown)

@@ -12,6 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from jerp import paths
+from jerp.config import Params
+from jerp.runtime import origin
+
 SMOLLM2 = "smollm2"
 # peft's weight file names (safetensors, or the older pickle) in an adapter folder.
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -169,6 +173,12 @@ def read_adapter(folder: str | Path):
                            f"({' or '.join(ADAPTER_WEIGHTS)}): a broken or half-copied "
                            "adapter (`dvc pull` or re-run the stage that writes it)")
     return m
+
+
+def model_cache(p: Params, root: Path) -> Path:
+    """Where base models are cached: params policy.cache_dir, else the project's
+    (the user's project, also inside a queued experiment's copy: runtime.origin)."""
+    return Path(p.policy.cache_dir) if p.policy.cache_dir else origin(root) / paths.model_cache()
 
 
 def load_policy(

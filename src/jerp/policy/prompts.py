@@ -10,7 +10,7 @@ its KV cache from step to step (policy/kvcache.py):
     header   = the template up to `{history}`: goal, working set of rules and the
                episode's first observation (ALFWorld: the room and its receptacles,
                which the history window would otherwise drop after 2h steps)
-    slot     = the per-step memory slot (`render_slot`: the current subgoal and the
+    slot     = the per-step memory slot (memory.base.render_slot: the current subgoal and the
                execution memories shown for it; "" when the episode has none)
     step i   = "Observation: <o_i>\\n>"  then  " <a_i>\\n"
     now      = "Observation: <o_t>\\n>"   (+ "Valid commands: ..." in generate mode)
@@ -69,7 +69,7 @@ def split_template(env: str) -> tuple[str, str]:
 @dataclass
 class EpisodeContext:
     """What the agent knows in one episode; `rules` stay fixed for the episode, `slot`
-    (rendered by `render_slot`) may change between steps.
+    (rendered by memory.base.render_slot) may change between steps.
 
     `seed` tells episodes apart for sampled decisions (independent of scheduling);
     `state` is the agent's per-episode scratch (its KV cache), opaque to others.
@@ -104,16 +104,6 @@ def render_experience(examples: list[str], notes: list[str]) -> str:
         out += "Your earlier failed attempts at this task:\n" + "".join(
             f"- Trial {i}: {n}\n" for i, n in enumerate(notes, 1))
     return out
-
-
-def render_slot(subgoal: str, memories: list[str]) -> str:
-    """The memory slot's text: the current subgoal and the execution memories shown for
-    it, each on its own line(s); "" when there is neither (the prompt then has no slot).
-    Ends with a newline so the history's first "Observation:" starts a line."""
-    text = f"Current subgoal: {subgoal}\n" if subgoal else ""
-    if memories:
-        text += "Useful experience:\n" + "".join(f"- {m}\n" for m in memories)
-    return text
 
 
 def window_start(t: int, window: int) -> int:

@@ -9,7 +9,7 @@ for the other slots.
 Two kinds of memory reach the prompt: the working set (`Retrieve`), looked up
 once per episode and kept in the cached header, and the per-step memory slot
 (`StepMemory`), asked before every decision and rendered after the header
-(prompts.render_slot), so a change of subgoal re-forwards only from the slot on.
+(memory.base.render_slot), so a change of subgoal re-forwards only from the slot on.
 """
 
 from __future__ import annotations
@@ -22,32 +22,15 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from jerp.envs.base import Env, Observation, Task
+from jerp.memory.base import MemorySlot, StepMemory
 from jerp.policy.agent import Agent, Decision
 from jerp.policy.envproc import EnvHandle, LocalEnv, RemoteEnv, wait_any
-from jerp.policy.prompts import EpisodeContext, render_slot
+from jerp.policy.prompts import EpisodeContext
 from jerp.records import RuleShown, StepRecord, Trajectory
 
 Retrieve = Callable[[Task, str], list[RuleShown]]  # (task, goal) -> working set
 # (task, goal) -> ExpeL's in-context examples: (trajectory id, rendered text) each
 Examples = Callable[[Task, str], list[RuleShown]]
-
-
-@dataclass(frozen=True)
-class MemorySlot:
-    """What the per-step memory slot shows for the next decision."""
-
-    subgoal: str  # "" = none
-    shown: list[RuleShown]  # execution memories shown at this step
-
-    @property
-    def text(self) -> str:
-        """The slot as the prompt shows it (prompts.render_slot)."""
-        return render_slot(self.subgoal, [r.text for r in self.shown])
-
-
-# (task, goal, steps so far) -> the slot for the next decision. Jobs carry it to worker
-# processes, so it must pickle (a module-level class or function, plain data inside).
-StepMemory = Callable[[Task, str, list[StepRecord]], MemorySlot]
 
 
 @dataclass
@@ -257,50 +240,4 @@ def _finish(slot: _Slot, meta: dict) -> Trajectory:
         trial=spec.trial, notes_shown=list(spec.notes),
         examples_shown=[e.id for e in slot.examples],
         **{k: v for k, v in meta.items() if k != "stage"},
-    )
-
-
-def replay_reference(env: Env, task: Task, actions: list[str] | None = None) -> Trajectory:
-    """Play a reference action sequence (default: the env's own) and record it."""
-    t0 = time.perf_counter()
-    obs = env.reset(task)
-    actions = env.reference(task) if actions is None else actions
-    steps, won, reward = [], False, 0.0
-    for a in actions:
-        res = env.step(a)
-        steps.append(_reference_step(obs, a, res.reward))
-        obs, won, reward = res.observation, won or res.won, max(reward, res.reward)
-        if res.done:
-            break
-    return _reference(task, obs, steps, won, reward, "walkthrough", t0)
-
-
-def play_expert(env: Env, task: Task, limit: int) -> Trajectory:
-    """The env's searching expert plays the task (its label at each state, see
-    `Observation.expert`) until it wins, gives up or has taken `limit` steps."""
-    t0 = time.perf_counter()
-    obs = env.reset(task)
-    steps, won, reward = [], False, 0.0
-    while obs.expert is not None and len(steps) < limit and not won:
-        res = env.step(obs.expert)
-        steps.append(_reference_step(obs, obs.expert, res.reward))
-        obs, won, reward = res.observation, res.won, max(reward, res.reward)
-        if res.done:
-            break
-    return _reference(task, obs, steps, won, reward, "expert", t0)
-
-
-def _reference_step(obs: Observation, action: str, reward: float) -> StepRecord:
-    return StepRecord(observation=obs.text, admissible_count=len(obs.admissible), action=action,
-                      valid=action in obs.admissible, reward=reward,
-                      admissible=list(obs.admissible), expert=obs.expert)
-
-
-def _reference(task: Task, obs: Observation, steps: list[StepRecord], won: bool, reward: float,
-               kind: str, t0: float) -> Trajectory:
-    return Trajectory(
-        traj_id=f"ref:{task.task_id}", task_id=task.task_id, env=task.env, split=task.split,
-        task_type=task.task_type, goal=obs.goal, steps=steps, reward=reward, won=won,
-        n_steps=len(steps), policy_version="reference", source="reference",
-        reference_kind=kind, wall_s=round(time.perf_counter() - t0, 3),
     )

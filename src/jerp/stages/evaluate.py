@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jerp import paths, runners
+from jerp.agents import policy_version, step_memory_for
 from jerp.config import Params
 from jerp.methods import parts
 from jerp.metrics import expert_metrics, summarize
@@ -36,9 +37,7 @@ from jerp.records import (
     write_json,
     write_trajectories,
 )
-from jerp.stages.common import play_episodes, policy_version, step_memory_for
-from jerp.stages.states import state_references_file
-from jerp.workers import AgentSpec, Job, chunks, fingerprint, rank_states
+from jerp.workers import AgentSpec, Job, fingerprint, play_episodes, rank_states
 
 
 def run(p: Params, root: Path, iteration: int) -> dict:
@@ -78,7 +77,7 @@ def run(p: Params, root: Path, iteration: int) -> dict:
     if p.eval.expert_states and (root / paths.references_file()).exists():
         refs = [r for r in read_trajectories(root / paths.references_file())
                 if r.split == p.env.eval_split]
-        if (extra := root / state_references_file()).exists():
+        if (extra := root / paths.state_references_file()).exists():
             refs += read_trajectories(extra)  # eval games only ranked (stage `states`)
         job = Job(p, root, agent, rules, desc=f"expert states@{iteration}", examples=examples,
                   step_memory=step_memory)
@@ -94,7 +93,7 @@ def run(p: Params, root: Path, iteration: int) -> dict:
 def note_reflector(p: Params, root: Path) -> Note:
     """Reflexion's note on a failed trial (params reflexion.reflector): the deterministic
     milestone note, or the LLM of rules.llm_endpoint / rules.llm_model (its key is read
-    where the client is made, never passed as an argument: stages/common.llm_generate)."""
+    where the client is made, never passed as an argument: llm.llm_generate)."""
     from jerp.envs.registry import action_abstraction
     from jerp.memory.reflect.reflexion import NOTE_SYSTEM, llm_note, milestone_note
 
@@ -102,7 +101,7 @@ def note_reflector(p: Params, root: Path) -> Note:
     if p.reflexion.reflector == "milestones":
         ax = action_abstraction(p.env.name)
         return lambda t: milestone_note(t, ax, n)
-    from jerp.stages.common import llm_generate
+    from jerp.llm import llm_generate
 
     generate = llm_generate(p, root, NOTE_SYSTEM)
     return lambda t: llm_note(generate, t, n)
@@ -118,7 +117,7 @@ def rank_reference_states(job: Job, refs: list[Trajectory]) -> list[StateRank]:
     """The reference action's rank at every reference state, spread over the workers."""
     p = job.params
     wrong = wrong_types([r.task_type for r in refs])
-    ranges = chunks(len(refs), runners.workers(p))
+    ranges = runners.chunks(len(refs), runners.workers(p))
     key = fingerprint(job, [(r.task_id, len(r.steps)) for r in refs])
     parts_ = runners.spread(rank_states, [(job, refs[a:b], wrong) for a, b in ranges],
                             name=job.desc, size=len, threads=runners.threads(p), key=key)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from jerp import paths
+from jerp.adapters import copy_adapter, load_trainable, train_config, write_adapter
+from jerp.agents import retriever
 from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART
@@ -29,13 +31,6 @@ from jerp.records import (
     read_tasks,
     read_trajectories,
     write_json,
-)
-from jerp.stages.common import (
-    copy_adapter,
-    load_trainable,
-    retriever,
-    train_config,
-    write_adapter,
 )
 
 

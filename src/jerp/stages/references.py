@@ -13,28 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jerp import paths, runners
+from jerp import paths
 from jerp.config import Params
-from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART, env_spec
 from jerp.metrics import demo_stats, summarize
 from jerp.records import Trajectory, read_tasks, write_json, write_trajectories
-from jerp.workers import chunks, replay_chunk
-
-REPLAY_LIMIT = 500  # a walkthrough is a whole success: replayed past the run's step limit
-EXPERT_LIMIT = 100  # the expert's wins took 15 steps on average (DESIGN.md section 9)
-
-
-def play(p: Params, root: Path, jobs: list[tuple[Task, str, int]], name: str
-         ) -> list[Trajectory]:
-    """Each (task, who, step limit) played on the real engine across the runner's workers."""
-    if not jobs:
-        return []
-    full = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": REPLAY_LIMIT})})
-    ranges = chunks(len(jobs), runners.workers(p))
-    parts = runners.spread(replay_chunk, [(full, root, jobs[a:b]) for a, b in ranges],
-                           name=name, size=len)
-    return [r for part in parts for r in part]
+from jerp.replay import EXPERT_LIMIT, REPLAY_LIMIT, play_references
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:
@@ -47,7 +31,7 @@ def run(p: Params, root: Path) -> list[Trajectory]:
                                                       for t in evals]
     if expert:
         jobs += [(t, "ceiling", p.env.max_steps) for t in evals]
-    played = play(p, root, jobs, "play references")
+    played = play_references(p, root, jobs, "play references")
     n_refs = len(learn) + len(evals)
     refs, ceiling = played[:n_refs], played[n_refs:]
     lost = [r.task_id for r in refs if not r.won]

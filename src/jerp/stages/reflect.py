@@ -67,9 +67,9 @@ def _reflect_hindsight(p: Params, root: Path, rollouts, refs, pool,
                        actions: ActionAbstraction) -> list[Proposal]:
     """H2R's hindsight reflection: the same `reflector` switch picks its insight back end
     (contrastive: the offline one; llm: the same model or endpoint as the LLM reflector)."""
+    from jerp.llm import llm_generate
     from jerp.memory.reflect.hindsight import reflect_hindsight, reflect_hindsight_llm
     from jerp.memory.reflect.llm import SYSTEM
-    from jerp.stages.common import llm_generate
 
     if p.rules.reflector == "contrastive":
         return reflect_hindsight(rollouts, refs, pool, p.rules.max_ops, actions)
@@ -93,8 +93,8 @@ def _reflect_llm(p: Params, root: Path, rollouts, refs, pool,
                  actions: ActionAbstraction) -> list[Proposal]:
     """One LLM call per failed rollout, against its closest real success (same task, else
     the most similar goal of the type); failures without one are skipped."""
+    from jerp.llm import llm_generate
     from jerp.memory.reflect.llm import SYSTEM, closest_reference, reflect_llm
-    from jerp.stages.common import llm_generate
 
     generate = llm_generate(p, root, SYSTEM)
     props: list[Proposal] = []

@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from jerp import paths
+from jerp.agents import policy_version, step_memory_for
 from jerp.config import Params
 from jerp.methods import parts
 from jerp.metrics import summarize
 from jerp.policy.experience import rollout_diversity
 from jerp.policy.rollout import EpisodeSpec
 from jerp.records import Trajectory, read_snapshot, read_tasks, write_json, write_trajectories
-from jerp.stages.common import play_episodes, policy_version, step_memory_for
-from jerp.workers import AgentSpec
+from jerp.workers import AgentSpec, play_episodes
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:

@@ -17,13 +17,9 @@ from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import data_root, sample_split
 from jerp.records import Trajectory, read_tasks, write_trajectories
-from jerp.stages.references import REPLAY_LIMIT, play
+from jerp.replay import REPLAY_LIMIT, play_references
 
 SEED_OFFSET = 2  # train games use run.seed, the warm start's run.seed + 1
-
-
-def state_references_file() -> Path:
-    return Path("data/state_references.jsonl")
 
 
 def state_games(p: Params, root: Path) -> list[Task]:
@@ -37,7 +33,7 @@ def state_games(p: Params, root: Path) -> list[Task]:
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:
-    refs = play(p, root, [(t, "walkthrough", REPLAY_LIMIT) for t in state_games(p, root)],
-                "replay state games")
-    write_trajectories(root / state_references_file(), refs)
+    jobs = [(t, "walkthrough", REPLAY_LIMIT) for t in state_games(p, root)]
+    refs = play_references(p, root, jobs, "replay state games")
+    write_trajectories(root / paths.state_references_file(), refs)
     return refs

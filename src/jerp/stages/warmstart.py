@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from jerp import paths
+from jerp.adapters import load_trainable, train_config, write_adapter
 from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART, env_spec
@@ -29,7 +30,6 @@ from jerp.records import (
     read_trajectories,
     write_json,
 )
-from jerp.stages.common import load_trainable, train_config, write_adapter
 
 
 def run(p: Params, root: Path) -> dict:
@@ -75,9 +75,9 @@ def run(p: Params, root: Path) -> dict:
 def dagger_play(p: Params, root: Path, policy, games: list[Task], k: int) -> list[Trajectory]:
     """The policy in training plays each warm-start game once, greedy, in this process
     (its weights are not on disk yet); every step keeps the expert's label."""
+    from jerp.envs.registry import make_env
     from jerp.policy.agent import Agent
     from jerp.policy.rollout import EpisodeSpec, play
-    from jerp.stages.common import make_env
 
     policy.model.eval()
     try:

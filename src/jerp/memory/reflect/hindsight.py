@@ -314,6 +314,6 @@ def reflect_hindsight_llm(generate: Generate, rollouts: list[Trajectory],
                           abstraction: ActionAbstraction | None = None,
                           max_chars: int = 300) -> list[Proposal]:
     """`reflect_hindsight` with the insights found by a model (`generate`: the LLM
-    reflector's callable, llm.openai_generate or stages.common.local_generate)."""
+    reflector's callable, llm.openai_generate or jerp.llm.local_generate)."""
     return reflect_hindsight(rollouts, references, pool, max_ops, abstraction,
                              LLMContrast(generate, max_chars))
