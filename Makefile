@@ -83,8 +83,12 @@ test: install-dev
 check: install-test
 	$(BIN)/pytest $(XDIST) -m "not slow and not faults and not cluster"
 
+# Also the import layers (pyproject.toml) and dvc.yaml's code deps and params, which
+# `python -m jerp.deps` regenerates from the imports.
 lint: install-dev
 	$(BIN)/ruff check src flows tests bench
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m jerp.deps --check
 
 # The other three methods on the same games as params.yaml's (queued DVC experiments,
 # one at a time: the warm start and everything a method does not change are reused).

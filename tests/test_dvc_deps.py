@@ -62,10 +62,10 @@ def _reaches(stage: str, path: str) -> bool:
 
 def test_an_edit_under_memory_reflect_reruns_reflect_not_the_warm_start():
     """memory/reflect/ is in reflect's code (revise, finetune and evaluate follow it
-    through its outputs) and in none of the stages that come before the loop."""
+    through its outputs) and in none of the stages before it, rollout included."""
     edited = "src/jerp/memory/reflect/contrastive.py"
     assert _reaches("reflect", edited)
-    for stage in ("prepare", "references", "states", "warmstart"):
+    for stage in ("prepare", "references", "states", "warmstart", "rollout"):
         assert not _reaches(stage, edited), stage
     covered = [d for d in _stages()["reflect"]["deps"]
                if (ROOT / edited).is_relative_to(ROOT / d)]
@@ -98,3 +98,16 @@ def test_params_read_sees_fields_aliases_and_whole_sections(tmp_path):
         "    return p.policy.model_copy(update={}), task.env, x\n")
     got = deps.params_read(f, deps._sections())
     assert got == {"finetune.lr", "rules.top_k", "env", "policy"}
+
+
+def test_check_exits_1_with_a_diff_when_dvc_yaml_is_stale(tmp_path, capsys):
+    for name in ("src", "flows", "params.yaml"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    text = (ROOT / "dvc.yaml").read_text()
+    (tmp_path / "dvc.yaml").write_text(text)
+    assert deps.main(["--check", "--root", str(tmp_path)]) == 0
+    (tmp_path / "dvc.yaml").write_text(text.replace("      - src/jerp/replay.py\n", "", 1))
+    assert deps.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "+      - src/jerp/replay.py" in capsys.readouterr().out
+    assert deps.main(["--root", str(tmp_path)]) == 0  # rewrites it
+    assert (tmp_path / "dvc.yaml").read_text() == text

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jerp.memory.reflect.llm import closest_reference, really_won, reflect_llm
+from jerp.memory.base import really_won
+from jerp.memory.reflect.llm import closest_reference, reflect_llm
 from jerp.records import RuleSnapshot, StepRecord, Trajectory
 
 

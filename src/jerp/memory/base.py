@@ -16,7 +16,12 @@ from typing import Protocol
 
 from jerp.envs.base import Task
 from jerp.memory.diff import SnapshotDiff
-from jerp.records import Proposal, RuleShown, RuleSnapshot, StepRecord
+from jerp.records import Proposal, RuleShown, RuleSnapshot, StepRecord, Trajectory
+
+
+def really_won(t: Trajectory) -> bool:
+    """A success worth imitating: won, with the full reward (not a partial purchase)."""
+    return t.won and t.reward >= 1.0 and bool(t.actions)
 
 
 def render_slot(subgoal: str, memories: list[str]) -> str:

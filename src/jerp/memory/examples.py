@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from jerp.memory.reflect.llm import really_won
+from jerp.memory.base import really_won
 from jerp.records import Trajectory
 
 STORE_SPLIT = "train"  # examples come from train games only: an eval game never shows itself

@@ -2,7 +2,7 @@
 
 Every trajectory is cut into subgoal segments at the environment's milestones
 (`memory/hindsight.py`). For each task played, its success (the shortest real win,
-`llm.really_won`, among the task's rollouts and references) yields:
+`base.really_won`, among the task's rollouts and references) yields:
 
 - a planning memory (scope = task type): the realised plan, `hierarchy.plan_text`;
 - an execution memory per subgoal it closed (scope = the subgoal): the segment's
@@ -33,9 +33,10 @@ from dataclasses import dataclass
 
 from jerp.envs.actions import ActionAbstraction
 from jerp.envs.registry import action_abstraction
+from jerp.memory.base import really_won
 from jerp.memory.hierarchy import EXECUTION, PLANNING, plan_text
 from jerp.memory.hindsight import Segment, closed, segment
-from jerp.memory.reflect.llm import closest_reference, really_won
+from jerp.memory.reflect.llm import closest_reference
 from jerp.records import Evidence, Level, Proposal, RuleSnapshot, Trajectory
 
 BRIEF_STEPS = 5  # a segment's brief keeps its last few actions (those nearest the milestone)

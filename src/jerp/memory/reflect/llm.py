@@ -23,6 +23,7 @@ from collections.abc import Callable
 from rapidfuzz import fuzz
 
 from jerp.envs.actions import ActionAbstraction
+from jerp.memory.base import really_won
 from jerp.memory.reflect.contrastive import find_divergence
 from jerp.memory.reflect.grammar import GRAMMAR, parse_operations
 from jerp.records import Evidence, Proposal, RuleSnapshot, Trajectory
@@ -31,11 +32,6 @@ Generate = Callable[[str], str]
 
 SYSTEM = ("You maintain a pool of short, general rules that help an agent act in a text "
           "world. You answer only with pool operations in the required grammar.")
-
-
-def really_won(t: Trajectory) -> bool:
-    """A success worth imitating: won, with the full reward (not a partial purchase)."""
-    return t.won and t.reward >= 1.0 and bool(t.actions)
 
 
 def closest_reference(failed: Trajectory, references: list[Trajectory]) -> Trajectory | None:

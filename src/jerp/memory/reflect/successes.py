@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from jerp.envs.actions import Act, ActionAbstraction, generic
+from jerp.memory.base import really_won
 from jerp.memory.pool import normalise
-from jerp.memory.reflect.llm import really_won
 from jerp.records import Evidence, Proposal, RuleSnapshot, Trajectory
 
 MIN_SUCCESSES = 2
