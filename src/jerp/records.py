@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jerp.envs.base import Task
 
@@ -127,6 +127,14 @@ def read_tasks(path: str | Path) -> TaskList:
 # ---------------------------------------------------------------- trajectories
 
 
+class WarmstartSettings(BaseModel):
+    """The warm start's settings that follow from run.method (jerp.methods.
+    warmstart_settings), as `prepare` wrote them for the warm start to read."""
+
+    model_config = ConfigDict(extra="forbid")
+    subgoal_slots: bool
+
+
 class StepRecord(BaseModel):
     """One decision, with what its policy update needs to rebuild the exact prompt and
     the acting distribution: the candidates, pi_old and the window start."""
@@ -176,7 +184,8 @@ class Trajectory(BaseModel):
     subgoals: list[str] = Field(default_factory=list)  # the subgoal sequence, in order
     policy_version: str = "base"
     pool_version: str = "none"
-    method: str = "react"
+    method: str | None = None  # run.method of the stage that played it; None: a reference
+    # or the warm start's DAgger play, which belong to no method
     iteration: int = 0
     episode: int = 0  # index within a task's group of G episodes
     seed: int = 0
