@@ -4,7 +4,7 @@ notes) and ExpeL (success-set insights, similar successes as in-context examples
 import pytest
 import yaml
 
-from jerp.config import ParamsError, ReflexionParams, RulesParams, parse_params
+from jerp.config import ExpelParams, ParamsError, ReflexionParams, RulesParams, parse_params
 from jerp.envs.alfworld_actions import ALFWORLD_ACTIONS as AX
 from jerp.envs.base import Task
 from jerp.memory.examples import example_store, nearest, render_example, similar_successes
@@ -25,6 +25,7 @@ from jerp.records import Rule, RuleSnapshot, StepRecord, Trajectory, final_trial
 HEAT = "pick_heat_then_place_in_recep"
 NOTE_CHARS = ReflexionParams().max_note_chars  # the schema's values: no lower default
 RULE_CHARS = RulesParams().max_rule_chars
+EXAMPLE_ACTIONS = ExpelParams().max_example_actions
 
 
 def _traj(tid, goal, actions, won, *, split="train", task_type=HEAT, reward=None, trial=0,
@@ -170,7 +171,7 @@ def test_render_example_cuts_long_trajectories():
     t = _traj("e", EGG, S_EGG, True)
     assert render_example(t, 2) == (f"Goal: {EGG}\nActions: go to countertop 1; "
                                     "take egg 1 from countertop 1 ... (4 more)")
-    assert render_example(t).endswith("move egg 1 to garbagecan 1")
+    assert render_example(t, EXAMPLE_ACTIONS).endswith("move egg 1 to garbagecan 1")
 
 
 @pytest.mark.slow
@@ -187,7 +188,8 @@ def test_similar_successes_returns_the_closest_goal_and_the_header_shows_it(tmp_
     assert [t.traj_id for t in got] == ["ref:apple"]
     got = similar_successes(store, "examine the book with the desklamp.", 2, tmp_path)
     assert got[0].traj_id == "ref:lamp"
-    ctx = EpisodeContext(env="alfworld", goal=EGG, examples=[render_example(got[0])])
+    ctx = EpisodeContext(env="alfworld", goal=EGG,
+                         examples=[render_example(got[0], EXAMPLE_ACTIONS)])
     assert "Goal: look at pillow under the desklamp.\nActions: use desklamp 1" in header(ctx)
 
 
