@@ -395,3 +395,41 @@ def test_expel_evaluate_shows_the_train_reference(eval_dir, model_cache, alf_roo
     assert len(train_refs) == 1 and t.examples_shown == train_refs
     assert t.trial == 0 and t.notes_shown == [] and "success_at" not in m
     assert m["expert_states"] > 0  # the reference states were ranked with the example shown
+
+
+def test_a_later_evaluation_of_a_frozen_method_is_iteration_0s_job(tmp_path, monkeypatch):
+    """evaluate@2 of react asks for exactly the episodes evaluate@0 asked for (same policy
+    folder, pool, labels and progress name, so the same cached chunks), and says so in
+    its metrics; a method that learns evaluates its own iteration."""
+    from jerp import paths
+    from jerp.memory.pool import empty_pool
+    from jerp.records import AdapterManifest, TaskList, read_json, write_snapshot, write_tasks
+    from jerp.stages import evaluate
+    from jerp.stages.common import write_adapter
+
+    task = {"task_id": "g", "env": "alfworld", "split": "eval_out", "task_type": HEAT,
+            "source": "g"}
+    write_tasks(tmp_path / paths.tasks_file(),
+                TaskList(env="alfworld", seed=0, splits={"eval_out": [task]}))
+    for i in (0, 2):
+        write_snapshot(tmp_path / paths.rules_file(i), empty_pool(10))
+        write_adapter(tmp_path / paths.adapter_dir(i), None,
+                      AdapterManifest(kind="none", base="smollm2", iteration=i, stage="t"))
+    asked = []
+
+    def fake_play(p, root, agent, specs, meta, rules, desc, **kw):  # no model: the request
+        asked.append((agent, meta, rules, desc, [s.task.task_id for s in specs]))
+        return []
+
+    monkeypatch.setattr(evaluate, "play_episodes", fake_play)
+    for method in ("react", "jerp"):
+        p = parse_params({"run": {"method": method}, "eval": {"expert_states": False}})
+        m0, m2 = evaluate.run(p, tmp_path, 0), evaluate.run(p, tmp_path, 2)
+        assert (m0["iteration"], m2["iteration"]) == (0, 2)
+        if method == "react":
+            assert asked[-1] == asked[-2] and asked[-1][3] == "evaluate@0"
+            assert m2["acts_as_iteration"] == 0 and "acts_as_iteration" not in m0
+        else:
+            assert asked[-1][0].adapter == tmp_path / paths.adapter_dir(2)
+            assert asked[-1][1]["iteration"] == 2 and "acts_as_iteration" not in m2
+        assert read_json(tmp_path / paths.metrics_file(2)) == m2
