@@ -124,15 +124,15 @@ def read_tasks(path: str | Path) -> TaskList:
     return read_model(path, TaskList)
 
 
-# ---------------------------------------------------------------- trajectories
-
-
 class WarmstartSettings(BaseModel):
     """The warm start's settings that follow from run.method (jerp.methods.
     warmstart_settings), as `prepare` wrote them for the warm start to read."""
 
     model_config = ConfigDict(extra="forbid")
     subgoal_slots: bool
+
+
+# ---------------------------------------------------------------- trajectories
 
 
 class StepRecord(BaseModel):
