@@ -49,17 +49,13 @@ endif
 install-test: install $(VENV)/.installed-test
 install-dev: install $(VENV)/.installed-dev
 
-# PRESET=quick|standard|paper|tiny: params.yaml becomes presets/$(PRESET).yaml first (refused
-# while params.yaml has edits that are not committed, so none is lost).
+# PRESET=quick|standard|paper|tiny: params.yaml becomes presets/base.yaml with
+# presets/$(PRESET).yaml over it (jerp.presets; refused while params.yaml has edits that are
+# not committed, so none is lost).
 PRESET ?=
 params:
 ifneq ($(PRESET),)
-	@test -f presets/$(PRESET).yaml || { echo "no preset $(PRESET); accepted: \
-	  $$(ls presets | sed 's/.yaml//' | tr '\n' ' ')"; exit 2; }
-	@cmp -s presets/$(PRESET).yaml params.yaml || git diff --quiet -- params.yaml || { \
-	  echo "params.yaml has uncommitted edits: commit or stash them before PRESET=$(PRESET)"; \
-	  exit 2; }
-	cp presets/$(PRESET).yaml params.yaml
+	$(PY) -m jerp.presets $(PRESET)
 endif
 
 # One Prefect server for the whole run (the UI at http://127.0.0.1:4200 shows it live).
@@ -92,15 +88,14 @@ lint: install-dev
 
 # The other three methods on the same games as params.yaml's (queued DVC experiments,
 # one at a time: the warm start and everything a method does not change are reused).
-# Each method gets the overrides `python -m jerp.methods METHOD` prints: one that learns
-# nothing across iterations (react, reflexion) is evaluated once; an H2R method starts
-# from the warm start trained on its slotted prompts. (set -f: `[0]` is not a glob.)
+# A method's run.method is all it needs: what follows from it (an H2R method's slotted
+# warm start, jerp.methods.warmstart_settings; one evaluation for a method that learns
+# nothing, stages/evaluate.py) the pipeline derives.
 # The queue's workers call `dvc` by name: PATH (exported above) must hold the venv.
 COMPARE ?= react rules_only policy_only
 compare: install params
-	set -f; for m in $(COMPARE); do \
-	  ov=$$($(PY) -m jerp.methods "$$m") || exit 1; \
-	  $(BIN)/dvc exp run --queue -n "$$m" -S run.method="$$m" $$ov || exit 1; \
+	for m in $(COMPARE); do \
+	  $(BIN)/dvc exp run --queue -n "$$m" -S run.method="$$m" || exit 1; \
 	done
 	$(BIN)/dvc queue start --jobs 1
 	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done

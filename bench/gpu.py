@@ -140,11 +140,16 @@ def act(policy, episodes) -> tuple[list[list[float]], float]:
 
 def train(policy, windows, history: int) -> tuple[float, float, float]:
     """(loss, gradient norm, seconds) of one forward-backward over every window."""
+    from dataclasses import replace
+
     import torch
 
-    from jerp.policy.train import TrainConfig, window_loss
+    from jerp.config import parse_params
+    from jerp.policy.train import window_loss
+    from jerp.stages.common import finetune_config
 
-    cfg = TrainConfig(lr=1e-4, window=history, score="sum")
+    cfg = replace(finetune_config(parse_params({}), seed=0), lr=1e-4, window=history,
+                  score="sum")
     policy.model.zero_grad(set_to_none=True)
     if policy.model.device.type == "cuda":
         torch.cuda.synchronize()

@@ -19,6 +19,7 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,7 @@ from jerp.policy.model import load_policy, set_threads  # noqa: E402
 from jerp.policy.packing import PackedWindow  # noqa: E402
 from jerp.policy.train import TrainConfig, TrainItem, pack_items, window_loss  # noqa: E402
 from jerp.replay import replay_reference  # noqa: E402
+from jerp.adapters import finetune_config  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, runs: int = 5) -> float:
@@ -86,7 +88,7 @@ def main() -> None:
     env.close()
     policy = load_policy(p.policy.model, ROOT / ".cache/models", p.policy.dtype, None,
                          trainable=True, lora=p.lora)
-    cfg = TrainConfig(lr=1e-4, window=p.policy.history, score=p.policy.score)
+    cfg = replace(finetune_config(p, seed=0), lr=1e-4)
     items = success_items(refs)
     packed = pack_items(policy, items, cfg.window)
     single = [w for it in items for k, tg in it.targets.items()

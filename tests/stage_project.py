@@ -20,6 +20,7 @@ import yaml
 
 from jerp import paths
 from jerp.memory.pool import empty_pool
+from jerp.presets import render as render_preset
 from jerp.records import StepRecord, Trajectory, write_jsonl, write_snapshot, write_trajectories
 
 BIN = Path(sys.executable).parent
@@ -75,7 +76,7 @@ def make_project(dest: Path, root: Path, alf_root: Path, model_cache: Path,
             shutil.copytree(src, proj / item, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, proj / item)
-    params = yaml.safe_load((root / "presets/tiny.yaml").read_text())
+    params = yaml.safe_load(render_preset(root, "tiny"))  # presets/base.yaml + tiny.yaml
     params["env"]["data_dir"] = str(alf_root)
     params["policy"]["cache_dir"] = str(model_cache)
     for section, values in overrides.items():

@@ -4,7 +4,7 @@ notes) and ExpeL (success-set insights, similar successes as in-context examples
 import pytest
 import yaml
 
-from jerp.config import ParamsError, parse_params
+from jerp.config import ExpelParams, ParamsError, ReflexionParams, RulesParams, parse_params
 from jerp.envs.alfworld_actions import ALFWORLD_ACTIONS as AX
 from jerp.envs.base import Task
 from jerp.memory.examples import example_store, nearest, render_example, similar_successes
@@ -16,14 +16,16 @@ from jerp.memory.reflect.successes import (
     reflect_successes,
     success_pattern,
 )
-from jerp.methods import METHODS, comparison_overrides, parts
-from jerp.methods import main as methods_main
+from jerp.methods import METHODS, parts
 from jerp.policy.prompts import EpisodeContext, header, render_experience
 from jerp.policy.rollout import EpisodeSpec
 from jerp.policy.trials import play_trials, success_at
 from jerp.records import Rule, RuleSnapshot, StepRecord, Trajectory, final_trials
 
 HEAT = "pick_heat_then_place_in_recep"
+NOTE_CHARS = ReflexionParams().max_note_chars  # the schema's values: no lower default
+RULE_CHARS = RulesParams().max_rule_chars
+EXAMPLE_ACTIONS = ExpelParams().max_example_actions
 
 
 def _traj(tid, goal, actions, won, *, split="train", task_type=HEAT, reward=None, trial=0,
@@ -58,7 +60,7 @@ def test_find_loop_takes_the_cycle_covering_most_steps():
 
 
 def test_milestone_note_on_a_hand_made_failure():
-    note = milestone_note(_traj("f", EGG, LOOPING, False, split="eval_out"), AX)
+    note = milestone_note(_traj("f", EGG, LOOPING, False, split="eval_out"), AX, NOTE_CHARS)
     assert note == (
         "You failed after 8 steps. You did: take the target object. "
         "The goal also needs: heat, move. "
@@ -70,7 +72,7 @@ def test_milestone_note_on_a_hand_made_failure():
 def test_milestone_note_without_progress_and_cut_to_length():
     t = _traj("f", EGG, ["look", "inventory"], False)
     t.steps[1].valid = False
-    note = milestone_note(t, AX)
+    note = milestone_note(t, AX, NOTE_CHARS)
     assert note == ("You failed after 2 steps. You reached no milestone. The goal also "
                     "needs: heat, move. 1 of your commands were invalid. Last actions: look; "
                     "inventory. Next time: make sure you heat and move.")
@@ -85,7 +87,7 @@ def test_llm_note_is_one_line_from_the_generate_callable():
         seen.append(prompt)
         return "  I looped between the fridge\nand the sink.  Next I will heat the egg. "
 
-    note = llm_note(generate, _traj("f", EGG, LOOPING, False))
+    note = llm_note(generate, _traj("f", EGG, LOOPING, False), NOTE_CHARS)
     assert note == "I looped between the fridge and the sink. Next I will heat the egg."
     assert "FAILURE" in seen[0] and "go to sinkbasin 1" in seen[0]
 
@@ -169,7 +171,7 @@ def test_render_example_cuts_long_trajectories():
     t = _traj("e", EGG, S_EGG, True)
     assert render_example(t, 2) == (f"Goal: {EGG}\nActions: go to countertop 1; "
                                     "take egg 1 from countertop 1 ... (4 more)")
-    assert render_example(t).endswith("move egg 1 to garbagecan 1")
+    assert render_example(t, EXAMPLE_ACTIONS).endswith("move egg 1 to garbagecan 1")
 
 
 @pytest.mark.slow
@@ -186,7 +188,8 @@ def test_similar_successes_returns_the_closest_goal_and_the_header_shows_it(tmp_
     assert [t.traj_id for t in got] == ["ref:apple"]
     got = similar_successes(store, "examine the book with the desklamp.", 2, tmp_path)
     assert got[0].traj_id == "ref:lamp"
-    ctx = EpisodeContext(env="alfworld", goal=EGG, examples=[render_example(got[0])])
+    ctx = EpisodeContext(env="alfworld", goal=EGG,
+                         examples=[render_example(got[0], EXAMPLE_ACTIONS)])
     assert "Goal: look at pillow under the desklamp.\nActions: use desklamp 1" in header(ctx)
 
 
@@ -226,14 +229,15 @@ def _pool(text):
 
 
 def test_success_sets_add_then_agree_or_edit():
-    props = reflect_successes(_successes(), set(), empty_pool(10), AX)
+    props = reflect_successes(_successes(), set(), empty_pool(10), AX, RULE_CHARS)
     assert [(p.op, p.text, p.scope) for p in props] == [("ADD", PATTERN, HEAT)]
     assert "2 successes" in props[0].rationale and props[0].evidence.reference == "s1"
     # the same pattern again: UPVOTE (AGREE) only when a new success joined the set
-    assert reflect_successes(_successes(), set(), _pool(PATTERN), AX) == []
-    (up,) = reflect_successes(_successes(), {"s2"}, _pool(PATTERN), AX)
+    assert reflect_successes(_successes(), set(), _pool(PATTERN), AX, RULE_CHARS) == []
+    (up,) = reflect_successes(_successes(), {"s2"}, _pool(PATTERN), AX, RULE_CHARS)
     assert (up.op, up.rule_ids, up.evidence.reference) == ("UPVOTE", ["R1"], "s2")
-    (edit,) = reflect_successes(_successes(), set(), _pool(f"{PATTERN_PREFIX} take it."), AX)
+    (edit,) = reflect_successes(_successes(), set(), _pool(f"{PATTERN_PREFIX} take it."), AX,
+                              RULE_CHARS)
     assert (edit.op, edit.rule_ids, edit.text) == ("EDIT", ["R1"], PATTERN)
     assert reflect_successes(_successes(), set(), empty_pool(10), AX, max_chars=50) == []
 
@@ -254,31 +258,59 @@ def test_methods_table_has_the_baselines():
         parts("reflection")
 
 
-def test_comparison_overrides(capsys, tmp_path, root):
-    """`make compare` queues each method with these (python -m jerp.methods METHOD): the
-    frozen ones evaluated once, the H2R ones from the slot-trained warm start."""
-    from dvc.utils.hydra import apply_overrides
+def _prepare(tmp_path, alf_root, method: str):
+    from jerp.stages import prepare
 
-    assert sorted(k for k, m in METHODS.items() if not m.learns) == ["react", "reflexion"]
-    assert comparison_overrides("react") == ["eval_iterations=[0]"]
-    assert comparison_overrides("jerp") == [] == comparison_overrides("expel")
-    assert comparison_overrides("h2r") == ["warmstart.subgoal_slots=true"]
-    assert comparison_overrides("jerp_h2r") == ["warmstart.subgoal_slots=true"]
-    for o in comparison_overrides("react") + comparison_overrides("h2r"):
-        # applied to params.yaml as `dvc exp run -S` applies it: a key it has, a valid value
-        params = tmp_path / "params.yaml"
-        params.write_text((root / "params.yaml").read_text())
-        apply_overrides(str(params), [o])
-        got = parse_params(yaml.safe_load(params.read_text()))
-        key, value = o.split("=")
-        for attr in key.split("."):
-            got = getattr(got, attr)
-        assert got == yaml.safe_load(value), o
-    assert [methods_main([m]) for m in ("reflexion", "h2r", "jerp")] == [0, 0, 0]
-    assert capsys.readouterr().out.splitlines() == [
-        "-S eval_iterations=[0]", "-S warmstart.subgoal_slots=true", ""]
-    assert methods_main(["reflection"]) == 2
-    assert "accepted: react, rules_only" in capsys.readouterr().err
+    p = parse_params({"run": {"method": method},
+                      "env": {"data_dir": str(alf_root), "task_types": [HEAT],
+                              "train_per_type": 1, "eval_per_type": 1},
+                      "warmstart": {"games_per_type": 1}})
+    out = tmp_path / method
+    prepare.run(p, out)
+    return out
+
+
+def test_a_methods_warm_start_settings_follow_from_run_method(tmp_path, alf_root):
+    """prepare derives the warm start's settings from run.method into the file the warm start
+    depends on (not run.method): jerp and policy_only write the same bytes, so DVC keeps
+    one warm start for them; the H2R methods get the slotted one without asking."""
+    from jerp import paths
+    from jerp.records import WarmstartSettings, read_model
+
+    files = {m: _prepare(tmp_path, alf_root, m) / paths.warmstart_settings_file()
+             for m in ("jerp", "policy_only", "h2r", "jerp_h2r", "react")}
+    got = {m: read_model(f, WarmstartSettings).subgoal_slots for m, f in files.items()}
+    assert got == {"jerp": False, "policy_only": False, "h2r": True, "jerp_h2r": True,
+                   "react": False}
+    assert files["jerp"].read_bytes() == files["policy_only"].read_bytes() \
+        == files["react"].read_bytes()
+    assert files["h2r"].read_bytes() == files["jerp_h2r"].read_bytes() \
+        != files["jerp"].read_bytes()
+    # everything else prepare writes is the same for every method
+    for m in ("policy_only", "h2r"):
+        for rel in (paths.tasks_file(), paths.rules_file(0), paths.wins_file(0)):
+            assert (tmp_path / m / rel).read_bytes() == (tmp_path / "jerp" / rel).read_bytes()
+
+
+def test_a_method_that_learns_nothing_evaluates_as_iteration_0():
+    """Its later evaluations play iteration 0's job (and so reuse its cached episodes)."""
+    from jerp.stages.evaluate import acting_iteration
+
+    assert {m for m in METHODS if acting_iteration(m, 3) == 0} == {"react", "reflexion"}
+    assert acting_iteration("jerp", 3) == 3 and acting_iteration("react", 0) == 0
+
+
+def test_the_warm_start_reads_no_method_param(root):
+    """DVC shares the warm start between methods only if it depends on no method param, and
+    brings a warm start back from its run cache (jerp -> h2r -> jerp trains two, not three)
+    only if no output of it is `persist` (DVC's run cache skips such stages)."""
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
+    ws = dvc["stages"]["warmstart"]
+    assert not [k for k in ws["params"] if k == "run" or k.startswith("run.method")]
+    assert "data/warmstart_settings.json" in ws["deps"]
+    assert "run.method" in dvc["stages"]["prepare"]["params"]
+    outs = [o for o in ws["outs"] + ws["metrics"] if isinstance(o, dict)]
+    assert not [o for o in outs for spec in o.values() if spec.get("persist")]
 
 
 def test_params_of_the_baselines():
@@ -363,3 +395,41 @@ def test_expel_evaluate_shows_the_train_reference(eval_dir, model_cache, alf_roo
     assert len(train_refs) == 1 and t.examples_shown == train_refs
     assert t.trial == 0 and t.notes_shown == [] and "success_at" not in m
     assert m["expert_states"] > 0  # the reference states were ranked with the example shown
+
+
+def test_a_later_evaluation_of_a_frozen_method_is_iteration_0s_job(tmp_path, monkeypatch):
+    """evaluate@2 of react asks for exactly the episodes evaluate@0 asked for (same policy
+    folder, pool, labels and progress name, so the same cached chunks), and says so in
+    its metrics; a method that learns evaluates its own iteration."""
+    from jerp import paths
+    from jerp.memory.pool import empty_pool
+    from jerp.records import AdapterManifest, TaskList, read_json, write_snapshot, write_tasks
+    from jerp.stages import evaluate
+    from jerp.stages.common import write_adapter
+
+    task = {"task_id": "g", "env": "alfworld", "split": "eval_out", "task_type": HEAT,
+            "source": "g"}
+    write_tasks(tmp_path / paths.tasks_file(),
+                TaskList(env="alfworld", seed=0, splits={"eval_out": [task]}))
+    for i in (0, 2):
+        write_snapshot(tmp_path / paths.rules_file(i), empty_pool(10))
+        write_adapter(tmp_path / paths.adapter_dir(i), None,
+                      AdapterManifest(kind="none", base="smollm2", iteration=i, stage="t"))
+    asked = []
+
+    def fake_play(p, root, agent, specs, meta, rules, desc, **kw):  # no model: the request
+        asked.append((agent, meta, rules, desc, [s.task.task_id for s in specs]))
+        return []
+
+    monkeypatch.setattr(evaluate, "play_episodes", fake_play)
+    for method in ("react", "jerp"):
+        p = parse_params({"run": {"method": method}, "eval": {"expert_states": False}})
+        m0, m2 = evaluate.run(p, tmp_path, 0), evaluate.run(p, tmp_path, 2)
+        assert (m0["iteration"], m2["iteration"]) == (0, 2)
+        if method == "react":
+            assert asked[-1] == asked[-2] and asked[-1][3] == "evaluate@0"
+            assert m2["acts_as_iteration"] == 0 and "acts_as_iteration" not in m0
+        else:
+            assert asked[-1][0].adapter == tmp_path / paths.adapter_dir(2)
+            assert asked[-1][1]["iteration"] == 2 and "acts_as_iteration" not in m2
+        assert read_json(tmp_path / paths.metrics_file(2)) == m2

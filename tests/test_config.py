@@ -1,16 +1,13 @@
 """params.yaml validation: bad keys and values are named, with what is accepted."""
 
 import pytest
-import yaml
 
 from jerp.config import ParamsError, load_params, parse_params
 
 
-def test_repo_params_and_presets_validate(root):
+def test_repo_params_validate(root):
     p = load_params(root / "params.yaml")
     assert p.eval_iterations == [0, *sorted(p.iterations)]
-    with open(root / "presets/tiny.yaml") as fh:
-        parse_params(yaml.safe_load(fh))
 
 
 def test_bad_value_names_key_value_and_accepted():
@@ -54,30 +51,53 @@ def test_missing_file(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
-def _keys(d: dict, prefix: str = "") -> set[str]:
-    out = set()
-    for k, v in d.items():
-        out.add(f"{prefix}{k}")
-        if isinstance(v, dict) and k != "iterations":
-            out |= _keys(v, f"{prefix}{k}.")
-    return out
+def test_method_names_come_from_the_methods_table():
+    from jerp.methods import METHODS
+
+    for m in METHODS:
+        assert parse_params({"run": {"method": m}}).run.method == m
+    with pytest.raises(ParamsError) as e:
+        parse_params({"run": {"method": "jerp2"}})
+    msg = str(e.value)
+    assert "run.method" in msg and "'jerp2'" in msg and all(m in msg for m in METHODS)
 
 
-def test_presets_name_every_key_dvc_reads(root):
-    """DVC refuses a params file that lacks a key a stage lists, so presets are complete."""
-    with open(root / "params.yaml") as fh:
-        full = _keys(yaml.safe_load(fh))
-    for preset in (root / "presets").glob("*.yaml"):
-        with open(preset) as fh:
-            assert _keys(yaml.safe_load(fh)) == full, preset.name
+def test_algorithm_is_checked_and_names_its_terms():
+    from jerp.config import Algorithm
+
+    got = {a.value: (a.has_rft, a.has_grpo) for a in Algorithm}
+    assert got == {"rft": (True, False), "grpo": (False, True), "rft+grpo": (True, True)}
+    assert parse_params({"finetune": {"algorithm": "grpo"}}).finetune.algorithm is Algorithm.grpo
+    with pytest.raises(ParamsError, match=r"finetune\.algorithm.*'ppo'.*rft\+grpo"):
+        parse_params({"finetune": {"algorithm": "ppo"}})
 
 
-def test_presets_are_valid_and_params_yaml_is_quick(root):
-    from jerp.config import load_params
+def test_subgoal_slots_follows_the_method_and_an_old_file_must_agree():
+    """warmstart.subgoal_slots is derived now: an old params file may keep it only with the
+    value its method implies; a contradiction names the key and says to remove it."""
+    assert not hasattr(parse_params({}).warmstart, "subgoal_slots")
+    parse_params({"run": {"method": "h2r"}, "warmstart": {"subgoal_slots": True}})
+    parse_params({"warmstart": {"subgoal_slots": False}})  # jerp, the default method
+    for method, value in (("h2r", False), ("jerp", True), ("policy_only", True)):
+        with pytest.raises(ParamsError, match=r"warmstart\.subgoal_slots.*remove the key"):
+            parse_params({"run": {"method": method}, "warmstart": {"subgoal_slots": value}})
 
-    presets = {p.stem: load_params(p) for p in sorted((root / "presets").glob("*.yaml"))}
-    assert {"tiny", "quick", "standard", "paper"} <= set(presets)
-    assert (root / "params.yaml").read_text() == (root / "presets/quick.yaml").read_text()
-    paper = presets["paper"]
-    assert paper.env.max_steps == 50 and paper.rollout.group_size == 8
-    assert paper.warmstart.games_per_type == 0 and paper.finetune.progress_reward == 0
+
+def test_update_settings_come_from_params():
+    """Training reads every setting from params (TrainConfig has no defaults of its own):
+    the term weights and gradient clip are params; a one-term algorithm weighs its term 1;
+    the warm start's CE-only loss has weight 1 whatever finetune says."""
+    from jerp.adapters import finetune_config, warmstart_config
+
+    p = parse_params({"finetune": {"rft_weight": 0.5, "grpo_weight": 2.0, "grad_clip": 0.3,
+                                   "max_minutes": 7.0},
+                      "warmstart": {"grad_clip": 4.0}, "policy": {"history": 5}})
+    f = finetune_config(p, seed=11)
+    assert (f.rft_weight, f.grpo_weight, f.grad_clip, f.max_minutes, f.window, f.seed) == (
+        0.5, 2.0, 0.3, 7.0, 5, 11)
+    one = finetune_config(parse_params({"finetune": {"algorithm": "grpo", "rft_weight": 0.5,
+                                                     "grpo_weight": 2.0}}), seed=0)
+    assert (one.rft_weight, one.grpo_weight) == (1.0, 1.0)
+    w = warmstart_config(p, seed=0)
+    assert (w.rft_weight, w.grad_clip, w.lr, w.max_minutes) == (
+        1.0, 4.0, p.warmstart.lr, p.warmstart.max_minutes)

@@ -112,7 +112,8 @@ def test_reflect_llm_with_fake_model() -> None:
         prompts.append(prompt)
         return "Sure.\nADD: Heat the object in a microwave before placing it.\nDOWNVOTE R42"
 
-    props = reflect_llm(fake_llm, _traj("f", FAIL, False), _traj("r", REF, True), pool(2))
+    props = reflect_llm(fake_llm, _traj("f", FAIL, False), _traj("r", REF, True), pool(2),
+                        max_ops=3, max_chars=240)
     (prompt,) = prompts
     assert "R1 [score 2, general] rule 1" in prompt and "FAILED attempt" in prompt
     assert "heat egg 1 with microwave 1" in prompt and "ADD: <new rule text>" in prompt

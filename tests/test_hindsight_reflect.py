@@ -131,7 +131,7 @@ def test_llm_back_end_with_a_canned_model() -> None:
 
     failed = traj("f", [a for a in REF if not a.startswith("heat")], False)
     props = reflect_hindsight_llm(generate, [failed], [traj("r", REF, True, task_id="g2")],
-                                  EMPTY, max_ops=3)
+                                  EMPTY, max_ops=3, abstraction=None, max_chars=300)
     (prompt,) = prompts
     assert f'Subgoal "{HEAT_IT}"' in prompt and "FAILED attempt, by subgoal" in prompt
     insights = [(p.level, p.scope, p.text) for p in props if p.evidence.failed == "f"]
@@ -147,5 +147,5 @@ def test_insight_parser_refuses_what_it_cannot_trust() -> None:
     assert refused[0].startswith("unknown subgoal 'open the fridge'")
     assert refused[1].startswith("bad text")
     assert parse_insights(f"PLAN: {'x' * 50}", HEAT, set(), max_chars=20)[0] == []
-    assert LLMContrast(lambda _: "NONE")(traj("f", REF[:2], False), traj("r", REF, True),
-                                         ALFWORLD_ACTIONS) == []
+    contrast = LLMContrast(lambda _: "NONE", max_chars=300)
+    assert contrast(traj("f", REF[:2], False), traj("r", REF, True), ALFWORLD_ACTIONS) == []

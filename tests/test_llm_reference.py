@@ -57,4 +57,5 @@ def test_reflect_llm_refuses_a_reference_that_did_not_win() -> None:
 
     pool = RuleSnapshot(iteration=0, capacity=5, rules=[])
     with pytest.raises(ValueError, match=r"reference p did not win .*reward 0.75"):
-        reflect_llm(never_called, FAILED, traj("p", FAILED.goal, 0.75), pool)
+        reflect_llm(never_called, FAILED, traj("p", FAILED.goal, 0.75), pool, max_ops=8,
+                    max_chars=300)

@@ -4,12 +4,13 @@ loss (RFT, GRPO, generate mode); adapters chain; a missing adapter is an error."
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
-from jerp.adapters import copy_adapter, write_adapter
-from jerp.config import LoraParams
+from jerp.adapters import copy_adapter, finetune_config, write_adapter
+from jerp.config import LoraParams, parse_params
 from jerp.envs.alfworld import AlfWorldEnv, list_tasks
 from jerp.policy.experience import success_items
 from jerp.policy.model import AdapterError, load_policy
@@ -43,6 +44,11 @@ def _lora(policy) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in policy.model.named_parameters() if "lora_" in k}
 
 
+def _cfg(**values) -> TrainConfig:
+    """finetune's update settings of a default params file, VALUES replaced."""
+    return replace(finetune_config(parse_params({}), seed=0), **values)
+
+
 def _batch_loss(policy, items, cfg) -> float:
     with torch.no_grad():
         return sum(float(window_loss(policy, w, cfg)[0]) for w in pack_items(policy, items, 3))
@@ -51,7 +57,7 @@ def _batch_loss(policy, items, cfg) -> float:
 def test_rft_step_changes_adapter_and_lowers_loss(model_cache, reference):
     policy = _trainable(model_cache)
     items = success_items([reference])
-    cfg = TrainConfig(lr=1e-3, epochs=1, batch_sequences=8)
+    cfg = _cfg(lr=1e-3, epochs=1, batch_sequences=8)
     before_w, before = _lora(policy), _batch_loss(policy, items, cfg)
     stats = train(policy, items, cfg)
     assert stats.optimizer_steps == 1 and stats.decisions == len(reference.steps)
@@ -67,9 +73,9 @@ def test_calibrated_rft_step_lowers_its_loss(model_cache, reference):
     recomputed with the weights (calibration.py), and one step lowers it."""
     policy = _trainable(model_cache)
     items = success_items([reference])
-    cfg = TrainConfig(lr=1e-3, epochs=1, batch_sequences=8, score="calibrated")
+    cfg = _cfg(lr=1e-3, epochs=1, batch_sequences=8, score="calibrated")
     before = _batch_loss(policy, items, cfg)
-    assert before != pytest.approx(_batch_loss(policy, items, TrainConfig(lr=1e-3)))
+    assert before != pytest.approx(_batch_loss(policy, items, _cfg(lr=1e-3)))
     train(policy, items, cfg)
     assert _batch_loss(policy, items, cfg) < before
 
@@ -78,7 +84,7 @@ def test_grpo_step_moves_probability_towards_positive_advantage(model_cache, ref
     policy = _trainable(model_cache)
     pos = TrainItem(reference, {k: Target(advantage=1.0, old_prob=None, temperature=1.0)
                                 for k in range(len(reference.steps))})
-    cfg = TrainConfig(lr=1e-3, epochs=1, batch_sequences=8)
+    cfg = _cfg(lr=1e-3, epochs=1, batch_sequences=8)
     w = pack_items(policy, [pos], 3)[0]
     d = w.decisions[0]
 
@@ -98,7 +104,7 @@ def test_grpo_step_moves_probability_towards_positive_advantage(model_cache, ref
 def test_generate_mode_update_step(model_cache, reference):
     policy = _trainable(model_cache)
     item = TrainItem(reference, {0: Target(ce=True, advantage=1.0)})
-    cfg = TrainConfig(lr=1e-3, epochs=1, mode="generate")
+    cfg = _cfg(lr=1e-3, epochs=1, mode="generate")
     before = _lora(policy)
     stats = train(policy, [item], cfg)
     assert stats.optimizer_steps == 1 and stats.ce_first is not None
@@ -108,7 +114,7 @@ def test_generate_mode_update_step(model_cache, reference):
 
 def test_adapters_chain_and_pass_through(model_cache, reference, tmp_path):
     items = success_items([reference])
-    cfg = TrainConfig(lr=1e-3, epochs=1, batch_sequences=8)
+    cfg = _cfg(lr=1e-3, epochs=1, batch_sequences=8)
     one = _trainable(model_cache)
     train(one, items, cfg)
     write_adapter(tmp_path / "iter_1", one, AdapterManifest(kind="lora", base="smollm2",

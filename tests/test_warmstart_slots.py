@@ -1,5 +1,6 @@
-"""warmstart.subgoal_slots: the warm start for H2R methods learns the prompts H2R's
-executor shows (each step's current subgoal in the memory slot), on a real walkthrough."""
+"""The slotted warm start (H2R methods; jerp.methods.warmstart_settings): it learns the
+prompts H2R's executor shows (each step's current subgoal in the memory slot), on a real
+walkthrough."""
 
 from __future__ import annotations
 

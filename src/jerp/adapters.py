@@ -22,17 +22,39 @@ def load_trainable(p: Params, root: Path, adapter: Path | None):
                        trainable=True, lora=p.lora, device=p.policy.device)
 
 
-def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float, seed: int):
+def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
+                 grad_clip: float, seed: int, rft_weight: float, grpo_weight: float):
+    """The update's settings, every one from params: the caller gives its section's budget,
+    step size and loss-term weights (warmstart or finetune), `policy` how prompts were
+    scored, `finetune` the batch and the GRPO term's shape."""
     from jerp.policy.train import TrainConfig
 
     fp = p.finetune
     return TrainConfig(
-        mode=p.policy.mode,
-        lr=lr, epochs=epochs, max_minutes=max_minutes, seed=seed,
-        batch_sequences=fp.batch_sequences, window=p.policy.history, score=p.policy.score,
-        clip=fp.clip, entropy=fp.entropy, kl=fp.kl,
-        grpo_weight=fp.grpo_weight if fp.algorithm == "rft+grpo" else 1.0,
+        mode=p.policy.mode, window=p.policy.history, score=p.policy.score,
+        lr=lr, epochs=epochs, max_minutes=max_minutes, grad_clip=grad_clip, seed=seed,
+        batch_sequences=fp.batch_sequences, clip=fp.clip, entropy=fp.entropy, kl=fp.kl,
+        rft_weight=rft_weight, grpo_weight=grpo_weight,
     )
+
+
+def warmstart_config(p: Params, seed: int):
+    """The warm start's update: its items carry CE targets only, so the loss is their plain
+    cross-entropy (weight 1, no GRPO term)."""
+    ws = p.warmstart
+    return train_config(p, lr=ws.lr, epochs=ws.epochs, max_minutes=ws.max_minutes,
+                        grad_clip=ws.grad_clip, seed=seed, rft_weight=1.0, grpo_weight=0.0)
+
+
+def finetune_config(p: Params, seed: int):
+    """finetune@i's update (params finetune). The term weights apply in rft+grpo; a
+    one-term algorithm weighs its term 1."""
+    fp = p.finetune
+    both = fp.algorithm.has_rft and fp.algorithm.has_grpo
+    return train_config(p, lr=fp.lr, epochs=fp.epochs, max_minutes=fp.max_minutes,
+                        grad_clip=fp.grad_clip, seed=seed,
+                        rft_weight=fp.rft_weight if both else 1.0,
+                        grpo_weight=fp.grpo_weight if both else 1.0)
 
 
 def write_adapter(out: Path, policy, manifest: AdapterManifest) -> None:

@@ -6,6 +6,7 @@ keys are errors (a typo must not silently fall back to a default).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from jerp.methods import METHODS, parts
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,10 +29,15 @@ class Section(BaseModel):
 
 class RunParams(Section):
     seed: int = Field(0, description="Seeds task sampling and sampling-mode decisions.")
-    method: Literal["react", "rules_only", "policy_only", "jerp", "h2r", "jerp_h2r",
-                    "reflexion", "expel"] = Field(
-        "jerp", description="Which parts of the loop run (see jerp.methods)."
+    method: str = Field(
+        "jerp", description="Which parts of the loop run: a name of jerp.methods.METHODS."
     )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        parts(v)  # the methods table is the one list of names; raises naming them
+        return v
 
 
 class EnvParams(Section):
@@ -200,18 +208,32 @@ class WarmstartParams(Section):
         "warm-start games (greedy, env.max_steps), the expert labels every state it reached, "
         "and training goes on for `epochs` over the references plus every round's labelled "
         "states. Envs without an expert skip them.")
-    subgoal_slots: bool = Field(
-        False, description="Train on the prompts H2R's executor shows: each reference step "
-        "with its current subgoal in the memory slot (for h2r and jerp_h2r, whose prompts "
-        "carry the slot from the first step). Off, the warm start never sees it.")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip per optimizer step.")
+
+
+class Algorithm(StrEnum):
+    """finetune.algorithm: which terms the update's loss has (dispatch on these, by value)."""
+
+    rft = "rft"
+    grpo = "grpo"
+    rft_grpo = "rft+grpo"
+
+    @property
+    def has_rft(self) -> bool:
+        return self in (Algorithm.rft, Algorithm.rft_grpo)
+
+    @property
+    def has_grpo(self) -> bool:
+        return self in (Algorithm.grpo, Algorithm.rft_grpo)
 
 
 class FinetuneParams(Section):
     """finetune@i: one LoRA update of policy i-1 from rollouts i (methods with `finetune`)."""
 
-    algorithm: Literal["rft", "grpo", "rft+grpo"] = Field(
-        "rft+grpo", description="rft: candidate cross-entropy on reference successes and own "
-        "wins; grpo: clipped candidate-softmax policy gradient; rft+grpo: both in one loss.")
+    algorithm: Algorithm = Field(
+        Algorithm.rft_grpo, description="rft: candidate cross-entropy on reference successes "
+        "and own wins; grpo: clipped candidate-softmax policy gradient; rft+grpo: both in one "
+        "loss.")
     lr: float = Field(1e-4, gt=0)
     epochs: float = Field(1.0, gt=0, description="Passes over the update's windows (a "
                           "fraction: that share of them, drawn at random): the training budget.")
@@ -222,6 +244,9 @@ class FinetuneParams(Section):
                       "candidate set; 0 = off (skips the reference forward).")
     entropy: float = Field(0.0, ge=0, description="Bonus on the candidate-softmax entropy.")
     grpo_weight: float = Field(1.0, ge=0, description="Weight of the GRPO term in rft+grpo.")
+    rft_weight: float = Field(1.0, ge=0, description="Weight of the RFT (candidate "
+                              "cross-entropy) term in rft+grpo.")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip per optimizer step.")
     std_normalize: bool = Field(
         False, description="Divide advantages by the group's std (GRPO) or not (Dr. GRPO).")
     step_weight: float = Field(
@@ -331,9 +356,29 @@ def _describe(err: dict) -> str:
     return f"'{key}' = {value!r}: {msg}{tail}"
 
 
+def _derived_keys(raw: dict) -> dict:
+    """Drop `warmstart.subgoal_slots`, which follows from run.method now (jerp.methods.
+    warmstart_settings); an old params file may still hold it, but only with the value
+    its method implies, so no run silently trains the other warm start."""
+    ws = raw.get("warmstart")
+    if not isinstance(ws, dict) or "subgoal_slots" not in ws:
+        return raw
+    ws = dict(ws)
+    given = ws.pop("subgoal_slots")
+    method = (raw.get("run") or {}).get("method", RunParams.model_fields["method"].default)
+    if method in METHODS and given != parts(method).hierarchy:
+        implied = {m: parts(m).hierarchy for m in METHODS}
+        raise ParamsError(
+            f"'warmstart.subgoal_slots' = {given!r} contradicts run.method = {method!r}: it "
+            f"follows from the method now (true for "
+            f"{', '.join(m for m, v in implied.items() if v)}, false for the others); "
+            "remove the key from the params file")
+    return {**raw, "warmstart": ws}
+
+
 def parse_params(raw: dict) -> Params:
     try:
-        return Params.model_validate(raw or {})
+        return Params.model_validate(_derived_keys(raw or {}))
     except ValidationError as e:
         lines = [_describe(err) for err in e.errors()]
         raise ParamsError("invalid params:\n  " + "\n  ".join(lines)) from None

@@ -22,8 +22,8 @@ class MethodParts:
     @property
     def learns(self) -> bool:
         """Whether anything carries from one iteration to the next (a pool, the weights).
-        A method that learns nothing is evaluated once in a comparison
-        (comparison_overrides)."""
+        A method that learns nothing acts at every iteration as at iteration 0, so its
+        later evaluations reuse iteration 0's episodes (stages/evaluate.py)."""
         return self.rules or self.finetune
 
 
@@ -50,30 +50,10 @@ def parts(method: str) -> MethodParts:
     return METHODS[method]
 
 
-def comparison_overrides(method: str) -> list[str]:
-    """The `dvc exp run -S` overrides a comparison gives METHOD beside its run.method.
-    A method that learns nothing repeats iteration 0 at every later one, so it is
-    evaluated once; an H2R method starts from the warm start trained on its slotted prompts
-    (warmstart.subgoal_slots), as its executor shows them from the first step."""
-    m = parts(method)
-    return ([] if m.learns else ["eval_iterations=[0]"]) + (
-        ["warmstart.subgoal_slots=true"] if m.hierarchy else [])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m jerp.methods METHOD` prints `-S KEY=VALUE` for each comparison override
-    of METHOD (none: an empty line), for shell scripts such as the Makefile's `compare`;
-    an unknown METHOD exits 2 with the accepted names."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] not in METHODS:
-        print(f"usage: python -m jerp.methods METHOD; accepted: {', '.join(METHODS)}",
-              file=sys.stderr)
-        return 2
-    print(" ".join(f"-S {o}" for o in comparison_overrides(args[0])))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def warmstart_settings(method: str) -> dict[str, bool]:
+    """The warm start's settings that follow from METHOD. `prepare` writes them to
+    paths.warmstart_settings_file() and `warmstart` reads that file, never run.method,
+    so methods with equal settings share one warm start through DVC. subgoal_slots: an
+    H2R method trains on the prompts its executor shows, the subgoal slot filled from
+    the first step; the others never see the slot."""
+    return {"subgoal_slots": parts(method).hierarchy}

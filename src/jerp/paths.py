@@ -17,6 +17,12 @@ def tasks_file() -> Path:
     return DATA / "tasks.json"
 
 
+def warmstart_settings_file() -> Path:
+    """The warm start's settings that follow from run.method (prepare writes them; the
+    warm start depends on this file, not on run.method: jerp.methods.warmstart_settings)."""
+    return DATA / "warmstart_settings.json"
+
+
 def references_file() -> Path:
     return DATA / "references.jsonl"
 

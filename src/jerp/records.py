@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jerp.envs.base import Task
 
@@ -124,6 +124,14 @@ def read_tasks(path: str | Path) -> TaskList:
     return read_model(path, TaskList)
 
 
+class WarmstartSettings(BaseModel):
+    """The warm start's settings that follow from run.method (jerp.methods.
+    warmstart_settings), as `prepare` wrote them for the warm start to read."""
+
+    model_config = ConfigDict(extra="forbid")
+    subgoal_slots: bool
+
+
 # ---------------------------------------------------------------- trajectories
 
 
@@ -176,7 +184,8 @@ class Trajectory(BaseModel):
     subgoals: list[str] = Field(default_factory=list)  # the subgoal sequence, in order
     policy_version: str = "base"
     pool_version: str = "none"
-    method: str = "react"
+    method: str | None = None  # run.method of the stage that played it; None: a reference
+    # or the warm start's DAgger play, which belong to no method
     iteration: int = 0
     episode: int = 0  # index within a task's group of G episodes
     seed: int = 0

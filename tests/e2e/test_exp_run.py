@@ -12,8 +12,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_exp_run_switches_method_without_an_activated_venv(project, prefect_api):
     """`.venv/bin/dvc exp run -S run.method=...` as the README shows it: stage commands
-    find the project's interpreter themselves. The warm start is shared (not re-run).
-    The method is jerp_h2r, so this also runs H2R's hierarchy through every stage: the
+    find the project's interpreter themselves. The method is jerp_h2r, whose warm start
+    is trained on its slotted prompts without being asked (prepare derives that from
+    run.method), so the warm start runs again. It also runs H2R's hierarchy through
+    every stage: the
     executor's subgoal slot in rollouts, hindsight reflection into planning and execution
     memories, and a policy update trained on the prompts with their slots. The stages
     report to a running Prefect server (PREFECT_API_URL, as beside `make prefect-ui`)."""
@@ -23,7 +25,9 @@ def test_exp_run_switches_method_without_an_activated_venv(project, prefect_api)
     res = run([dvc, "exp", "run", "-S", "run.method=jerp_h2r", "-S", "eval.expert_states=false"],
               project, activated=False, PREFECT_API_URL=prefect_api)
     out = res.stdout + res.stderr
-    assert "Running stage 'finetune@1'" in out and "Running stage 'warmstart'" not in out
+    assert "Running stage 'finetune@1'" in out and "Running stage 'warmstart'" in out
+    assert json.loads((project / "data/warmstart_settings.json").read_text()) == {
+        "subgoal_slots": True}
     rollouts = read_trajectories(project / "data/iter_1/rollouts.jsonl")
     assert rollouts and all(t.subgoals and t.steps[0].slot.startswith("Current subgoal: ")
                             for t in rollouts)

@@ -70,7 +70,7 @@ def similar_successes(store: list[Trajectory], goal: str, k: int,
     return nearest(store, goal_distances(sorted({t.goal for t in store}), goal, index_dir), k)
 
 
-def render_example(t: Trajectory, max_actions: int = 20) -> str:
+def render_example(t: Trajectory, max_actions: int) -> str:
     """One example as the prompt shows it: the goal, then its first actions."""
     acts = t.actions[:max_actions]
     more = f" ... ({len(t.actions) - max_actions} more)" if len(t.actions) > max_actions else ""

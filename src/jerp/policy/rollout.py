@@ -95,8 +95,8 @@ def play(
     from the previous step's).
     """
     if env_workers is None:
-        env_workers = getattr(agent.params, "env_workers", 0)
-    meta = {"score": getattr(agent.params, "score", "sum"), **meta}
+        env_workers = agent.params.env_workers
+    meta = {"score": agent.params.score, **meta}
     queue = deque(enumerate(specs))
     results: dict[int, Trajectory] = {}
     n = min(batch_envs, len(specs))
@@ -141,7 +141,7 @@ def play(
 
 
 def _per_episode(agent: Agent) -> bool:
-    return getattr(agent.params, "mode", "rank") == "rank"
+    return agent.params.mode == "rank"
 
 
 def _is_thought(action: str) -> bool:

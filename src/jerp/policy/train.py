@@ -51,22 +51,25 @@ class TrainItem:
     rules: list[str] | None = None  # None: the working set it was recorded with
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
+    """One update's settings. No defaults: every value comes from params (the schema in
+    jerp.config is their one source; adapters.train_config fills this)."""
+
     lr: float
-    epochs: float = 1.0
-    batch_sequences: int = 4
-    max_minutes: float = 5.0
-    window: int = 3  # policy.history: how prompts were windowed
-    score: str = "sum"  # policy.score ("calibrated": offsets recomputed per window, calibration.py)
-    mode: str = "rank"  # policy.mode
-    clip: float = 0.2
-    entropy: float = 0.0
-    kl: float = 0.0
-    rft_weight: float = 1.0
-    grpo_weight: float = 1.0
-    seed: int = 0
-    grad_clip: float = 1.0
+    epochs: float
+    batch_sequences: int
+    max_minutes: float
+    window: int  # policy.history: how prompts were windowed
+    score: str  # policy.score ("calibrated": offsets recomputed per window, calibration.py)
+    mode: str  # policy.mode
+    clip: float
+    entropy: float
+    kl: float
+    rft_weight: float
+    grpo_weight: float
+    seed: int
+    grad_clip: float
 
 
 @dataclass

@@ -7,6 +7,10 @@ does, at one decision per state. Methods that show rules are ranked three ways
 (their working set, no rules, another task type's working set), which tells how
 much of the policy's competence lives in the rules and how much in its weights.
 
+A method that learns nothing (react, reflexion) acts at every iteration as at
+iteration 0, so evaluate@i plays iteration 0's job and reuses its cached episodes
+(`acting_iteration`); the metrics say so (`acts_as_iteration`).
+
 Two baselines act differently here (jerp.methods): Reflexion retries each failed
 game up to `reflexion.trials` times, each retry shown notes on the game's earlier
 failed trials (policy/trials.py; success@k in the metrics, every trial in
@@ -40,26 +44,36 @@ from jerp.records import (
 from jerp.workers import AgentSpec, Job, fingerprint, play_episodes, rank_states
 
 
+def acting_iteration(method: str, iteration: int) -> int:
+    """The iteration whose policy and pool evaluate@ITERATION plays with: its own, or 0 for
+    a method that learns nothing (its later adapters and pools are copies of iteration
+    0's, which exist before any later one). Its episodes are then iteration 0's: the same
+    job, so every chunk's key in the result store (runners.spread) is evaluate@0's and
+    the second of the two evaluations reuses the first's episodes instead of playing."""
+    return iteration if parts(method).learns else 0
+
+
 def run(p: Params, root: Path, iteration: int) -> dict:
     tasks = read_tasks(root / paths.tasks_file()).tasks(p.env.eval_split)
-    rules_file = root / paths.rules_file(iteration)
+    acting = acting_iteration(p.run.method, iteration)
+    rules_file = root / paths.rules_file(acting)
     pool = read_snapshot(rules_file)
     method = parts(p.run.method)
     rules = rules_file if method.rules and pool.rules and p.rules.top_k else None
-    examples = ((root / paths.references_file(), root / paths.wins_file(iteration))
+    examples = ((root / paths.references_file(), root / paths.wins_file(acting))
                 if method.examples and p.expel.examples else ())
-    adapter = root / paths.adapter_dir(iteration)
+    adapter = root / paths.adapter_dir(acting)
     agent = AgentSpec(adapter, seed=p.run.seed)
-    meta = dict(stage="eval", method=p.run.method, iteration=iteration, seed=p.run.seed,
+    meta = dict(stage="eval", method=p.run.method, iteration=acting, seed=p.run.seed,
                 policy_version=policy_version(adapter),
-                pool_version=str(paths.rules_file(iteration)) if rules else "none")
+                pool_version=str(paths.rules_file(acting)) if rules else "none")
 
     step_memory = step_memory_for(p, pool)  # H2R's executor; None for other methods
 
     def play(specs: list[EpisodeSpec]) -> list[Trajectory]:
         trial = f" trial {specs[0].trial + 1}" if specs and specs[0].trial else ""
         return play_episodes(p, root, agent, specs, meta, rules,
-                             desc=f"evaluate@{iteration}{trial}", examples=examples,
+                             desc=f"evaluate@{acting}{trial}", examples=examples,
                              step_memory=step_memory)
 
     specs = [EpisodeSpec(t) for t in tasks]
@@ -72,6 +86,8 @@ def run(p: Params, root: Path, iteration: int) -> dict:
         metrics["success_at"] = success_at(trajs, p.reflexion.trials)
         metrics["trial_episodes"] = len(trajs)
     metrics["iteration"] = iteration
+    if acting != iteration:
+        metrics["acts_as_iteration"] = acting  # honest: iteration 0's episodes, reused
     metrics["rules_in_pool"] = len(pool.rules)
     states: list[StateRank] = []
     if p.eval.expert_states and (root / paths.references_file()).exists():
@@ -79,7 +95,7 @@ def run(p: Params, root: Path, iteration: int) -> dict:
                 if r.split == p.env.eval_split]
         if (extra := root / paths.state_references_file()).exists():
             refs += read_trajectories(extra)  # eval games only ranked (stage `states`)
-        job = Job(p, root, agent, rules, desc=f"expert states@{iteration}", examples=examples,
+        job = Job(p, root, agent, rules, desc=f"expert states@{acting}", examples=examples,
                   step_memory=step_memory)
         states = rank_reference_states(job, refs)
         metrics.update(expert_metrics([s.model_dump() for s in states]))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jerp import paths
-from jerp.adapters import copy_adapter, load_trainable, train_config, write_adapter
+from jerp.adapters import copy_adapter, finetune_config, load_trainable, write_adapter
 from jerp.agents import retriever
 from jerp.config import Params
 from jerp.envs.base import Task
@@ -47,14 +47,14 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
     all_refs = [r for r in read_trajectories(root / paths.references_file()) if r.won]
     refs_by_task = {r.task_id: r for r in all_refs}
     items, data = [], {}
-    if "grpo" in fp.algorithm:
+    if fp.algorithm.has_grpo:
         g = grpo_items(rollouts, refs_by_task, std_normalize=fp.std_normalize,
                        step_weight=fp.step_weight, gamma=fp.gamma,
                        progress_weight=fp.progress_reward,
                        keep_zero=fp.entropy > 0 or fp.kl > 0)
         items += g.items
         data.update(g.summary())
-    if "rft" in fp.algorithm:
+    if fp.algorithm.has_rft:
         rft = rft_data(p, root, iteration, all_refs)
         pool = read_snapshot(root / paths.rules_file(iteration)) if method.rules else None
         retrieve = retriever(p, root, pool)
@@ -73,11 +73,10 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
     policy = load_trainable(p, root, adapter=src)
     from jerp.policy.train import train
 
-    cfg = train_config(p, lr=fp.lr, epochs=fp.epochs, max_minutes=fp.max_minutes,
-                       seed=p.run.seed * 1000 + iteration)
+    cfg = finetune_config(p, seed=p.run.seed * 1000 + iteration)
     st = train(policy, items, cfg, desc=f"finetune@{iteration}")
     stats = {"stage": "finetune", "iteration": iteration, "enabled": True,
-             "algorithm": fp.algorithm, **data, **st.summary()}
+             "algorithm": fp.algorithm.value, **data, **st.summary()}
     write_adapter(out, policy, AdapterManifest(kind="lora", base=p.policy.model,
                                                iteration=iteration, parent=str(src),
                                                stage="finetune", stats=stats))

@@ -1,4 +1,6 @@
-"""prepare: the task lists of this run, and iteration 0's (empty) rule pool.
+"""prepare: the task lists of this run, iteration 0's (empty) rule pool, and the warm
+start's settings that follow from run.method (a file the warm start depends on instead
+of run.method, so methods with equal settings share one warm start through DVC).
 
 Splits: train (rollouts and reflection), eval_in, eval_out, warmstart: other
 train games whose reference successes the warm start (and RFT) learn from. The
@@ -14,7 +16,16 @@ from pathlib import Path
 from jerp import paths
 from jerp.config import Params
 from jerp.envs.registry import SPLITS, WARMSTART, data_root, sample_split
-from jerp.records import RuleSnapshot, TaskList, write_jsonl, write_snapshot, write_tasks
+from jerp.methods import warmstart_settings
+from jerp.records import (
+    RuleSnapshot,
+    TaskList,
+    WarmstartSettings,
+    write_json,
+    write_jsonl,
+    write_snapshot,
+    write_tasks,
+)
 
 
 def run(p: Params, root: Path) -> TaskList:
@@ -33,4 +44,6 @@ def run(p: Params, root: Path) -> TaskList:
     write_snapshot(root / paths.rules_file(0),
                    RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]))
     write_jsonl(root / paths.wins_file(0), [])
+    write_json(root / paths.warmstart_settings_file(),
+               WarmstartSettings(**warmstart_settings(p.run.method)).model_dump())
     return tl

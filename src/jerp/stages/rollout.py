@@ -20,7 +20,7 @@ from jerp.workers import AgentSpec, play_episodes
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
     method = parts(p.run.method)
-    if not (method.rules or method.finetune):  # react: nothing learns from experience
+    if not method.learns:  # react, reflexion: nothing learns from experience
         write_trajectories(root / paths.rollouts_file(iteration), [])
         write_json(root / paths.rollout_stats_file(iteration),
                    {"iteration": iteration, "episodes": 0, "skipped": p.run.method})

@@ -2,13 +2,15 @@
 
 A shared prelude for every method (it reads no method-specific param, so DVC's
 run cache shares it across `dvc exp run -S run.method=...`): iteration 0 is
-the warm-started policy without rules. `warmstart.games_per_type: 0` turns it
-off (the papers' protocol): iteration 0 is then the base model.
+the warm-started policy without rules. What a method needs of it comes from
+the settings file `prepare` derives from run.method (paths.warmstart_settings_file).
+`warmstart.games_per_type: 0` turns it off (the papers' protocol): iteration 0 is
+then the base model.
 `warmstart.dagger_rounds` then lets the policy play the warm-start games and learn the
 expert's label at every state it reached (DAgger, as ALFWorld's TextDAgger agent was
 trained): imitation alone never shows the policy its own mistakes.
-`warmstart.subgoal_slots` trains on the prompts of H2R's executor instead (each
-step's subgoal in the memory slot): a warm start of its own, for h2r and jerp_h2r.
+With `subgoal_slots` (h2r and jerp_h2r) it trains on the prompts of H2R's executor
+instead (each step's subgoal in the memory slot): a warm start of their own.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from jerp import paths
-from jerp.adapters import load_trainable, train_config, write_adapter
+from jerp.adapters import load_trainable, warmstart_config, write_adapter
 from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART, env_spec
@@ -26,6 +28,8 @@ from jerp.records import (
     AdapterManifest,
     RuleSnapshot,
     Trajectory,
+    WarmstartSettings,
+    read_model,
     read_tasks,
     read_trajectories,
     write_json,
@@ -44,13 +48,13 @@ def run(p: Params, root: Path) -> dict:
     ids = {t.task_id for t in tl.tasks(WARMSTART)}
     refs = [r for r in read_trajectories(root / paths.references_file())
             if r.task_id in ids and r.won]
-    if p.warmstart.subgoal_slots:
+    settings = read_model(root / paths.warmstart_settings_file(), WarmstartSettings)
+    if settings.subgoal_slots:
         refs = with_subgoal_slots(p, refs, {t.task_id: t for t in tl.tasks(WARMSTART)})
     policy = load_trainable(p, root, adapter=None)
     from jerp.policy.train import train
 
-    cfg = train_config(p, lr=p.warmstart.lr, epochs=p.warmstart.epochs,
-                       max_minutes=p.warmstart.max_minutes, seed=p.run.seed)
+    cfg = warmstart_config(p, seed=p.run.seed)
     items = success_items(refs)
     st = train(policy, items, cfg, desc="warmstart")
     stats = {"stage": "warmstart", "enabled": True, "references": len(refs), **st.summary()}

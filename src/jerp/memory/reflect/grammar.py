@@ -161,8 +161,8 @@ class _Limits:
 def parse_operations(
     text: str,
     pool: RuleSnapshot,
-    max_ops: int = 3,
-    max_chars: int = 240,
+    max_ops: int,
+    max_chars: int,
     *,
     max_downvotes: int = 2,
     max_merge_ids: int = 3,

@@ -301,7 +301,7 @@ class LLMContrast:
     """The LLM back end as a `contrast_fn`: one model call per failure."""
 
     generate: Generate
-    max_chars: int = 300
+    max_chars: int  # rules.max_rule_chars
 
     def __call__(self, failed: Trajectory, ref: Trajectory,
                  ax: ActionAbstraction) -> list[Insight]:
@@ -312,8 +312,8 @@ class LLMContrast:
 
 def reflect_hindsight_llm(generate: Generate, rollouts: list[Trajectory],
                           references: list[Trajectory], pool: RuleSnapshot, max_ops: int,
-                          abstraction: ActionAbstraction | None = None,
-                          max_chars: int = 300) -> list[Proposal]:
+                          abstraction: ActionAbstraction | None,
+                          max_chars: int) -> list[Proposal]:
     """`reflect_hindsight` with the insights found by a model (`generate`: the LLM
     reflector's callable, llm.openai_generate or jerp.llm.local_generate)."""
     return reflect_hindsight(rollouts, references, pool, max_ops, abstraction,

@@ -63,7 +63,7 @@ def render_trajectory(t: Trajectory, max_steps: int = 40, obs_chars: int = 120) 
 
 
 def build_prompt(failed: Trajectory, reference: Trajectory | None, pool: RuleSnapshot,
-                 max_ops: int = 3, max_steps: int = 40,
+                 max_ops: int, max_steps: int = 40,
                  abstraction: ActionAbstraction | None = None) -> str:
     """The reflector prompt: task, pool, both trajectories, divergence hint, grammar."""
     rules = render_pool(pool, failed.task_type)
@@ -87,8 +87,8 @@ def reflect_llm(
     reference: Trajectory | None,
     pool: RuleSnapshot,
     *,
-    max_ops: int = 3,
-    max_chars: int = 240,
+    max_ops: int,
+    max_chars: int,
     max_downvotes: int = 2,
     abstraction: ActionAbstraction | None = None,
 ) -> list[Proposal]:

@@ -69,7 +69,7 @@ def _cut(text: str, max_chars: int) -> str:
     return text[: max_chars - 3].rsplit(" ", 1)[0] + "..."
 
 
-def milestone_note(failed: Trajectory, ax: ActionAbstraction, max_chars: int = 400) -> str:
+def milestone_note(failed: Trajectory, ax: ActionAbstraction, max_chars: int) -> str:
     """The deterministic note on a failed attempt (see the module docstring)."""
     acts = ax.abstract(failed.actions, failed.goal)
     done = [a for a in acts if a.is_milestone]
@@ -111,7 +111,7 @@ def note_prompt(failed: Trajectory, max_steps: int = 40) -> str:
             "in your next attempt at this same task. Answer with the two sentences only.")
 
 
-def llm_note(generate: Generate, failed: Trajectory, max_chars: int = 400) -> str:
+def llm_note(generate: Generate, failed: Trajectory, max_chars: int) -> str:
     """The model's note on a failed attempt, on one line and cut to `max_chars`."""
     text = " ".join(generate(note_prompt(failed)).split())
     return _cut(text, max_chars) if text else "The previous attempt failed; try another plan."

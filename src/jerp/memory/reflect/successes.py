@@ -68,7 +68,7 @@ def pattern_rule(pattern: list[Act], ax: ActionAbstraction) -> str:
 
 def reflect_successes(
     successes: list[Trajectory], new_ids: set[str], pool: RuleSnapshot,
-    ax: ActionAbstraction, max_chars: int = 300,
+    ax: ActionAbstraction, max_chars: int,
 ) -> list[Proposal]:
     """ADD / UPVOTE / EDIT proposals from the sets of successes per task type (module
     docstring); `new_ids`: ids of this iteration's new successes."""
