@@ -55,7 +55,8 @@ def repo(tmp_path_factory) -> Path:
 
 
 def _compare(repo: Path, capsys, *runs: str, table: bool = False) -> str:
-    cli.cmd_compare(argparse.Namespace(root=repo, runs=list(runs), table=table, seed=0))
+    cli.cmd_compare(argparse.Namespace(root=repo, runs=list(runs), table=table, seed=0,
+                                       success_at_k=False))
     return capsys.readouterr().out
 
 
@@ -215,13 +216,17 @@ def test_a_bootstrap_p_of_zero_reads_as_below_its_resolution():
 
 CEILING = {"episodes": 6, "success": 0.8333, "success_ci": [0.4365, 0.9699],
            "success_by_type": {"pick_and_place_simple": 1.0,
-                               "pick_heat_then_place_in_recep": 0.6667}}
+                               "pick_heat_then_place_in_recep": 0.6667},
+           "score": 83.33, "mean_steps": 9.0, "invalid_action_rate": 0.0}
+DEMOS = {"asked": "walkthrough", "games": 3, "won": 3, "by": {"walkthrough": 3},
+         "mean_steps": 8.0}
 
 
 def _run(root: Path, method: str, seed: int = 0, *, ceiling: dict | None = None,
          agreement: float | None = None) -> experiments.Run:
     """The fixture's run at `root` (a workspace), with metrics/references.json when
-    `ceiling` is given and expert agreement at its last iteration when `agreement` is."""
+    `ceiling` is given ({}: null, as without an expert) and expert agreement at its last
+    iteration when `agreement` is."""
     root.mkdir()
     write_run(root)
     (root / "params.yaml").write_text(yaml.safe_dump(
@@ -229,7 +234,7 @@ def _run(root: Path, method: str, seed: int = 0, *, ceiling: dict | None = None,
          "eval_iterations": [0, 1]}))
     if ceiling is not None:
         (root / paths.references_stats_file()).write_text(
-            json.dumps({"demos": {"games": 3}, "ceiling": ceiling}))
+            json.dumps({"demos": DEMOS, "ceiling": ceiling or None}))
     if agreement is not None:
         m = json.loads((root / paths.metrics_file(1)).read_text())
         (root / paths.metrics_file(1)).write_text(json.dumps(m | {
@@ -257,7 +262,7 @@ def test_ceiling_row_only_where_references_were_recorded(tmp_path):
     assert [(r[0], r[1]) for r in rows if r[0].startswith("searching")] == [
         ("searching expert (ceiling)", "a, c")]
     # no expert, no ceiling: WebShop's references.json holds "ceiling": null
-    null = _run(tmp_path / "d", "react", ceiling={})
+    null = _run(tmp_path / "d", "react", ceiling={})  # written as "ceiling": null
     assert null.refs is not None and null.refs.ceiling is None
     assert len(experiments.table2([null])[1]) == 1
 
