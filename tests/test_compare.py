@@ -292,3 +292,33 @@ def test_compare_table_prints_the_ceiling_of_the_workspace(repo, capsys):
     assert "expert agreement" in out
     out = _compare(repo, capsys, "HEAD~1", "workspace", table=True)
     assert "searching expert" not in out
+
+
+def test_table_compares_success_at_1_and_labels_reflexion_success_at_k(tmp_path):
+    """A hand-made Reflexion run (eval.jsonl with every trial): games g0-g5 at iteration 1,
+    g0 and g1 won at the first attempt, g2 and g3 at the second; success@1 is 2/6 by
+    default, success@2 = 4/6 with at_k, so labelled; a run without retries is unchanged."""
+    from report_fixtures import TYPES, eval_metrics, game
+
+    from jerp.metrics_schema import write_record
+
+    refl = _run(tmp_path / "r", "reflexion").label  # the fixture, then its iteration 1 redone
+    root = tmp_path / "r"
+    first = [game(f"g{j}", TYPES[j % 2], j < 2, 1) for j in range(6)]
+    retry = [game(f"g{j}", TYPES[j % 2], j in (2, 3), 1).model_copy(update={"trial": 1})
+             for j in range(2, 6)]
+    (root / paths.eval_file(1)).write_text("".join(t.model_dump_json() + "\n"
+                                                   for t in first + retry))
+    write_record(root / paths.metrics_file(1), eval_metrics(
+        episodes=6, success=0.3333, iteration=1, success_at={"1": 0.3333, "2": 0.6667},
+        trial_episodes=10))
+    runs = [experiments.load(workspace(root), refl),
+            _run(tmp_path / "p", "policy_only")]
+    header, rows = experiments.table2(runs)
+    col = header.index("all (95% CI)")
+    assert rows[0][col] == "2/6 = 0.33 (0.10-0.70)"
+    # policy_only's fixture run wins g0-g3 at iteration 1: +2 games against Reflexion@1
+    assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-2].startswith("+0.333")
+    header, rows = experiments.table2(runs, at_k=True)
+    assert rows[0][col] == "4/6 = 0.67 (0.30-0.90) (success@2)"
+    assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-2].startswith("+0.000")
