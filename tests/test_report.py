@@ -165,6 +165,14 @@ def test_document_renders_the_same_blocks_twice():
     html = to_html(blocks, "T", {"f.png": b"\x89PNG"})
     assert "a &lt; b" in html and "data:image/png;base64,iVBORw==" in html
     assert "figure not available" in to_html(blocks, "T", {})
+    # the template's structure: one line per block and row, numbers right-aligned
+    assert "<h1>T</h1>\n<p>a &lt; b</p>\n" in html and html.endswith("</body></html>\n")
+    assert "<tr><td>1</td><td class=num>2|3</td></tr>" in html
+    assert '<img src="data:image/png;base64,iVBORw==" alt="fig">' in html
+    # autoescaped everywhere: a title, a cell, an alt text cannot inject markup
+    evil = '<script>"x"</script>'
+    page = to_html([Table([evil], [[evil]]), Figure("f.png", evil)], evil, {"f.png": b"x"})
+    assert "<script" not in page and page.count("&lt;script&gt;") == 4
 
 
 def test_states_file_schema_error_names_the_file(tmp_path):
