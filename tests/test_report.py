@@ -365,3 +365,28 @@ def test_dagger_rounds_continue_the_warm_start_loss_curve():
                                       {"step": 2, "round": 1}, {"step": 1, "round": 2})]
     assert _steps(curve, 0) == [1, 2, 3, 4, 5]
     assert _steps(curve[:2], 10) == [11, 12]
+
+
+def test_a_reflexion_run_reports_success_at_1_and_labels_success_at_k(tmp_path):
+    """eval.jsonl with every trial: the success table counts first attempts, a note gives
+    success@2 after the retries (g1 and g3, lost at first, won at the second trial)."""
+    from report_fixtures import TYPES, game
+
+    from jerp.metrics_schema import write_record
+
+    write_run(tmp_path)
+    first = [game(f"g{j}", TYPES[j % 2], j == 0, 1) for j in range(6)]
+    retry = [game(f"g{j}", TYPES[j % 2], j in (1, 3), 1).model_copy(update={"trial": 1})
+             for j in range(1, 6)]
+    (tmp_path / paths.eval_file(1)).write_text(
+        "".join(t.model_dump_json() + "\n" for t in first + retry))
+    write_record(tmp_path / paths.metrics_file(1), eval_metrics(
+        episodes=6, success=0.1667, iteration=1, success_at={"1": 0.1667, "2": 0.5}))
+    [d] = load_run(workspace(tmp_path), [1])
+    assert (analysis.summarize(d).success.k, analysis.summarize(d).trials) == (1, 1)
+    at_k = analysis.summarize(d, at_k=True)
+    assert (at_k.success.k, at_k.success.n, at_k.trials) == (3, 6, 2)
+    build(tmp_path, [0, 1], "reflexion")
+    success = _section((tmp_path / paths.REPORTS / "index.md").read_text(), "Eval success")
+    assert "| 1 | 1/6 = 0.17 (0.03-0.56) |" in success
+    assert "After Reflexion's retries: iteration 1: success@2 3/6 = 0.50" in success

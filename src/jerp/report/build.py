@@ -93,6 +93,15 @@ def _csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _retry_blocks(data: list[IterationData], seed: int) -> list[Block]:
+    """Reflexion: success above is its first attempt (success@1, as every method's);
+    after its retries, success@k, labelled with its k."""
+    at_k = [summarize(d, seed, at_k=True) for d in data if d.metrics and d.metrics.trials > 1]
+    return [Text("Success above is the first attempt (success@1). After Reflexion's retries: "
+                 + "; ".join(f"iteration {r.iteration}: success@{r.trials} "
+                             f"{fmt_rate(r.success)}" for r in at_k) + ".")] if at_k else []
+
+
 def _success_blocks(rows: list[IterationSummary],
                     top: IterationSummary | None = None) -> list[Block]:
     """Success first: per iteration with its interval, expert agreement beside it, and
@@ -296,7 +305,7 @@ def document(data: list[IterationData], title: str, seed: int = 0,
     snaps = [d.snapshot for d in learned if d.snapshot is not None]
     ops = evolution(snaps, {d.iteration: d.proposals for d in learned})
     blocks: list[Block] = [Heading(title, 1)]
-    blocks += _success_blocks(rows, top)
+    blocks += _success_blocks(rows, top) + _retry_blocks(data, seed)
     blocks += seed_blocks(seeds)
     blocks += _expert_blocks(rows)
     blocks += demo_blocks(refs, next((d.train for d in learned if d.iteration == 0), None))
