@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from jerp import paths
+from jerp.metrics_schema import EvalMetrics, TrainRecord, write_record
 from jerp.records import Evidence, Proposal, Rule, RuleSnapshot, Trajectory
 
 TYPES = ("pick_and_place_simple", "pick_heat_then_place_in_recep")
@@ -15,6 +16,22 @@ def game(task_id: str, task_type: str, won: bool, it: int) -> Trajectory:
     return Trajectory(traj_id=f"{task_id}-{it}", task_id=task_id, env="alfworld", split="eval_out",
                       task_type=task_type, goal="g", steps=[], reward=float(won), won=won,
                       n_steps=5, iteration=it)
+
+
+def eval_metrics(**kw) -> EvalMetrics:
+    """An evaluate@i record: `kw` over zeros for the fields every writer writes."""
+    base = {"episodes": 12, "success": 0.0, "score": 0.0, "mean_steps": 5.0,
+            "invalid_action_rate": 0.0, "success_by_type": {}, "iteration": 0,
+            "rules_in_pool": 0}
+    return EvalMetrics(**base | kw)
+
+
+def train_record(**kw) -> TrainRecord:
+    """A training summary as the trainer writes it: `kw` over a finished short run."""
+    base = {"stage": "warmstart", "enabled": True, "decisions": 10, "windows": 4,
+            "optimizer_steps": 2, "tokens": 1000, "seconds": 90.0, "epochs_done": 1.0,
+            "stopped_by_time": False, "tokens_per_s": 11.1}
+    return TrainRecord(**base | kw)
 
 
 def rule(i: int, score: int, created: int, prov: list[str], text: str = "") -> Rule:
@@ -44,15 +61,13 @@ def write_run(root: Path, *, with_states: bool = True, with_proposals: bool = Tr
             "".join(g.model_dump_json() + "\n" for g in games))
         (root / paths.rules_file(i)).write_text(snaps[i].model_dump_json())
         top1 = sum(r == 1 for r in RANKS[i]) / 4
-        metrics = {"episodes": 6, "success": sum(WINS[i]) / 6, "score": sum(WINS[i]) / 6,
-                   "success_by_type": {}, "iteration": i, "rules_in_pool": len(snaps[i].rules),
-                   "expert_top1": top1}
-        (root / paths.METRICS).mkdir(exist_ok=True)
-        (root / paths.metrics_file(i)).write_text(json.dumps(metrics))
-        (root / paths.train_stats_file(i)).write_text(json.dumps(
-            {"stage": "finetune" if i else "warmstart", "enabled": True, "ce_last": 1.5 - i,
-             "loss_curve": [{"step": 1, "ce": 2.0 - i, "pg": 0.1}, {"step": 2, "ce": 1.5 - i,
-                                                                     "pg": None}]}))
+        write_record(root / paths.metrics_file(i), eval_metrics(
+            episodes=6, success=sum(WINS[i]) / 6, score=sum(WINS[i]) / 6, iteration=i,
+            rules_in_pool=len(snaps[i].rules), expert_top1=top1))
+        write_record(root / paths.train_stats_file(i), train_record(
+            stage="finetune" if i else "warmstart", iteration=i if i else None,
+            ce_last=1.5 - i, loss_curve=[{"step": 1, "ce": 2.0 - i, "pg": 0.1},
+                                         {"step": 2, "ce": 1.5 - i, "pg": None}]))
         if with_states:
             rows = [{"task_id": f"g{k}", "task_type": TYPES[k % 2], "step": k, "n_candidates": 5,
                      "rank": {"shown": RANKS[i][k], "none": NONE_RANKS[i][k], "wrong": 3}}

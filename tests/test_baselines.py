@@ -378,6 +378,7 @@ def test_reflexion_evaluate_on_a_real_game(eval_dir, model_cache, alf_root):
     assert second.traj_id.endswith("/t1") and second.traj_id != first.traj_id
     assert m["episodes"] == 1 and m["trial_episodes"] == 2
     assert not second.won and m["success_at"] == {"1": 0.0, "2": 0.0}
+    assert m["success"] == m["success_at"]["1"]  # success@1: the first attempt
     assert read_json(eval_dir / paths.metrics_file(0)) == m
 
 

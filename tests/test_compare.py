@@ -55,7 +55,8 @@ def repo(tmp_path_factory) -> Path:
 
 
 def _compare(repo: Path, capsys, *runs: str, table: bool = False) -> str:
-    cli.cmd_compare(argparse.Namespace(root=repo, runs=list(runs), table=table, seed=0))
+    cli.cmd_compare(argparse.Namespace(root=repo, runs=list(runs), table=table, seed=0,
+                                       success_at_k=False))
     return capsys.readouterr().out
 
 
@@ -215,13 +216,17 @@ def test_a_bootstrap_p_of_zero_reads_as_below_its_resolution():
 
 CEILING = {"episodes": 6, "success": 0.8333, "success_ci": [0.4365, 0.9699],
            "success_by_type": {"pick_and_place_simple": 1.0,
-                               "pick_heat_then_place_in_recep": 0.6667}}
+                               "pick_heat_then_place_in_recep": 0.6667},
+           "score": 83.33, "mean_steps": 9.0, "invalid_action_rate": 0.0}
+DEMOS = {"asked": "walkthrough", "games": 3, "won": 3, "by": {"walkthrough": 3},
+         "mean_steps": 8.0}
 
 
 def _run(root: Path, method: str, seed: int = 0, *, ceiling: dict | None = None,
          agreement: float | None = None) -> experiments.Run:
     """The fixture's run at `root` (a workspace), with metrics/references.json when
-    `ceiling` is given and expert agreement at its last iteration when `agreement` is."""
+    `ceiling` is given ({}: null, as without an expert) and expert agreement at its last
+    iteration when `agreement` is."""
     root.mkdir()
     write_run(root)
     (root / "params.yaml").write_text(yaml.safe_dump(
@@ -229,7 +234,7 @@ def _run(root: Path, method: str, seed: int = 0, *, ceiling: dict | None = None,
          "eval_iterations": [0, 1]}))
     if ceiling is not None:
         (root / paths.references_stats_file()).write_text(
-            json.dumps({"demos": {"games": 3}, "ceiling": ceiling}))
+            json.dumps({"demos": DEMOS, "ceiling": ceiling or None}))
     if agreement is not None:
         m = json.loads((root / paths.metrics_file(1)).read_text())
         (root / paths.metrics_file(1)).write_text(json.dumps(m | {
@@ -257,7 +262,7 @@ def test_ceiling_row_only_where_references_were_recorded(tmp_path):
     assert [(r[0], r[1]) for r in rows if r[0].startswith("searching")] == [
         ("searching expert (ceiling)", "a, c")]
     # no expert, no ceiling: WebShop's references.json holds "ceiling": null
-    null = _run(tmp_path / "d", "react", ceiling={})
+    null = _run(tmp_path / "d", "react", ceiling={})  # written as "ceiling": null
     assert null.refs is not None and null.refs.ceiling is None
     assert len(experiments.table2([null])[1]) == 1
 
@@ -287,3 +292,33 @@ def test_compare_table_prints_the_ceiling_of_the_workspace(repo, capsys):
     assert "expert agreement" in out
     out = _compare(repo, capsys, "HEAD~1", "workspace", table=True)
     assert "searching expert" not in out
+
+
+def test_table_compares_success_at_1_and_labels_reflexion_success_at_k(tmp_path):
+    """A hand-made Reflexion run (eval.jsonl with every trial): games g0-g5 at iteration 1,
+    g0 and g1 won at the first attempt, g2 and g3 at the second; success@1 is 2/6 by
+    default, success@2 = 4/6 with at_k, so labelled; a run without retries is unchanged."""
+    from report_fixtures import TYPES, eval_metrics, game
+
+    from jerp.metrics_schema import write_record
+
+    refl = _run(tmp_path / "r", "reflexion").label  # the fixture, then its iteration 1 redone
+    root = tmp_path / "r"
+    first = [game(f"g{j}", TYPES[j % 2], j < 2, 1) for j in range(6)]
+    retry = [game(f"g{j}", TYPES[j % 2], j in (2, 3), 1).model_copy(update={"trial": 1})
+             for j in range(2, 6)]
+    (root / paths.eval_file(1)).write_text("".join(t.model_dump_json() + "\n"
+                                                   for t in first + retry))
+    write_record(root / paths.metrics_file(1), eval_metrics(
+        episodes=6, success=0.3333, iteration=1, success_at={"1": 0.3333, "2": 0.6667},
+        trial_episodes=10))
+    runs = [experiments.load(workspace(root), refl),
+            _run(tmp_path / "p", "policy_only")]
+    header, rows = experiments.table2(runs)
+    col = header.index("all (95% CI)")
+    assert rows[0][col] == "2/6 = 0.33 (0.10-0.70)"
+    # policy_only's fixture run wins g0-g3 at iteration 1: +2 games against Reflexion@1
+    assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-2].startswith("+0.333")
+    header, rows = experiments.table2(runs, at_k=True)
+    assert rows[0][col] == "4/6 = 0.67 (0.30-0.90) (success@2)"
+    assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-2].startswith("+0.000")

@@ -7,7 +7,8 @@ import pytest
 from jerp import paths
 from jerp.config import parse_params
 from jerp.envs.registry import WARMSTART
-from jerp.records import read_json, read_tasks, read_trajectories
+from jerp.metrics_schema import ReferenceStats, read_record
+from jerp.records import read_tasks, read_trajectories
 from jerp.stages import prepare, references
 
 TYPE = "pick_and_place_simple"
@@ -40,12 +41,12 @@ def test_train_games_are_demonstrated_by_the_expert_and_eval_games_by_walkthroug
             assert r.reference_kind == "walkthrough" and all(s.valid for s in r.steps)
         elif r.reference_kind == "expert":
             assert all(s.expert == s.action for s in r.steps)  # its own labels
-    stats = read_json(root / paths.references_stats_file())
+    demos = read_record(root / paths.references_stats_file(), ReferenceStats).demos
     kinds = [r.reference_kind for r in refs if r.task_id in learn]
-    assert stats["demos"]["games"] == 3 and stats["demos"]["asked"] == "expert"
-    assert stats["demos"]["by"] == {"expert": kinds.count("expert"),
-                                    "walkthrough": kinds.count("walkthrough")}
-    assert stats["demos"]["fallbacks"] == kinds.count("walkthrough")
+    assert demos.games == 3 and demos.asked == "expert"
+    assert demos.by == {"expert": kinds.count("expert"),
+                        "walkthrough": kinds.count("walkthrough")}
+    assert demos.fallbacks == kinds.count("walkthrough")
 
 
 def test_the_ceiling_is_the_expert_on_the_eval_games_at_the_step_limit(project):
@@ -54,8 +55,8 @@ def test_the_ceiling_is_the_expert_on_the_eval_games_at_the_step_limit(project):
     ceiling = read_trajectories(root / paths.ceiling_file())
     assert {t.task_id for t in ceiling} == evals
     assert all(t.reference_kind == "expert" and t.n_steps <= p.env.max_steps for t in ceiling)
-    stats = read_json(root / paths.references_stats_file())["ceiling"]
-    assert stats["episodes"] == 2 and stats["success"] == sum(t.won for t in ceiling) / 2
+    stats = read_record(root / paths.references_stats_file(), ReferenceStats).ceiling
+    assert stats.episodes == 2 and stats.success == sum(t.won for t in ceiling) / 2
 
 
 def test_dagger_plays_warm_start_games_only(project, monkeypatch):

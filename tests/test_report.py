@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from report_fixtures import rule, write_run
+from report_fixtures import eval_metrics, rule, write_run
 
 from jerp import paths
 from jerp.records import Proposal, RuleSnapshot, StateRank
@@ -29,7 +29,7 @@ def test_summary_counts_games_and_states(tmp_path):
 
 def test_reference_state_ranked_first_counts_as_top1():
     state = StateRank(task_id="g", step=0, rank={"shown": 1})
-    s = analysis.summarize(analysis.IterationData(0, {}, states=[state]))
+    s = analysis.summarize(analysis.IterationData(0, None, states=[state]))
     assert s.top1["shown"].value == 1.0 and s.mrr["shown"].value == 1.0
 
 
@@ -165,6 +165,14 @@ def test_document_renders_the_same_blocks_twice():
     html = to_html(blocks, "T", {"f.png": b"\x89PNG"})
     assert "a &lt; b" in html and "data:image/png;base64,iVBORw==" in html
     assert "figure not available" in to_html(blocks, "T", {})
+    # the template's structure: one line per block and row, numbers right-aligned
+    assert "<h1>T</h1>\n<p>a &lt; b</p>\n" in html and html.endswith("</body></html>\n")
+    assert "<tr><td>1</td><td class=num>2|3</td></tr>" in html
+    assert '<img src="data:image/png;base64,iVBORw==" alt="fig">' in html
+    # autoescaped everywhere: a title, a cell, an alt text cannot inject markup
+    evil = '<script>"x"</script>'
+    page = to_html([Table([evil], [[evil]]), Figure("f.png", evil)], evil, {"f.png": b"x"})
+    assert "<script" not in page and page.count("&lt;script&gt;") == 4
 
 
 def test_states_file_schema_error_names_the_file(tmp_path):
@@ -181,8 +189,8 @@ def test_webshop_score_interval_and_paired_score():
     rewards_b = [0.5, 0.75, 0.5, 1.0]
     ga = [EvalGame(f"g{i}", "t", r == 1.0, r) for i, r in enumerate(rewards_a)]
     gb = [EvalGame(f"g{i}", "t", r == 1.0, r) for i, r in enumerate(rewards_b)]
-    a = IterationData(0, {"episodes": 4}, games=ga)
-    b = IterationData(1, {"episodes": 4}, games=gb)
+    a = IterationData(0, eval_metrics(episodes=4), games=ga)
+    b = IterationData(1, eval_metrics(episodes=4, iteration=1), games=gb)
     s = analysis.summarize(a)
     assert s.score.value == 50.0  # mean reward x 100
     assert 0.0 <= s.score.low <= 50.0 <= s.score.high <= 100.0
@@ -238,7 +246,8 @@ NEW_KEYS = {"episodes": 12, "success": 0.1667, "success_ci": [0.047, 0.448],
 CEILING_WINS = [True, True, True, True, True, False]
 CEILING = {"episodes": 6, "success": 0.8333, "success_ci": [0.4365, 0.9699],
            "success_by_type": {"pick_and_place_simple": 1.0,
-                               "pick_heat_then_place_in_recep": 0.6667}, "mean_steps": 5.0}
+                               "pick_heat_then_place_in_recep": 0.6667}, "mean_steps": 5.0,
+           "score": 83.33, "invalid_action_rate": 0.0}
 DEMOS = {"asked": "expert", "games": 7, "won": 7, "by": {"expert": 5, "walkthrough": 2},
          "mean_steps": 14.5, "fallbacks": 2,
          "expert_by_type": {"pick_heat_then_place_in_recep": {
@@ -254,18 +263,14 @@ def test_metrics_with_and_without_the_new_keys_render():
     and success only) gets the Wilson interval computed and no agreement column."""
     from jerp.report.build import document
 
-    new = analysis.summarize(analysis.IterationData(0, NEW_KEYS))
+    new = analysis.summarize(analysis.IterationData(0, eval_metrics(**NEW_KEYS)))
     assert (new.success.k, new.success.n) == (2, 12)
     a = new.agreement
     assert (a.value, a.k, a.n, a.low, a.high) == (0.4, 40, 100, 0.3094, 0.498)
-    # only the rate and its interval recorded: the interval is kept, no count is invented
-    bare = analysis.summarize(analysis.IterationData(0, {"success": 0.25,
-                                                         "success_ci": [0.1, 0.5]}))
-    assert (bare.success.k, bare.success.low, bare.success.high) == (None, 0.1, 0.5)
-    old = {"episodes": 12, "success": 0.1667}
+    old = eval_metrics(episodes=12, success=0.1667)
     assert analysis.summarize(analysis.IterationData(0, old)).agreement is None
 
-    md = to_markdown(document([analysis.IterationData(0, NEW_KEYS)], "new")[0])
+    md = to_markdown(document([analysis.IterationData(0, eval_metrics(**NEW_KEYS))], "new")[0])
     success = _section(md, "Eval success")
     assert "| iteration | success (95% CI) | expert agreement (95% CI) |" in success
     assert "| 0 | 2/12 = 0.17 (0.05-0.45) | 40/100 = 0.40 (0.31-0.50) |" in success
@@ -334,7 +339,8 @@ def test_success_plot_draws_the_ceiling_and_expert_plot_the_agreement(monkeypatc
 
     figs = []
     monkeypatch.setattr(plots, "_png", lambda fig: figs.append(fig) or b"")
-    rows = [analysis.summarize(analysis.IterationData(i, NEW_KEYS)) for i in (0, 1)]
+    rows = [analysis.summarize(analysis.IterationData(i, eval_metrics(**NEW_KEYS, iteration=i)))
+            for i in (0, 1)]
     top = analysis.IterationSummary(-1, analysis.Rate.of(5, 6), {})
     plots.success(rows, "t", top)
     ax = figs[-1].axes[0]
@@ -352,9 +358,35 @@ def test_success_plot_draws_the_ceiling_and_expert_plot_the_agreement(monkeypatc
 
 def test_dagger_rounds_continue_the_warm_start_loss_curve():
     """Each DAgger round restarts its step count: laid after the round before, not over it."""
+    from jerp.metrics_schema import LossPoint
     from jerp.report.plots import _steps
 
-    curve = [{"step": 1}, {"step": 2}, {"step": 1, "round": 1}, {"step": 2, "round": 1},
-             {"step": 1, "round": 2}]
+    curve = [LossPoint(**p) for p in ({"step": 1}, {"step": 2}, {"step": 1, "round": 1},
+                                      {"step": 2, "round": 1}, {"step": 1, "round": 2})]
     assert _steps(curve, 0) == [1, 2, 3, 4, 5]
-    assert _steps([{"step": 1}, {"step": 2}], 10) == [11, 12]
+    assert _steps(curve[:2], 10) == [11, 12]
+
+
+def test_a_reflexion_run_reports_success_at_1_and_labels_success_at_k(tmp_path):
+    """eval.jsonl with every trial: the success table counts first attempts, a note gives
+    success@2 after the retries (g1 and g3, lost at first, won at the second trial)."""
+    from report_fixtures import TYPES, game
+
+    from jerp.metrics_schema import write_record
+
+    write_run(tmp_path)
+    first = [game(f"g{j}", TYPES[j % 2], j == 0, 1) for j in range(6)]
+    retry = [game(f"g{j}", TYPES[j % 2], j in (1, 3), 1).model_copy(update={"trial": 1})
+             for j in range(1, 6)]
+    (tmp_path / paths.eval_file(1)).write_text(
+        "".join(t.model_dump_json() + "\n" for t in first + retry))
+    write_record(tmp_path / paths.metrics_file(1), eval_metrics(
+        episodes=6, success=0.1667, iteration=1, success_at={"1": 0.1667, "2": 0.5}))
+    [d] = load_run(workspace(tmp_path), [1])
+    assert (analysis.summarize(d).success.k, analysis.summarize(d).trials) == (1, 1)
+    at_k = analysis.summarize(d, at_k=True)
+    assert (at_k.success.k, at_k.success.n, at_k.trials) == (3, 6, 2)
+    build(tmp_path, [0, 1], "reflexion")
+    success = _section((tmp_path / paths.REPORTS / "index.md").read_text(), "Eval success")
+    assert "| 1 | 1/6 = 0.17 (0.03-0.56) |" in success
+    assert "After Reflexion's retries: iteration 1: success@2 3/6 = 0.50" in success

@@ -146,12 +146,17 @@ def cmd_compare(args) -> None:
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"jerp compare: {e}")
     if args.table:
-        _print_table(*ex.table2(runs, seed=args.seed))
-        print(f"The last two columns: this run minus {runs[0].label} on the same games (exact "
-              "McNemar) and reference states (paired bootstrap), p-value, * significant at 5%.")
+        at_k = args.success_at_k
+        _print_table(*ex.table2(runs, seed=args.seed, at_k=at_k))
+        print(("Success: Reflexion after its retries (success@k, so labelled), every other "
+               "method's first attempt." if at_k else "Success: every method's first attempt "
+               "(success@1; Reflexion's success@k with --success-at-k).")
+              + f" The last two columns: this run minus {runs[0].label} on the same games "
+              "(exact McNemar) and reference states (paired bootstrap), p-value, * significant "
+              "at 5%.")
         for games, group in more:
             print(f"\nOn other games or states ({games}), paired against {group[0].label}:")
-            _print_table(*ex.table2(group, seed=args.seed))
+            _print_table(*ex.table2(group, seed=args.seed, at_k=at_k))
         return
     if len(runs) != 2:
         sys.exit(f"jerp compare: give two runs to compare (got {len(runs)}), or --table for many")
@@ -201,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--table", action="store_true",
                    help="one row per run (the JERP paper's Table II layout)")
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    c.add_argument("--success-at-k", action="store_true",
+                   help="--table: count Reflexion's success after its retries (success@k) "
+                   "instead of every method's first attempt (success@1, the default)")
     c.set_defaults(func=cmd_compare)
 
     from jerp.rules_cli import add_rules_parser

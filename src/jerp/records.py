@@ -212,9 +212,13 @@ class Trajectory(BaseModel):
         return [s.action for s in self.steps]
 
 
+def first_trials(trajs: Iterable[Trajectory]) -> list[Trajectory]:
+    """Each episode's first attempt: what success@1, every method's headline, counts."""
+    return [t for t in trajs if t.trial == 0]
+
+
 def final_trials(trajs: Iterable[Trajectory]) -> list[Trajectory]:
-    """Each episode's last trial, i.e. its outcome after Reflexion's retries (order of
-    first appearance); without retries, the trajectories themselves."""
+    """Each episode's last trial (Reflexion's success@k); else the trajectories."""
     last: dict[tuple[str, int], Trajectory] = {}
     for t in trajs:
         key = (t.task_id, t.episode)

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jerp import stats
+from jerp.metrics_schema import PROMPTS, EpisodeSummary, EvalMetrics
 from jerp.records import StateRank
 from jerp.report.load import EvalGame, IterationData, References
 
-PROMPTS = ("shown", "none", "wrong")
 ALPHA = stats.ALPHA
 
 
@@ -87,6 +87,7 @@ class IterationSummary:
     top1_by_type: dict[str, float] = field(default_factory=dict)
     mrr_by_type: dict[str, float] = field(default_factory=dict)
     score: Estimate | None = None  # mean reward x 100 (the WebShop score), bootstrap CI
+    trials: int = 1  # k of `success` when it is Reflexion's success@k; 1: the first attempt
     agreement: Rate | None = None  # policy's decisions = the searching expert's (Wilson)
 
 
@@ -101,16 +102,19 @@ def short_type(task_type: str) -> str:
     return SHORT_TYPES.get(task_type, task_type)
 
 
-def _success(games: list[EvalGame] | None, m: dict) -> tuple[Rate, dict[str, Rate]]:
+def _success(games: list[EvalGame] | None, m: EvalMetrics | None, at_k: bool = False
+             ) -> tuple[Rate, dict[str, Rate]]:
     if games:
         types = sorted({g.task_type for g in games})
         by_type = {t: Rate.of(sum(g.won for g in games if g.task_type == t),
                               sum(1 for g in games if g.task_type == t)) for t in types}
         return Rate.of(sum(g.won for g in games), len(games)), by_type
-    n = m.get("episodes")
-    rate = float(m.get("success", 0.0))
-    overall = Rate.of(round(rate * n), n) if n else _rate(rate, m.get("success_ci"))
-    return overall, {t: Rate(float(v)) for t, v in sorted(m.get("success_by_type", {}).items())}
+    if m is None:
+        return Rate(0.0), {}
+    n = m.episodes
+    rate = m.success_at_k if at_k else m.success_at_1
+    overall = Rate.of(round(rate * n), n) if n else _rate(rate, m.success_ci)
+    return overall, {t: Rate(float(v)) for t, v in sorted(m.success_by_type.items())}
 
 
 def _rate(value: float, ci: list | None, n: int | None = None) -> Rate:
@@ -122,16 +126,15 @@ def _rate(value: float, ci: list | None, n: int | None = None) -> Rate:
     return Rate(value, k, n or None, low, high)
 
 
-def _agreement(m: dict) -> Rate | None:
+def _agreement(m: EpisodeSummary | None) -> Rate | None:
     """Expert agreement from the metrics (None: not recorded, an older run or WebShop)."""
-    if "expert_agreement" not in m:
+    if m is None or m.expert_agreement is None:
         return None
-    n = m.get("expert_labels")
-    return _rate(float(m["expert_agreement"]), m.get("expert_agreement_ci"),
-                 int(n) if n else None)
+    n = m.expert_labels
+    return _rate(m.expert_agreement, m.expert_agreement_ci, n or None)
 
 
-def _expert(states: list[StateRank] | None, m: dict, seed: int
+def _expert(states: list[StateRank] | None, m: EvalMetrics | None, seed: int
             ) -> tuple[dict[str, Rate], dict[str, Estimate]]:
     top1: dict[str, Rate] = {}
     mrr: dict[str, Estimate] = {}
@@ -142,18 +145,22 @@ def _expert(states: list[StateRank] | None, m: dict, seed: int
                 top1[p] = Rate.of(sum(r == 1 for r in ranks), len(ranks))
                 mrr[p] = Estimate(*stats.bootstrap_mean([1 / r for r in ranks], seed=seed))
         return top1, mrr
-    for p, suffix in zip(PROMPTS, ("", "_none", "_wrong"), strict=True):
-        if f"expert_top1{suffix}" in m:
-            top1[p] = Rate(float(m[f"expert_top1{suffix}"]))
-        if f"expert_mrr{suffix}" in m:
-            mrr[p] = Estimate(float(m[f"expert_mrr{suffix}"]))
+    for p in PROMPTS if m is not None else ():
+        if (v := m.top1(p)) is not None:
+            top1[p] = Rate(v)
+        if (v := m.mrr(p)) is not None:
+            mrr[p] = Estimate(v)
     return top1, mrr
 
 
-def summarize(d: IterationData, seed: int = 0) -> IterationSummary:
-    success, by_type = _success(d.games, d.metrics)
-    top1, mrr = _expert(d.states, d.metrics, seed)
-    score = d.metrics.get("score")
+def summarize(d: IterationData, seed: int = 0, at_k: bool = False) -> IterationSummary:
+    """`at_k`: success after Reflexion's retries (success@k, its last trial) instead of
+    every method's first attempt (success@1); the same for methods that do not retry."""
+    m = d.metrics
+    games = d.final_games if at_k and d.final_games else d.games
+    success, by_type = _success(games, m, at_k)
+    top1, mrr = _expert(d.states, m, seed)
+    score = m.score if m is not None else None
     if d.games:
         score = Estimate(*(100 * v for v in stats.bootstrap_mean(
             [g.reward for g in d.games], seed=seed)))
@@ -161,9 +168,9 @@ def summarize(d: IterationData, seed: int = 0) -> IterationSummary:
         score = Estimate(float(score))
     return IterationSummary(
         iteration=d.iteration, success=success, by_type=by_type, top1=top1, mrr=mrr,
-        top1_by_type=dict(d.metrics.get("expert_top1_by_type", {})),
-        mrr_by_type=dict(d.metrics.get("expert_mrr_by_type", {})),
-        score=score, agreement=_agreement(d.metrics),
+        top1_by_type=dict(m.expert_top1_by_type or {}) if m is not None else {},
+        mrr_by_type=dict(m.expert_mrr_by_type or {}) if m is not None else {},
+        score=score, agreement=_agreement(m), trials=m.trials if at_k and m is not None else 1,
     )
 
 
@@ -175,7 +182,8 @@ def ceiling(refs: References | None, seed: int = 0) -> IterationSummary | None:
     iteration (-1) without expert agreement (the expert agrees with itself)."""
     if refs is None or not refs.ceiling:
         return None
-    s = summarize(IterationData(-1, refs.ceiling, games=refs.ceiling_games), seed)
+    m = EvalMetrics(**refs.ceiling.model_dump(), iteration=-1, rules_in_pool=0)
+    s = summarize(IterationData(-1, m, games=refs.ceiling_games), seed)
     s.agreement = None
     return s
 

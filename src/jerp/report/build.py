@@ -75,11 +75,11 @@ def csv_rows(data: list[IterationData], rows: list[IterationSummary], ops: list[
             row[key + "_high"] = t.high if t else None
         m = r.mrr.get("shown")
         row["expert_mrr"] = m.value if m else None
-        row["rules"] = o.size if o else d.metrics.get("rules_in_pool")
+        row["rules"] = o.size if o else (d.metrics.rules_in_pool if d.metrics else None)
         for name in ("added", "edited", "merged", "removed"):
             row[f"rules_{name}"] = getattr(o, name) if o else None
-        row["train_ce"] = d.train.get("ce_last")
-        row["train_pg"] = d.train.get("pg_last")
+        row["train_ce"] = d.train.ce_last if d.train else None
+        row["train_pg"] = d.train.pg_last if d.train else None
         row["score"] = None if r.score is None else round(r.score.value, 2)
         out.append(row)
     return out
@@ -91,6 +91,15 @@ def _csv_text(rows: list[dict]) -> str:
     w.writeheader()
     w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
     return buf.getvalue()
+
+
+def _retry_blocks(data: list[IterationData], seed: int) -> list[Block]:
+    """Reflexion: success above is its first attempt (success@1, as every method's);
+    after its retries, success@k, labelled with its k."""
+    at_k = [summarize(d, seed, at_k=True) for d in data if d.metrics and d.metrics.trials > 1]
+    return [Text("Success above is the first attempt (success@1). After Reflexion's retries: "
+                 + "; ".join(f"iteration {r.iteration}: success@{r.trials} "
+                             f"{fmt_rate(r.success)}" for r in at_k) + ".")] if at_k else []
 
 
 def _success_blocks(rows: list[IterationSummary],
@@ -212,13 +221,14 @@ def _training_blocks(data: list[IterationData]) -> list[Block]:
     rows = []
     for d in data:
         t = d.train
-        kind = "-" if not t else ("none" if not t.get("enabled", True)
-                                  else t.get("algorithm", t.get("stage", "?")))
-        rows.append([str(d.iteration), kind, _f(t.get("ce_first")), _f(t.get("ce_last")),
-                     _f(t.get("pg_first")), _f(t.get("pg_last")),
-                     _f(t.get("zero_advantage_group_share"), ".2f"),
-                     _f(d.rollout.get("success"), ".2f"),
-                     _f(t["seconds"] / 60, ".1f") if "seconds" in t else "-"])
+        if t is None:
+            rows.append([str(d.iteration), "-", *["-"] * 5,
+                         _f(d.rollout.success if d.rollout else None, ".2f"), "-"])
+            continue
+        rows.append([str(d.iteration), t.kind, _f(t.ce_first), _f(t.ce_last),
+                     _f(t.pg_first), _f(t.pg_last), _f(t.zero_advantage_group_share, ".2f"),
+                     _f(d.rollout.success if d.rollout else None, ".2f"),
+                     _f(t.seconds / 60 if t.seconds is not None else None, ".1f")])
     return blocks + [Table(["iteration", "update", "CE first", "CE last", "PG first", "PG last",
                             "zero-adv. groups", "rollout success", "minutes"], rows, left=(0, 1))]
 
@@ -295,10 +305,10 @@ def document(data: list[IterationData], title: str, seed: int = 0,
     snaps = [d.snapshot for d in learned if d.snapshot is not None]
     ops = evolution(snaps, {d.iteration: d.proposals for d in learned})
     blocks: list[Block] = [Heading(title, 1)]
-    blocks += _success_blocks(rows, top)
+    blocks += _success_blocks(rows, top) + _retry_blocks(data, seed)
     blocks += seed_blocks(seeds)
     blocks += _expert_blocks(rows)
-    blocks += demo_blocks(refs, next((d.train for d in learned if d.iteration == 0), {}))
+    blocks += demo_blocks(refs, next((d.train for d in learned if d.iteration == 0), None))
     blocks += _competence_blocks(rows, {d.iteration: d.states for d in data if d.states})
     blocks += _paired_blocks(data, seed)
     blocks += _pool_blocks(learned, ops)
@@ -319,7 +329,7 @@ def figures(data: list[IterationData], rows: list[IterationSummary], ops: list[P
         "expert.png": plots.expert(rows),
         "competence.png": plots.competence(rows),
         "pool.png": plots.pool(ops),
-        "training.png": plots.training({d.iteration: d.train for d in data}),
+        "training.png": plots.training({d.iteration: d.train for d in data if d.train}),
         "methods.png": plots.methods(curves or []),
     }
 

@@ -8,6 +8,7 @@ how the policy did on the games it was then taught the expert's labels on.
 
 from __future__ import annotations
 
+from jerp.metrics_schema import DaggerRound, DemoStats, TrainRecord
 from jerp.report.analysis import Rate, fmt_rate, short_type
 from jerp.report.document import Block, Heading, Table, Text
 from jerp.report.load import References
@@ -17,7 +18,7 @@ def _f(v, spec: str = ".2f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def demo_blocks(refs: References | None, warmstart: dict) -> list[Block]:
+def demo_blocks(refs: References | None, warmstart: TrainRecord | None) -> list[Block]:
     """The section; a note where the run predates metrics/references.json."""
     blocks: list[Block] = [Heading("Demonstrations")]
     demos = refs.demos if refs else None
@@ -26,40 +27,38 @@ def demo_blocks(refs: References | None, warmstart: dict) -> list[Block]:
                            "older than the references' statistics)."))
     else:
         blocks += _demo_summary(demos)
-    return blocks + dagger_blocks(warmstart.get("dagger") or [])
+    return blocks + dagger_blocks((warmstart.dagger if warmstart else None) or [])
 
 
-def _demo_summary(demos: dict) -> list[Block]:
-    by = demos.get("by", {})
-    text = (f"{demos.get('games', 0)} train games, demonstrations asked of the "
-            f"{demos.get('asked', '?')}: {by.get('expert', 0)} by the searching expert, "
+def _demo_summary(demos: DemoStats) -> list[Block]:
+    by = demos.by
+    text = (f"{demos.games} train games, demonstrations asked of the "
+            f"{demos.asked}: {by.get('expert', 0)} by the searching expert, "
             f"{by.get('walkthrough', 0)} by the walkthrough")
-    if "fallbacks" in demos:
-        text += f" ({demos['fallbacks']} fallbacks where the expert did not win)"
-    text += f"; {demos.get('won', 0)} of them won, in {_f(demos.get('mean_steps'))} steps " \
-            "on average."
+    if demos.fallbacks is not None:
+        text += f" ({demos.fallbacks} fallbacks where the expert did not win)"
+    text += f"; {demos.won} of them won, in {_f(demos.mean_steps)} steps on average."
     blocks: list[Block] = [Text(text)]
-    types = demos.get("expert_by_type") or {}
+    types = demos.expert_by_type or {}
     if types:
         blocks.append(Table(
             ["task type", "games", "expert won (95% CI)", "expert mean steps"],
-            [[short_type(t), str(v.get("games", 0)),
-              fmt_rate(Rate.of(v.get("expert_won", 0), v["games"]) if v.get("games") else None),
-              _f(v.get("expert_mean_steps"), ".1f")] for t, v in types.items()]))
+            [[short_type(t), str(v.games),
+              fmt_rate(Rate.of(v.expert_won, v.games) if v.games else None),
+              _f(v.expert_mean_steps, ".1f")] for t, v in types.items()]))
     return blocks
 
 
-def dagger_blocks(rounds: list[dict]) -> list[Block]:
+def dagger_blocks(rounds: list[DaggerRound]) -> list[Block]:
     """One row per DAgger round of the warm start; nothing when it ran none."""
     if not rounds:
         return []
     rows = []
     for r in rounds:
-        labels, games = r.get("labels"), r.get("games")
-        rows.append([str(r.get("round", "?")), _f(games, "d"),
-                     fmt_rate(Rate.of(r["won"], games)) if games and "won" in r else "-",
-                     _f(labels, "d"), fmt_rate(_agreement(r.get("expert_agreement"), labels), 3),
-                     _f(r.get("ce_first"), ".3f"), _f(r.get("ce_last"), ".3f")])
+        rows.append([str(r.round), _f(r.games, "d"),
+                     fmt_rate(Rate.of(r.won, r.games)) if r.games else "-",
+                     _f(r.labels, "d"), fmt_rate(_agreement(r.expert_agreement, r.labels), 3),
+                     _f(r.ce_first, ".3f"), _f(r.ce_last, ".3f")])
     return [Heading("Warm start: DAgger rounds", 3),
             Text("After imitating the references, the policy played the warm-start games "
                  "(greedy) and was trained on the searching expert's action at every state "

@@ -1,15 +1,16 @@
 """A report as a list of blocks, rendered to Markdown and to one self-contained HTML page.
 
 Building the content once and rendering it twice keeps the two pages saying
-the same thing. The HTML embeds every figure as a base64 PNG data URI and its
-style inline: it opens offline, with no CDN or external file.
+the same thing. The HTML (a jinja2 template, autoescaped) embeds every figure as a
+base64 PNG data URI and its style inline: it opens offline, with no CDN or external
+file.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 from dataclasses import dataclass
+from functools import cache
 
 
 @dataclass
@@ -58,42 +59,22 @@ def to_markdown(blocks: list[Block]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1400px;
-margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-h1{border-bottom:2px solid #ddd;padding-bottom:.2em}
-h2{margin-top:1.8em;border-bottom:1px solid #eee}
-div.wide{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.25em .6em;vertical-align:top}th{background:#f3f3f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
-"""
+_TEMPLATE = "report.html.j2"  # templates/, package data
+
+
+@cache
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("jerp.report", "templates"),
+                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
 def to_html(blocks: list[Block], title: str, images: dict[str, bytes]) -> str:
-    """One page; figures whose bytes are missing are replaced by their alt text."""
-    esc = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>{esc(title)}</title>", f"<style>{_STYLE}</style></head><body>"]
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"<h{b.level}>{esc(b.text)}</h{b.level}>")
-        elif isinstance(b, Text):
-            out.append(f"<p>{esc(b.text)}</p>")
-        elif isinstance(b, Figure):
-            data = images.get(b.name)
-            if data is None:
-                out.append(f"<p><em>{esc(b.alt)}: figure not available</em></p>")
-            else:
-                uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-                out.append(f'<figure><img src="{uri}" alt="{esc(b.alt)}"></figure>')
-        else:
-            head = "".join(f"<th>{esc(h)}</th>" for h in b.header)
-            out.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>')
-            for row in b.rows:
-                cells = [f'<td{"" if j in b.left else " class=num"}>{esc(c)}</td>'
-                         for j, c in enumerate(row)]
-                out.append("<tr>" + "".join(cells) + "</tr>")
-            out.append("</tbody></table></div>")  # a wide table scrolls, not the page
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    """One page (templates/report.html.j2, autoescaped); figures whose bytes are missing
+    are replaced by their alt text."""
+    uris = {name: "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            for name, data in images.items()}
+    kinds = [(type(b).__name__.lower(), b) for b in blocks]
+    return _environment().get_template(_TEMPLATE).render(title=title, blocks=kinds, uris=uris)

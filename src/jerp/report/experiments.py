@@ -8,15 +8,17 @@ bootstrap on reference-state top-1). Table II has methods as rows, success
 per task type and overall at the last evaluated iteration, then expert
 agreement and (walkthrough) expert top-1 (and the WebShop score where the run
 is on WebShop); runs that differ only in run.seed (`make seeds`) share a row
-with the mean ± sd over their seeds. The searching expert's success on the same
-eval games (metrics/references.json) closes the table as the ceiling row.
+with the mean ± sd over their seeds. Success is every method's first attempt
+(success@1); `at_k` counts Reflexion after its retries instead (success@k, the
+cell labelled with its k), in the cells and the paired test. The searching
+expert's success on the same eval games (metrics/references.json) closes the
+table as the ceiling row.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jerp.report.analysis import (
@@ -95,13 +97,14 @@ def load_rev(root: Path, rev: str) -> Run:
     return load(revision(root, named.get(rev, rev)), rev)
 
 
-def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
+def table2(runs: list[Run], seed: int = 0, at_k: bool = False
+           ) -> tuple[list[str], list[list[str]]]:
     """(header, rows): one row per configuration at its last evaluated iteration. Runs
     that differ only in run.seed share a row: each cell is then the mean over the seeds
     ± their sample standard deviation (seeds.py); a single seed keeps its own figure and
     interval, and its paired tests against the first run (against_first). The ceiling
     rows (ceiling_rows) come last, so the first row stays the one paired against."""
-    lasts = [summarize(r.data[-1]) for r in runs]
+    lasts = [summarize(r.data[-1], at_k=at_k) for r in runs]
     # per task type for ALFWorld; WebShop has its score and success, as in the paper
     types = sorted({t for r, s in zip(runs, lasts, strict=True) if r.env != "webshop"
                     for t in s.by_type})
@@ -121,12 +124,22 @@ def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
                      "/".join(sorted({str(s.iteration) for s in g}, key=int)), str(len(g)),
                      *[_cell([s.by_type[t].value for s in g if t in s.by_type], 2)
                        for t in types],
-                     fmt_rate(one.success) if one else _cell([s.success.value for s in g], 2),
+                     _success_cell(one) if one else _cell([s.success.value for s in g], 2),
                      *([_agreement_cell(g)] if agree else []), _cell(top1, 3)]
                     + ([(fmt_estimate(one.score) if one else _cell(scores, 1))
                         if runs[group[0]].env == "webshop" else "-"] if webshop else [])
-                    + against_first(runs, group, seed))
+                    + against_first(runs, group, seed, at_k))
     return header, rows + ceiling_rows(runs, types, agree, webshop)
+
+
+def _success_cell(s: IterationSummary) -> str:
+    """Success with its interval; labelled success@k where it counts Reflexion's retries."""
+    return fmt_rate(s.success) + (f" (success@{s.trials})" if s.trials > 1 else "")
+
+
+def final_view(d: IterationData) -> IterationData:
+    """The iteration with each game's last trial (success@k) in place of its first."""
+    return replace(d, games=d.final_games or d.games)
 
 
 def _agreement_cell(group: list[IterationSummary]) -> str:
@@ -144,7 +157,7 @@ def ceiling_rows(runs: list[Run], types: list[str], agree: bool, webshop: bool
     shared: dict[str, list[Run]] = {}
     for r in runs:
         if r.refs is not None and r.refs.ceiling:
-            shared.setdefault(json.dumps(r.refs.ceiling, sort_keys=True), []).append(r)
+            shared.setdefault(r.refs.ceiling.model_dump_json(), []).append(r)
     rows = []
     for group in shared.values():
         top = ceiling(group[0].refs)
@@ -155,7 +168,8 @@ def ceiling_rows(runs: list[Run], types: list[str], agree: bool, webshop: bool
     return rows
 
 
-def against_first(runs: list[Run], group: list[int], seed: int = 0) -> list[str]:
+def against_first(runs: list[Run], group: list[int], seed: int = 0, at_k: bool = False
+                  ) -> list[str]:
     """The paired tests of a single-seed run against the table's first run, on the games
     and reference states both evaluated at their last iterations: the difference (this
     run minus the first) and its p-value, '*' where significant at 5%. Seed groups and
@@ -166,7 +180,9 @@ def against_first(runs: list[Run], group: list[int], seed: int = 0) -> list[str]
     if (len(group) != 1 or run.env != first.env
             or run.params.get("run", {}).get("seed") != first.params.get("run", {}).get("seed")):
         return ["-", "-"]  # other games and states: nothing to pair
-    results = compare_iterations(first.data[-1], run.data[-1], seed=seed)
+    a, b = first.data[-1], run.data[-1]
+    results = compare_iterations(final_view(a) if at_k else a, final_view(b) if at_k else b,
+                                 seed=seed)
 
     def cell(r: PairedResult | None) -> str:
         return "-" if r is None else f"{r.diff:+.3f} ({fmt_p(r.p)}){' *' if r.significant else ''}"

@@ -8,19 +8,29 @@ the iteration metrics are required; every other input is optional (older runs
 lack the per-state ranks, react has no proposals), and is None when absent.
 `load_references` reads what the `references` stage measured once per run: who
 demonstrated the train games and the searching expert's ceiling on the eval games.
+The metrics files are read as their typed records (jerp.metrics_schema): a key the
+report needs and the file lacks fails here, naming the file and the key.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel
 
 from jerp import paths
+from jerp.metrics_schema import (
+    DemoStats,
+    EpisodeSummary,
+    EvalMetrics,
+    ReferenceStats,
+    RolloutStats,
+    TrainRecord,
+    parse_record,
+)
 from jerp.records import (
     ExpertStates,
     Proposal,
@@ -28,6 +38,7 @@ from jerp.records import (
     StateRank,
     Trajectory,
     final_trials,
+    first_trials,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -44,14 +55,18 @@ class EvalGame:
 
 @dataclass
 class IterationData:
+    """`games`: each eval episode's first attempt (success@1); `final_games`: its last
+    trial, read only where Reflexion retried (success@k), else None."""
+
     iteration: int
-    metrics: dict
-    train: dict = field(default_factory=dict)
-    rollout: dict = field(default_factory=dict)
+    metrics: EvalMetrics | None = None  # None: learned but not evaluated
+    train: TrainRecord | None = None
+    rollout: RolloutStats | None = None
     snapshot: RuleSnapshot | None = None
     proposals: list[Proposal] | None = None
     games: list[EvalGame] | None = None
     states: list[StateRank] | None = None
+    final_games: list[EvalGame] | None = None
 
 
 def workspace(root: Path) -> Source:
@@ -93,10 +108,15 @@ def _model(text: str, model: type[M], where: str) -> M:
         raise ValueError(f"{where}: not a valid {model.__name__}: {e}") from e
 
 
-def _games(text: str, where: str) -> list[EvalGame]:
-    """One game per eval episode: its last trial (Reflexion records every trial)."""
-    return [EvalGame(t.task_id, t.task_type, t.won, t.reward)
-            for t in final_trials(_jsonl(text, Trajectory, where))]
+def _games(text: str, where: str) -> tuple[list[EvalGame], list[EvalGame] | None]:
+    """One game per eval episode: its first attempt, and its last trial where Reflexion
+    retried (eval.jsonl holds every trial), else None."""
+    trajs = _jsonl(text, Trajectory, where)
+
+    def games(ts: list[Trajectory]) -> list[EvalGame]:
+        return [EvalGame(t.task_id, t.task_type, t.won, t.reward) for t in ts]
+    retried = any(t.trial for t in trajs)
+    return games(first_trials(trajs)), games(final_trials(trajs)) if retried else None
 
 
 def load_iteration(read: Source, i: int, evaluated: bool = True) -> IterationData:
@@ -107,17 +127,18 @@ def load_iteration(read: Source, i: int, evaluated: bool = True) -> IterationDat
     text = read(rel)
     if text is None and evaluated:
         raise FileNotFoundError(f"no metrics for iteration {i}: {rel} (has evaluate@{i} run?)")
-    d = IterationData(iteration=i, metrics=json.loads(text) if text is not None else {})
-    if (t := read(str(paths.train_stats_file(i)))) is not None:
-        d.train = json.loads(t)
-    if (t := read(str(paths.rollout_stats_file(i)))) is not None:
-        d.rollout = json.loads(t)
+    d = IterationData(iteration=i, metrics=None if text is None else
+                      parse_record(text, EvalMetrics, rel))
+    if (t := read(rel := str(paths.train_stats_file(i)))) is not None:
+        d.train = parse_record(t, TrainRecord, rel)
+    if (t := read(rel := str(paths.rollout_stats_file(i)))) is not None:
+        d.rollout = parse_record(t, RolloutStats, rel)
     if (t := read(str(paths.rules_file(i)))) is not None:
         d.snapshot = _model(t, RuleSnapshot, str(paths.rules_file(i)))
     if (t := read(str(paths.proposals_file(i)))) is not None:
         d.proposals = _jsonl(t, Proposal, str(paths.proposals_file(i)))
     if (t := read(str(paths.eval_file(i)))) is not None:
-        d.games = _games(t, str(paths.eval_file(i)))
+        d.games, d.final_games = _games(t, str(paths.eval_file(i)))
     if (t := read(str(paths.expert_states_file(i)))) is not None:
         d.states = _model(t, ExpertStates, str(paths.expert_states_file(i))).rows
     return d
@@ -126,11 +147,11 @@ def load_iteration(read: Source, i: int, evaluated: bool = True) -> IterationDat
 @dataclass
 class References:
     """metrics/references.json: `demos`, who demonstrated the train games; `ceiling`, the
-    searching expert's eval metrics (the iterations' keys; None without an expert, as on
-    WebShop); `ceiling_games`, its games from data/ceiling.jsonl when read."""
+    searching expert's eval metrics (None without an expert, as on WebShop);
+    `ceiling_games`, its games from data/ceiling.jsonl when read."""
 
-    demos: dict | None = None
-    ceiling: dict | None = None
+    demos: DemoStats | None = None
+    ceiling: EpisodeSummary | None = None
     ceiling_games: list[EvalGame] | None = None
 
 
@@ -140,13 +161,12 @@ def load_references(read: Source, games: bool = True) -> References | None:
     text = read(str(paths.references_stats_file()))
     if text is None:
         return None
-    d = json.loads(text)
-    ceiling = d.get("ceiling") or None
-    refs = References(d.get("demos") or None, ceiling if ceiling and ceiling.get("episodes")
-                      else None)
+    d = parse_record(text, ReferenceStats, str(paths.references_stats_file()))
+    ceiling = d.ceiling if d.ceiling and d.ceiling.episodes else None
+    refs = References(d.demos, ceiling)
     rel = str(paths.ceiling_file())
     if games and refs.ceiling and (t := read(rel)) is not None:
-        refs.ceiling_games = _games(t, rel) or None
+        refs.ceiling_games = _games(t, rel)[0] or None
     return refs
 
 

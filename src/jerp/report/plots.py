@@ -13,6 +13,7 @@ from jerp.report.analysis import CEILING, PROMPTS, IterationSummary, Rate
 from jerp.report.evolution import PoolOps
 
 if TYPE_CHECKING:
+    from jerp.metrics_schema import LossPoint, TrainRecord
     from jerp.report.experiments import MethodCurve
 
 _PROMPT_LABEL = {"shown": "with its working set (acts with)", "none": "no rules",
@@ -201,9 +202,9 @@ def pool(ops: list[PoolOps]) -> bytes:
     return _png(fig)
 
 
-def training(train: dict[int, dict]) -> bytes:
+def training(train: dict[int, TrainRecord]) -> bytes:
     """The loss curve of every policy update (CE and GRPO terms), iteration by iteration."""
-    curves = {i: t.get("loss_curve") or [] for i, t in sorted(train.items())}
+    curves = {i: t.loss_curve or [] for i, t in sorted(train.items())}
     if not any(curves.values()):
         return _empty("training loss", "no loss curve recorded (metrics/train_i.json)")
     plt = _plt()
@@ -213,7 +214,8 @@ def training(train: dict[int, dict]) -> bytes:
     for j, (i, curve) in enumerate(curves.items()):
         xs = _steps(curve, x0)
         for ax, key in ((a1, "ce"), (a2, "pg")):
-            pts = [(x, p[key]) for x, p in zip(xs, curve, strict=True) if p.get(key) is not None]
+            pts = [(x, getattr(p, key)) for x, p in zip(xs, curve, strict=True)
+                   if getattr(p, key) is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), "o-", ms=3, color=cmap(j % 10),
                         label=f"iteration {i}")
@@ -229,14 +231,14 @@ def training(train: dict[int, dict]) -> bytes:
     return _png(fig)
 
 
-def _steps(curve: list[dict], x0: int) -> list[int]:
+def _steps(curve: list[LossPoint], x0: int) -> list[int]:
     """x of each optimizer step from x0 on; the warm start's DAgger rounds (`round`)
     restart their step count, so each round is laid after the one before."""
     xs: list[int] = []
     base, current = x0, None
-    for k, p in enumerate(curve):
-        if p.get("round") != current and xs:
+    for p in curve:
+        if p.round != current and xs:
             base = xs[-1]
-        current = p.get("round")
-        xs.append(base + p.get("step", k + 1))
+        current = p.round
+        xs.append(base + p.step)
     return xs

@@ -13,10 +13,10 @@ iteration 0, so evaluate@i plays iteration 0's job and reuses its cached episode
 
 Two baselines act differently here (jerp.methods): Reflexion retries each failed
 game up to `reflexion.trials` times, each retry shown notes on the game's earlier
-failed trials (policy/trials.py; success@k in the metrics, every trial in
-eval.jsonl, `success` = after the last trial); ExpeL shows the `expel.examples`
-successes most similar to the goal, drawn from the train references and the wins
-up to iteration i (memory/examples.py).
+failed trials (policy/trials.py; every trial in eval.jsonl; `success` is success@1,
+the first attempt, as for every other method, and success@k is in `success_at`);
+ExpeL shows the `expel.examples` successes most similar to the goal, drawn from the
+train references and the wins up to iteration i (memory/examples.py).
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from jerp.agents import policy_version, step_memory_for
 from jerp.config import Params
 from jerp.methods import parts
 from jerp.metrics import expert_metrics, summarize
+from jerp.metrics_schema import EvalMetrics, write_record
 from jerp.policy.rollout import EpisodeSpec
 from jerp.policy.trials import Note, play_trials, success_at
 from jerp.records import (
     ExpertStates,
     StateRank,
     Trajectory,
-    final_trials,
+    first_trials,
     read_snapshot,
     read_tasks,
     read_trajectories,
@@ -81,7 +82,7 @@ def run(p: Params, root: Path, iteration: int) -> dict:
         trajs = play_trials(specs, play, note_reflector(p, root), p.reflexion.trials)
     else:
         trajs = play(specs)
-    metrics = summarize(final_trials(trajs))
+    metrics = summarize(first_trials(trajs))  # success@1 for every method
     if method.trials:
         metrics["success_at"] = success_at(trajs, p.reflexion.trials)
         metrics["trial_episodes"] = len(trajs)
@@ -102,7 +103,7 @@ def run(p: Params, root: Path, iteration: int) -> dict:
     write_trajectories(root / paths.eval_file(iteration), trajs)
     write_json(root / paths.expert_states_file(iteration),
                ExpertStates(iteration=iteration, rows=states).model_dump())
-    write_json(root / paths.metrics_file(iteration), metrics)
+    write_record(root / paths.metrics_file(iteration), EvalMetrics(**metrics))
     return metrics
 
 

@@ -22,6 +22,7 @@ from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART
 from jerp.methods import parts
+from jerp.metrics_schema import TrainRecord, write_record
 from jerp.policy.experience import grpo_items, success_items
 from jerp.policy.rft import rotate, successes
 from jerp.records import (
@@ -30,7 +31,6 @@ from jerp.records import (
     read_snapshot,
     read_tasks,
     read_trajectories,
-    write_json,
 )
 
 
@@ -40,7 +40,7 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
     if not method.finetune:
         copy_adapter(src, out, iteration)
         stats = {"stage": "finetune", "iteration": iteration, "enabled": False}
-        write_json(root / paths.train_stats_file(iteration), stats)
+        write_record(root / paths.train_stats_file(iteration), TrainRecord(**stats))
         return stats
     fp = p.finetune
     rollouts = read_trajectories(root / paths.rollouts_file(iteration))
@@ -80,7 +80,8 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
     write_adapter(out, policy, AdapterManifest(kind="lora", base=p.policy.model,
                                                iteration=iteration, parent=str(src),
                                                stage="finetune", stats=stats))
-    write_json(root / paths.train_stats_file(iteration), {**stats, "loss_curve": st.history})
+    write_record(root / paths.train_stats_file(iteration),
+                 TrainRecord(**stats, loss_curve=st.history))
     return stats
 
 

@@ -17,7 +17,8 @@ from jerp import paths
 from jerp.config import Params
 from jerp.envs.registry import WARMSTART, env_spec
 from jerp.metrics import demo_stats, summarize
-from jerp.records import Trajectory, read_tasks, write_json, write_trajectories
+from jerp.metrics_schema import DemoStats, EpisodeSummary, ReferenceStats, write_record
+from jerp.records import Trajectory, read_tasks, write_trajectories
 from jerp.replay import EXPERT_LIMIT, REPLAY_LIMIT, play_references
 
 
@@ -39,7 +40,7 @@ def run(p: Params, root: Path) -> list[Trajectory]:
         print(f"warning: {len(lost)} reference solutions did not win: {lost[:5]}")
     write_trajectories(root / paths.references_file(), refs)
     write_trajectories(root / paths.ceiling_file(), ceiling)
-    write_json(root / paths.references_stats_file(),
-               {"demos": demo_stats(refs[:len(learn)], who),
-                "ceiling": summarize(ceiling) if ceiling else None})
+    write_record(root / paths.references_stats_file(), ReferenceStats(
+        demos=DemoStats(**demo_stats(refs[:len(learn)], who)),
+        ceiling=EpisodeSummary(**summarize(ceiling)) if ceiling else None))
     return refs

@@ -12,9 +12,10 @@ from jerp.agents import policy_version, step_memory_for
 from jerp.config import Params
 from jerp.methods import parts
 from jerp.metrics import summarize
+from jerp.metrics_schema import RolloutStats, write_record
 from jerp.policy.experience import rollout_diversity
 from jerp.policy.rollout import EpisodeSpec
-from jerp.records import Trajectory, read_snapshot, read_tasks, write_json, write_trajectories
+from jerp.records import Trajectory, read_snapshot, read_tasks, write_trajectories
 from jerp.workers import AgentSpec, play_episodes
 
 
@@ -22,8 +23,8 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
     method = parts(p.run.method)
     if not method.learns:  # react, reflexion: nothing learns from experience
         write_trajectories(root / paths.rollouts_file(iteration), [])
-        write_json(root / paths.rollout_stats_file(iteration),
-                   {"iteration": iteration, "episodes": 0, "skipped": p.run.method})
+        write_record(root / paths.rollout_stats_file(iteration),
+                     RolloutStats(iteration=iteration, episodes=0, skipped=p.run.method))
         return []
     tasks = read_tasks(root / paths.tasks_file()).tasks("train")
     rules_file = root / paths.rules_file(prev)
@@ -40,6 +41,6 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
     trajs = play_episodes(p, root, agent, specs, meta, rules, desc=f"rollout@{iteration}",
                           step_memory=step_memory_for(p, pool))
     write_trajectories(root / paths.rollouts_file(iteration), trajs)
-    stats = {"iteration": iteration, **summarize(trajs), **rollout_diversity(trajs)}
-    write_json(root / paths.rollout_stats_file(iteration), stats)
+    stats = RolloutStats(iteration=iteration, **summarize(trajs), **rollout_diversity(trajs))
+    write_record(root / paths.rollout_stats_file(iteration), stats)
     return trajs

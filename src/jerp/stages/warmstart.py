@@ -23,6 +23,7 @@ from jerp.adapters import load_trainable, warmstart_config, write_adapter
 from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART, env_spec
+from jerp.metrics_schema import TrainRecord, write_record
 from jerp.policy.experience import dagger_items, success_items
 from jerp.records import (
     AdapterManifest,
@@ -32,7 +33,6 @@ from jerp.records import (
     read_model,
     read_tasks,
     read_trajectories,
-    write_json,
 )
 
 
@@ -43,7 +43,7 @@ def run(p: Params, root: Path) -> dict:
         write_adapter(out, None, AdapterManifest(kind="none", base=p.policy.model, iteration=0,
                                                  stage="warmstart (off)"))
         stats = {"stage": "warmstart", "enabled": False}
-        write_json(root / paths.train_stats_file(0), stats)
+        write_record(root / paths.train_stats_file(0), TrainRecord(**stats))
         return stats
     ids = {t.task_id for t in tl.tasks(WARMSTART)}
     refs = [r for r in read_trajectories(root / paths.references_file())
@@ -72,7 +72,7 @@ def run(p: Params, root: Path) -> dict:
         stats["dagger"] = rounds
     write_adapter(out, policy, AdapterManifest(kind="lora", base=p.policy.model, iteration=0,
                                                stage="warmstart", stats=stats))
-    write_json(root / paths.train_stats_file(0), {**stats, "loss_curve": curve})
+    write_record(root / paths.train_stats_file(0), TrainRecord(**stats, loss_curve=curve))
     return stats
 
 
