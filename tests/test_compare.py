@@ -13,7 +13,7 @@ import yaml
 from report_fixtures import write_run
 
 from jerp import cli, paths
-from jerp.report import experiments
+from jerp.report import analysis, experiments
 from jerp.report.load import workspace
 
 BIN = Path(sys.executable).parent
@@ -287,3 +287,22 @@ def test_compare_table_prints_the_ceiling_of_the_workspace(repo, capsys):
     assert "expert agreement" in out
     out = _compare(repo, capsys, "HEAD~1", "workspace", table=True)
     assert "searching expert" not in out
+
+
+def _paired(p: float, diff: float = 0.1) -> analysis.PairedResult:
+    return analysis.PairedResult("t", "games", 10, 0.5, 0.5 + diff, diff, p)
+
+
+def test_table_two_marks_the_differences_that_survive_holm():
+    # four tests in the table: p 0.01, 0.04 (row 1) and 0.012, 0.3 (row 2); Holm multiplies
+    # the sorted 0.01, 0.012, 0.04, 0.3 by 4, 3, 2, 1: 0.04, 0.036, 0.08, 0.3 -> the first
+    # two survive, 0.04 is significant alone but not after the correction
+    rows = experiments.paired_cells([None, [_paired(0.01), _paired(0.04)],
+                                     [_paired(0.012, -0.2), _paired(0.3)], None])
+    h = analysis.HOLM
+    assert rows == [["(reference)", "(reference)"],
+                    [f"+0.100 (p = 0.01) * {h}", "+0.100 (p = 0.04) *"],
+                    [f"-0.200 (p = 0.012) * {h}", "+0.100 (p = 0.3)"], ["-", "-"]]
+    # a missing test is not counted: alone, 0.04 survives
+    assert experiments.paired_cells([None, [None, _paired(0.04)]])[1] == [
+        "-", f"+0.100 (p = 0.04) * {h}"]

@@ -9,7 +9,7 @@ import re
 import pytest
 from report_fixtures import rule, write_run
 
-from jerp import paths
+from jerp import paths, stats
 from jerp.records import Proposal, RuleSnapshot, StateRank
 from jerp.report import analysis
 from jerp.report.build import FIGURES, build
@@ -358,3 +358,22 @@ def test_dagger_rounds_continue_the_warm_start_loss_curve():
              {"step": 1, "round": 2}]
     assert _steps(curve, 0) == [1, 2, 3, 4, 5]
     assert _steps([{"step": 1}, {"step": 2}], 10) == [11, 12]
+
+
+def test_paired_states_resample_games():
+    """Three states of game x, one of game y: the bootstrap draws whole games, so every
+    resampled difference is 0 (y, y), 3/4 (x, y) or 1 (x, x), and the pairs needed are
+    counted in games."""
+    def ranks(first: list[bool]) -> list[StateRank]:
+        return [StateRank(task_id=g, step=k, rank={"shown": 1 if won else 2})
+                for k, (g, won) in enumerate(zip("xxxy", first, strict=True))]
+
+    r = analysis.paired_states(ranks([False] * 4), ranks([True, True, True, False]))
+    assert (r.pairs, r.games, r.diff) == (4, 2, 0.75)
+    assert (r.low, r.high) == (0.0, 1.0)
+    assert r.needed == stats.pairs_needed([1.0, 0.0])  # per-game mean differences
+    text = r.sentence("A", "B")
+    assert "on the same 4 reference states of 2 games (games resampled)" in text
+    assert f"about {r.needed} paired games" in text
+    # one game: nothing to resample, no test
+    assert analysis.paired_states(ranks([False] * 4)[:3], ranks([True] * 4)[:3]) is None

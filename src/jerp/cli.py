@@ -128,6 +128,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 def cmd_compare(args) -> None:
     from jerp.report import experiments as ex
+    from jerp.report.analysis import MARKS
 
     try:
         more: list = []
@@ -144,7 +145,7 @@ def cmd_compare(args) -> None:
     if args.table:
         _print_table(*ex.table2(runs, seed=args.seed))
         print(f"The last two columns: this run minus {runs[0].label} on the same games (exact "
-              "McNemar) and reference states (paired bootstrap), p-value, * significant at 5%.")
+              f"McNemar) and reference states (paired bootstrap), p-value; {MARKS}.")
         for games, group in more:
             print(f"\nOn other games or states ({games}), paired against {group[0].label}:")
             _print_table(*ex.table2(group, seed=args.seed))
