@@ -298,11 +298,14 @@ def test_table_two_marks_the_differences_that_survive_holm():
     # the sorted 0.01, 0.012, 0.04, 0.3 by 4, 3, 2, 1: 0.04, 0.036, 0.08, 0.3 -> the first
     # two survive, 0.04 is significant alone but not after the correction
     rows = experiments.paired_cells([None, [_paired(0.01), _paired(0.04)],
-                                     [_paired(0.012, -0.2), _paired(0.3)], None])
+                                     [_paired(0.012, -0.2), _paired(0.3)], None],
+                                    [True, False, False, False])
     h = analysis.HOLM
     assert rows == [["(reference)", "(reference)"],
                     [f"+0.100 (p = 0.01) * {h}", "+0.100 (p = 0.04) *"],
                     [f"-0.200 (p = 0.012) * {h}", "+0.100 (p = 0.3)"], ["-", "-"]]
     # a missing test is not counted: alone, 0.04 survives
-    assert experiments.paired_cells([None, [None, _paired(0.04)]])[1] == [
+    assert experiments.paired_cells([None, [None, _paired(0.04)]], [True, False])[1] == [
         "-", f"+0.100 (p = 0.04) * {h}"]
+    # the first run in a seed group: not paired, and not the reference row either
+    assert experiments.paired_cells([None], [False]) == [["-", "-"]]

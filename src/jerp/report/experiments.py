@@ -115,9 +115,10 @@ def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
     header = ["method", "run", "iteration", "seeds", *[short_type(t) for t in types],
               "all (95% CI)", *(["expert agreement"] if agree else []), "expert top-1"] + (
               ["score"] if webshop else []) + [f"success vs {ref}", f"top-1 vs {ref}"]
-    rows, paired = [], []
+    rows, paired, first = [], [], []
     for group in seed_groups([r.params for r in runs]):
         paired.append(against_first(runs, group, seed))
+        first.append(group == [0])
         g = [lasts[i] for i in group]
         one = g[0] if len(g) == 1 else None
         top1 = [s.top1["shown"].value for s in g if "shown" in s.top1]
@@ -130,7 +131,7 @@ def table2(runs: list[Run], seed: int = 0) -> tuple[list[str], list[list[str]]]:
                      *([_agreement_cell(g)] if agree else []), _cell(top1, 3)]
                     + ([(fmt_estimate(one.score) if one else _cell(scores, 1))
                         if runs[group[0]].env == "webshop" else "-"] if webshop else []))
-    for row, cells in zip(rows, paired_cells(paired), strict=True):
+    for row, cells in zip(rows, paired_cells(paired, first), strict=True):
         row += cells
     return header, rows + ceiling_rows(runs, types, agree, webshop)
 
@@ -178,10 +179,12 @@ def against_first(runs: list[Run], group: list[int], seed: int = 0
             next((r for r in results if "ranked 1st" in r.what), None)]
 
 
-def paired_cells(paired: list[list[PairedResult | None] | None]) -> list[list[str]]:
-    """The last two cells of each row (`against_first`'s results, the first row's first):
-    the difference this run minus the first and its p-value, '*' where significant at 5%
-    and HOLM where Holm's correction over every test in the table keeps it so."""
+def paired_cells(paired: list[list[PairedResult | None] | None],
+                 reference: list[bool]) -> list[list[str]]:
+    """The last two cells of each row from `against_first`'s results (`reference`: the row
+    is the first run itself): the difference this run minus the first and its p-value,
+    '*' where significant at 5% and HOLM where Holm's correction over every test in the
+    table keeps it so; '-' where nothing was paired."""
     tests = [r for row in paired if row for r in row if r is not None]
     adjusted = dict(zip(map(id, tests), stats.holm([r.p for r in tests]), strict=True))
 
@@ -192,9 +195,9 @@ def paired_cells(paired: list[list[PairedResult | None] | None]) -> list[list[st
             f" {HOLM}" if adjusted[id(r)] < stats.ALPHA else "")
         return f"{r.diff:+.3f} ({fmt_p(r.p)}){marks}"
 
-    return [["(reference)", "(reference)"] if i == 0 else
+    return [["(reference)", "(reference)"] if ref else
             ["-", "-"] if row is None else [cell(r) for r in row]
-            for i, row in enumerate(paired)]
+            for row, ref in zip(paired, reference, strict=True)]
 
 
 def _cell(values: list[float], digits: int) -> str:
