@@ -245,16 +245,33 @@ def test_success_sets_add_then_agree_or_edit():
 # ---------------------------------------------------------------- methods and params
 
 
-def test_methods_table_has_the_baselines():
-    assert parts("reflexion") == METHODS["reflexion"]
-    r, e = parts("reflexion"), parts("expel")
-    assert (r.rules, r.finetune, r.trials, r.examples, r.success_insights) == (
-        False, False, True, False, False)
-    assert (e.rules, e.finetune, e.trials, e.examples, e.success_insights) == (
-        True, False, False, True, True)
-    assert not any(m.trials or m.examples or m.success_insights
-                   for k, m in METHODS.items() if k not in ("reflexion", "expel"))
-    with pytest.raises(ValueError, match="unknown method 'reflection'"):
+def test_success_insights_reach_reflect_only_for_expel(tmp_path):
+    """The methods table decides what the reflect stage does: ExpeL's success-set insight
+    comes first in its proposals; rules_only (the same pool, no success insights) and
+    reflexion (no pool) never propose it. The other flags act in evaluate:
+    test_reflexion_evaluate_on_a_real_game (trials), test_expel_evaluate_shows_the_train_
+    reference (examples)."""
+    from jerp import paths
+    from jerp.records import write_jsonl, write_snapshot, write_trajectories
+    from jerp.stages import reflect
+
+    def proposals(method: str) -> list:
+        root = tmp_path / method
+        (root / paths.iter_dir(1)).mkdir(parents=True)
+        write_trajectories(root / paths.references_file(), [])
+        write_trajectories(root / paths.rollouts_file(1), _successes())
+        write_snapshot(root / paths.rules_file(0), empty_pool(10))
+        write_jsonl(root / paths.wins_file(0), [])
+        p = parse_params({"run": {"method": method}, "iterations": {1: {"prev": 0}},
+                          "eval_iterations": [0, 1]})
+        return reflect.run(p, root, 1, 0)
+
+    expel = proposals("expel")
+    assert (expel[0].op, expel[0].text, expel[0].scope) == ("ADD", PATTERN, HEAT)
+    assert "2 successes" in expel[0].rationale
+    assert PATTERN not in {x.text for x in proposals("rules_only")}
+    assert proposals("reflexion") == []
+    with pytest.raises(ValueError, match=r"unknown method 'reflection'; accepted: \[.*'expel'"):
         parts("reflection")
 
 

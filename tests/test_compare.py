@@ -13,7 +13,7 @@ import yaml
 from report_fixtures import write_run
 
 from jerp import cli, paths
-from jerp.report import experiments
+from jerp.report import analysis, experiments
 from jerp.report.load import workspace
 
 BIN = Path(sys.executable).parent
@@ -322,3 +322,25 @@ def test_table_compares_success_at_1_and_labels_reflexion_success_at_k(tmp_path)
     header, rows = experiments.table2(runs, at_k=True)
     assert rows[0][col] == "4/6 = 0.67 (0.30-0.90) (success@2)"
     assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-2].startswith("+0.000")
+
+
+def _paired(p: float, diff: float = 0.1) -> analysis.PairedResult:
+    return analysis.PairedResult("t", "games", 10, 0.5, 0.5 + diff, diff, p)
+
+
+def test_table_two_marks_the_differences_that_survive_holm():
+    # four tests in the table: p 0.01, 0.04 (row 1) and 0.012, 0.3 (row 2); Holm multiplies
+    # the sorted 0.01, 0.012, 0.04, 0.3 by 4, 3, 2, 1: 0.04, 0.036, 0.08, 0.3 -> the first
+    # two survive, 0.04 is significant alone but not after the correction
+    rows = experiments.paired_cells([None, [_paired(0.01), _paired(0.04)],
+                                     [_paired(0.012, -0.2), _paired(0.3)], None],
+                                    [True, False, False, False])
+    h = analysis.HOLM
+    assert rows == [["(reference)", "(reference)"],
+                    [f"+0.100 (p = 0.01) * {h}", "+0.100 (p = 0.04) *"],
+                    [f"-0.200 (p = 0.012) * {h}", "+0.100 (p = 0.3)"], ["-", "-"]]
+    # a missing test is not counted: alone, 0.04 survives
+    assert experiments.paired_cells([None, [None, _paired(0.04)]], [True, False])[1] == [
+        "-", f"+0.100 (p = 0.04) * {h}"]
+    # the first run in a seed group: not paired, and not the reference row either
+    assert experiments.paired_cells([None], [False]) == [["-", "-"]]

@@ -14,6 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from jerp.config import PolicyParams, parse_params
@@ -24,6 +25,7 @@ from jerp.policy.endpoint import (
     Client,
     EndpointAgent,
     EndpointError,
+    EndpointHTTPError,
     candidate_logprob,
     connect,
     probe_mean,
@@ -161,6 +163,49 @@ def test_unreachable_endpoint_names_the_url():
     client = Client("http://127.0.0.1:9/v1", "m", retries=0)
     with pytest.raises(EndpointError, match=r"cannot reach .*http://127\.0\.0\.1:9/v1/completions"):
         client.complete("hello")
+
+
+def _flaky(answers: list[int | type[Exception]]) -> tuple[Client, list[str]]:
+    """A client whose transport answers the given statuses (or raises the given transport
+    errors) in turn; `calls` records each request's path."""
+    calls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        answer = answers[min(len(calls), len(answers)) - 1]
+        if isinstance(answer, type):
+            raise answer("refused", request=request)
+        return httpx.Response(answer, json={"choices": [{"text": f"HTTP {answer}"}]})
+
+    return Client("http://h/v1", "m", retries=2, backoff=0.5,
+                  transport=httpx.MockTransport(handle)), calls
+
+
+def test_transient_failures_are_retried_with_exponential_backoff(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", slept.append)
+    client, calls = _flaky([503, httpx.ConnectError, 200])
+    assert client.complete("hi") == "HTTP 200"
+    assert calls == ["/v1/completions"] * 3 and slept == [0.5, 1.0]
+    # retries used up: the last answer's error, after 1 + 2 attempts
+    client, calls = _flaky([429, 502, 504, 200])
+    with pytest.raises(EndpointHTTPError, match="HTTP 504") as e:
+        client.post("completions", {})
+    assert e.value.status == 504 and len(calls) == 3
+    client, calls = _flaky([httpx.ConnectError])
+    with pytest.raises(EndpointError, match="cannot reach .*http://h/v1/completions"):
+        client.post("completions", {})
+    assert len(calls) == 3
+
+
+def test_other_http_errors_are_not_retried(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: pytest.fail("slept: retried a 400"))
+    client, calls = _flaky([400, 200])
+    with pytest.raises(EndpointHTTPError, match="HTTP 400"):
+        client.post("completions", {})
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="retries and backoff"):
+        Client("http://h/v1", "m", retries=-1)
 
 
 def test_key_comes_from_the_environment_and_stays_out_of_repr(server, monkeypatch):

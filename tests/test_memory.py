@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jerp.memory.base import Memory, Query
+from jerp.memory.base import Query
 from jerp.memory.flat import FlatPool
 from jerp.memory.pool import revise
 from jerp.records import Evidence, Proposal, Rule, RuleShown, RuleSnapshot
@@ -19,11 +19,6 @@ POOL = RuleSnapshot(iteration=0, capacity=10, next_id=5, rules=[
 PROPS = [Proposal(op="ADD", text="Heat it first.", scope=HEAT, evidence=Evidence(failed="f")),
          Proposal(op="DOWNVOTE", rule_ids=["R1"], scope="general",
                   evidence=Evidence(failed="f"))]
-
-
-def test_flat_pool_is_a_memory() -> None:
-    memory: Memory = FlatPool(POOL)
-    assert memory.snapshot() is POOL  # the on-disk record is the pool's own snapshot
 
 
 def test_revise_matches_the_pool_function_and_keeps_the_old_memory() -> None:

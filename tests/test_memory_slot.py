@@ -4,8 +4,6 @@ rollouts record each step's subgoal and memories (real model, real ALFWorld)."""
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 import walkthroughs
 from slot_fixtures import PLAN, ScriptedStepMemory
@@ -179,8 +177,3 @@ def test_records_without_slot_fields_still_load():
            '"n_steps": 1}')
     t = Trajectory.model_validate_json(old)
     assert t.subgoals == [] and t.steps[0].subgoal is None and t.steps[0].memories == []
-
-
-def test_fixture_memory_pickles():
-    m = ScriptedStepMemory(per_subgoal=3)
-    assert pickle.loads(pickle.dumps(m)) == m

@@ -9,7 +9,7 @@ import re
 import pytest
 from report_fixtures import eval_metrics, rule, write_run
 
-from jerp import paths
+from jerp import paths, stats
 from jerp.records import Proposal, RuleSnapshot, StateRank
 from jerp.report import analysis
 from jerp.report.build import FIGURES, build
@@ -390,3 +390,22 @@ def test_a_reflexion_run_reports_success_at_1_and_labels_success_at_k(tmp_path):
     success = _section((tmp_path / paths.REPORTS / "index.md").read_text(), "Eval success")
     assert "| 1 | 1/6 = 0.17 (0.03-0.56) |" in success
     assert "After Reflexion's retries: iteration 1: success@2 3/6 = 0.50" in success
+
+
+def test_paired_states_resample_games():
+    """Three states of game x, one of game y: the bootstrap draws whole games, so every
+    resampled difference is 0 (y, y), 3/4 (x, y) or 1 (x, x), and the pairs needed are
+    counted in games."""
+    def ranks(first: list[bool]) -> list[StateRank]:
+        return [StateRank(task_id=g, step=k, rank={"shown": 1 if won else 2})
+                for k, (g, won) in enumerate(zip("xxxy", first, strict=True))]
+
+    r = analysis.paired_states(ranks([False] * 4), ranks([True, True, True, False]))
+    assert (r.pairs, r.games, r.diff) == (4, 2, 0.75)
+    assert (r.low, r.high) == (0.0, 1.0)
+    assert r.needed == stats.pairs_needed([1.0, 0.0])  # per-game mean differences
+    text = r.sentence("A", "B")
+    assert "on the same 4 reference states of 2 games (games resampled)" in text
+    assert f"about {r.needed} paired games" in text
+    # one game: nothing to resample, no test
+    assert analysis.paired_states(ranks([False] * 4)[:3], ranks([True] * 4)[:3]) is None

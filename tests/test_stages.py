@@ -7,7 +7,7 @@ import pytest
 
 from jerp import paths
 from jerp.config import parse_params
-from jerp.memory.pool import empty_pool
+from jerp.memory.pool import empty_pool, normalise
 from jerp.records import (
     StepRecord,
     Trajectory,
@@ -92,19 +92,40 @@ def test_h2r_methods_reflect_in_hindsight_into_the_hierarchy(run_dir, method):
 
 
 @pytest.mark.slow
-def test_llm_reflector_on_the_real_local_model(run_dir, model_cache):
-    """The 135M model rarely writes grammatical operations: whatever it writes is parsed,
-    rejected lines are logged with a reason, and only accepted ones reach the pool."""
+def test_llm_reflector_on_the_real_local_model(run_dir, model_cache, monkeypatch):
+    """The 135M model rarely writes grammatical operations: whatever it writes is parsed
+    (the logged proposals are the parse of its answer), rejected lines are logged with a
+    reason, and only accepted ones reach the pool."""
+    from jerp.memory.reflect.grammar import parse_operations
+    from jerp.stages import common
+
+    answers: list[str] = []
+
+    def recording(*args):
+        generate = real(*args)
+        return lambda prompt: answers.append(generate(prompt)) or answers[-1]
+
+    real = common.llm_generate
+    monkeypatch.setattr(common, "llm_generate", recording)
     p = parse_params({"rules": {"reflector": "llm", "max_ops": 3},
                       "policy": {"cache_dir": str(model_cache)},
                       "iterations": {1: {"prev": 0}}, "eval_iterations": [0, 1]})
     reflect.run(p, run_dir, 1, 0)
     logged = read_proposals(run_dir / paths.proposals_file(1))
-    assert all(x.accepted or x.reject_reason for x in logged)
-    assert sum(x.accepted for x in logged) <= 3
+    # one failed rollout with a real success to contrast: one answer, a real generation
+    assert len(answers) == 1 and answers[0].strip()
+    ok, rejected = parse_operations(answers[0], empty_pool(10), 3, p.rules.max_rule_chars)
+    assert [(x.op, x.text, x.accepted) for x in logged] == [
+        (x.op, x.text, x.accepted) for x in ok + rejected]
+    assert all(x.reject_reason for x in rejected)
     snap, counts = revise.run(p, run_dir, 1, 0)
-    assert sum(counts.values()) <= sum(x.accepted for x in logged)
-    assert len(snap.rules) <= 3
+    # the pool started empty, so the only operation the parser can accept is an ADD (the
+    # others name a rule), and revise applies every accepted one (a repeated text as an
+    # upvote of its first): the pool holds the accepted texts and nothing rejected
+    assert {x.op for x in ok} <= {"ADD"}
+    assert counts == ({"ADD": len(ok)} if ok else {})
+    assert {r.text for r in snap.rules} <= {x.text.strip() for x in ok}
+    assert len(snap.rules) == len({normalise(x.text) for x in ok})
 
 
 def test_state_games_are_unplayed_eval_games_outside_the_task_list(tmp_path, alf_root):

@@ -75,3 +75,41 @@ def test_pairs_needed_mean_difference():
     # mean 0.5, sd 0.57735: (2.80158 * 0.57735 / 0.5)^2 = 10.47 -> 11
     assert stats.pairs_needed([1, 1, 0, 0]) == 11
     assert stats.pairs_needed([1, -1, 0, 0]) is None
+
+
+def test_clustered_bootstrap_of_identical_states_is_the_per_game_bootstrap():
+    # 5 games of 3 states each, the states of a game identical: resampling games draws
+    # the same games as the per-game bootstrap with the same seed, so the same interval
+    per_game = [1.0, 0.0, 1.0, 1.0, 0.0]
+    states = [v for v in per_game for _ in range(3)]
+    games = [g for g in "abcde" for _ in range(3)]
+    assert stats.bootstrap_mean(states, seed=7, clusters=games) == pytest.approx(
+        stats.bootstrap_mean(per_game, seed=7), abs=1e-12)
+    # resampled as if independent, the 15 states give a narrower (too narrow) interval
+    _, lo, hi = stats.bootstrap_mean(states, seed=7)
+    _, clo, chi = stats.bootstrap_mean(states, seed=7, clusters=games)
+    assert hi - lo < chi - clo
+    a = [0.0] * 15
+    assert stats.paired_bootstrap(a, states, seed=7, clusters=games) == pytest.approx(
+        stats.paired_bootstrap([0.0] * 5, per_game, seed=7), abs=1e-12)
+
+
+def test_clustered_bootstrap_weighs_games_by_their_states():
+    # game x: 3 states won, game y: 1 state lost; the point is the state mean 3/4, and
+    # every resample is a mix of whole games: 0 (y, y), 3/4 (x, y) or 1 (x, x)
+    m, lo, hi = stats.bootstrap_mean([1, 1, 1, 0], clusters=["x", "x", "x", "y"], seed=1)
+    assert m == 0.75 and lo == 0.0 and hi == 1.0
+    assert stats.bootstrap_mean([4.0], clusters=["x"]) == (4.0, 4.0, 4.0)  # one game
+    with pytest.raises(ValueError, match="one cluster"):
+        stats.bootstrap_mean([1, 0], clusters=["x"])
+
+
+def test_holm_hand_computed():
+    # sorted 0.01, 0.02, 0.03, 0.2 times 4, 3, 2, 1 -> 0.04, 0.06, 0.06 (kept monotone), 0.2
+    adjusted = stats.holm([0.03, 0.2, 0.01, 0.02])
+    assert adjusted == pytest.approx([0.06, 0.2, 0.04, 0.06])
+    assert [a < 0.05 for a in adjusted] == [False, False, True, False]
+    assert stats.holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1
+    assert stats.holm([]) == []
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        stats.holm([1.5])

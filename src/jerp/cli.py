@@ -132,6 +132,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 def cmd_compare(args) -> None:
     from jerp.report import experiments as ex
+    from jerp.report.analysis import MARKS
 
     try:
         more: list = []
@@ -152,8 +153,8 @@ def cmd_compare(args) -> None:
                "method's first attempt." if at_k else "Success: every method's first attempt "
                "(success@1; Reflexion's success@k with --success-at-k).")
               + f" The last two columns: this run minus {runs[0].label} on the same games "
-              "(exact McNemar) and reference states (paired bootstrap), p-value, * significant "
-              "at 5%.")
+              "(exact McNemar) and reference states (paired bootstrap), p-value; "
+              f"{MARKS}.")
         for games, group in more:
             print(f"\nOn other games or states ({games}), paired against {group[0].label}:")
             _print_table(*ex.table2(group, seed=args.seed, at_k=at_k))

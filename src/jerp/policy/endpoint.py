@@ -35,11 +35,17 @@ come from.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from jerp.config import PolicyParams
 from jerp.envs.base import Observation
@@ -121,14 +127,20 @@ class Client:
 
     `batch`: whether the server takes a list of prompts in one completions
     request (None: not yet known; found out on the first rank request).
+    `retries`: further attempts after a transient failure (unreachable, or HTTP
+    RETRY_STATUS), waiting `backoff` x 1, 2, 4, ... seconds before each.
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *,
-                 timeout: float = 120.0, retries: int = 2,
+                 timeout: float = 120.0, retries: int = 2, backoff: float = 1.0,
                  transport: httpx.BaseTransport | None = None):
+        if retries < 0 or backoff < 0:
+            raise ValueError(f"Client: retries and backoff must be >= 0, got {retries}, "
+                             f"{backoff}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.retries = retries
+        self.backoff = backoff
         self.batch: bool | None = None
         self.chat_only = False
         self.checked = False  # the prompt log-probs passed the PROBE check
@@ -145,29 +157,32 @@ class Client:
         """POST {model, **payload} to base_url/path; JSON back, or an EndpointError naming
         the URL (unreachable, HTTP error, not JSON). Retries transient failures."""
         url = f"{self.base_url}/{path}"
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            try:
-                r = self._http.post(url, json={"model": self.model, **payload})
-            except httpx.TransportError as e:
-                if last:
-                    raise EndpointError(
-                        f"cannot reach the OpenAI-compatible endpoint {url} "
-                        f"({type(e).__name__}: {e}); is the server running and is the URL "
-                        "right (policy.endpoint / rules.llm_endpoint)?") from None
-            else:
-                if r.status_code in RETRY_STATUS and not last:
-                    pass
-                elif r.status_code >= 400:
-                    raise EndpointHTTPError(url, r.status_code, r.text)
-                else:
-                    try:
-                        return r.json()
-                    except ValueError:
-                        raise EndpointError(f"{url} answered HTTP {r.status_code} with no "
-                                            f"JSON: {r.text[:200]!r}") from None
-            time.sleep(2**attempt)
-        raise AssertionError("unreachable")
+        try:
+            r = self.retrying()(self._http.post, url, json={"model": self.model, **payload})
+        except httpx.TransportError as e:
+            raise EndpointError(
+                f"cannot reach the OpenAI-compatible endpoint {url} "
+                f"({type(e).__name__}: {e}); is the server running and is the URL "
+                "right (policy.endpoint / rules.llm_endpoint)?") from None
+        if r.status_code >= 400:
+            raise EndpointHTTPError(url, r.status_code, r.text)
+        try:
+            return r.json()
+        except ValueError:
+            raise EndpointError(f"{url} answered HTTP {r.status_code} with no "
+                                f"JSON: {r.text[:200]!r}") from None
+
+    def retrying(self) -> Retrying:
+        """The retry policy of one request: up to `retries` more attempts after a transport
+        error or a RETRY_STATUS answer; when they run out, the last answer is returned (or
+        its error raised) for `post` to report."""
+        return Retrying(
+            retry=(retry_if_exception_type(httpx.TransportError)
+                   | retry_if_result(lambda r: r.status_code in RETRY_STATUS)),
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential(multiplier=self.backoff),
+            retry_error_callback=lambda state: state.outcome.result(),
+        )
 
     def chat(self, messages: list[dict], *, temperature: float = 0.0, max_tokens: int = 512,
              seed: int | None = None) -> str:

@@ -8,17 +8,22 @@
 - reference-state accuracy (the reference action ranked first) and mean
   reciprocal rank, under the prompt the method acts with ("shown") and, for
   methods that show rules, with no rules ("none") and another task type's
-  rules ("wrong"): Wilson intervals for top-1, bootstrap intervals for MRR;
+  rules ("wrong"): Wilson intervals for top-1, bootstrap intervals for MRR
+  (resampling games: the states of one game are correlated);
 - the competence verdict: did the with-rules minus no-rules gap shrink?
   (JERP's claim: stable behaviours move from the pool into the weights);
 - the paired comparison of two iterations (or runs) on the same games and
-  states: exact McNemar on success, paired bootstrap on state accuracy, with
-  the number of pairs that would make the observed difference significant.
+  states: exact McNemar on success, paired bootstrap on state accuracy that
+  resamples games (each state's task id), with the number of pairs (games, for
+  states) that would make the observed difference significant.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from jerp import stats
 from jerp.metrics_schema import PROMPTS, EpisodeSummary, EvalMetrics
@@ -26,6 +31,10 @@ from jerp.records import StateRank
 from jerp.report.load import EvalGame, IterationData, References
 
 ALPHA = stats.ALPHA
+HOLM = "\N{DAGGER}"
+MARKS = (f"* where significant at the 5% level, {HOLM} where still so after Holm's "
+         "correction across all the paired differences of the table; reference states are "
+         "resampled by game")
 
 
 @dataclass
@@ -143,7 +152,8 @@ def _expert(states: list[StateRank] | None, m: EvalMetrics | None, seed: int
             ranks = [s.rank[p] for s in states if p in s.rank]
             if len(ranks) == len(states):
                 top1[p] = Rate.of(sum(r == 1 for r in ranks), len(ranks))
-                mrr[p] = Estimate(*stats.bootstrap_mean([1 / r for r in ranks], seed=seed))
+                mrr[p] = Estimate(*stats.bootstrap_mean(
+                    [1 / r for r in ranks], seed=seed, clusters=[s.task_id for s in states]))
         return top1, mrr
     for p in PROMPTS if m is not None else ():
         if (v := m.top1(p)) is not None:
@@ -207,7 +217,8 @@ def competence_verdict(rows: list[IterationSummary],
                        states: dict[int, list[StateRank]] | None = None, seed: int = 0) -> str:
     """Where the competence lives, whether the rules' share shrank, and (with the
     per-state ranks) whether that change is beyond noise: a paired bootstrap over the
-    states of the change in each state's with-minus-none difference."""
+    states (resampling their games) of the change in each state's with-minus-none
+    difference."""
     gaps = [(r.iteration, r.top1["shown"].value - r.top1["none"].value) for r in rows
             if "shown" in r.top1 and "none" in r.top1]
     if not gaps:
@@ -242,7 +253,8 @@ def competence_verdict(rows: list[IterationSummary],
     verdict = ("a change beyond noise" if p < ALPHA else
                "within noise on these states, so not yet evidence either way")
     return (f"{text}; the change is {change['diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, "
-            f"paired bootstrap over {change['n']} states, {fmt_p(p)}): {verdict}.")
+            f"paired bootstrap over {change['n']} states of {change['games']} games, "
+            f"games resampled, {fmt_p(p)}): {verdict}.")
 
 
 def _gap_change(a: list[StateRank] | None, b: list[StateRank] | None, seed: int
@@ -253,10 +265,12 @@ def _gap_change(a: list[StateRank] | None, b: list[StateRank] | None, seed: int
 
     ga, gb = gaps(a), gaps(b)
     keys = sorted(set(ga) & set(gb))
-    if len(keys) < 2:
+    games = [task_id for task_id, _ in keys]
+    if len(set(games)) < 2:
         return None
-    out = stats.paired_bootstrap([ga[k] for k in keys], [gb[k] for k in keys], seed=seed)
-    return {**out, "n": len(keys)}
+    out = stats.paired_bootstrap([ga[k] for k in keys], [gb[k] for k in keys], seed=seed,
+                                 clusters=games)
+    return {**out, "n": len(keys), "games": len(set(games))}
 
 
 # ---------------------------------------------------------------- paired comparison
@@ -278,6 +292,7 @@ class PairedResult:
     b_only: int | None = None  # McNemar: discordant pairs won by A only
     c_only: int | None = None  # ... and by B only
     needed: int | None = None  # pairs that would make this difference significant
+    games: int | None = None  # states paired: the games resampled (and `needed` counts)
 
     @property
     def significant(self) -> bool:
@@ -286,15 +301,18 @@ class PairedResult:
     def sentence(self, label_a: str, label_b: str) -> str:
         verdict = "significant" if self.significant else "not significant"
         ci = "" if self.low is None else f", 95% CI {self.low:+.3f} to {self.high:+.3f}"
+        of = "" if self.games is None else f" of {self.games} games (games resampled)"
         head = (f"{self.what}: {label_a} {self.a:.3f} vs {label_b} {self.b:.3f} on the same "
-                f"{self.pairs} {self.unit} ({label_b} minus {label_a}: {self.diff:+.3f}{ci}, "
+                f"{self.pairs} {self.unit}{of} ({label_b} minus {label_a}: "
+                f"{self.diff:+.3f}{ci}, "
                 f"{fmt_p(self.p)}): "
                 f"{verdict} at the 5% level")
         if self.significant:
             return head + "."
         if self.needed is None:
             return head + "; the difference is zero, so no number of pairs would make it so."
-        return head + (f"; about {self.needed} paired {self.unit} would make a difference "
+        unit = self.unit if self.games is None else "games"
+        return head + (f"; about {self.needed} paired {unit} would make a difference "
                        "this size significant (alpha 0.05, power 0.8).")
 
 
@@ -317,11 +335,13 @@ def paired_success(a: list[EvalGame], b: list[EvalGame]) -> PairedResult | None:
 
 def paired_states(a: list[StateRank], b: list[StateRank], prompt: str = "shown",
                   seed: int = 0) -> PairedResult | None:
-    """Paired bootstrap on reference-state top-1, states matched by (task id, step)."""
+    """Paired bootstrap on reference-state top-1, states matched by (task id, step) and
+    resampled by game (task id): the states of one game are not independent."""
     return _paired_bootstrap(
         "reference action ranked 1st (paired bootstrap)", "reference states",
         {(s.task_id, s.step): float(s.rank[prompt] == 1) for s in a if prompt in s.rank},
-        {(s.task_id, s.step): float(s.rank[prompt] == 1) for s in b if prompt in s.rank}, seed)
+        {(s.task_id, s.step): float(s.rank[prompt] == 1) for s in b if prompt in s.rank}, seed,
+        game=lambda key: key[0])
 
 
 def paired_score(a: list[EvalGame], b: list[EvalGame], seed: int = 0) -> PairedResult | None:
@@ -331,18 +351,25 @@ def paired_score(a: list[EvalGame], b: list[EvalGame], seed: int = 0) -> PairedR
                              {g.task_id: 100 * g.reward for g in b}, seed)
 
 
-def _paired_bootstrap(what: str, unit: str, ra: dict, rb: dict,
-                      seed: int) -> PairedResult | None:
-    """The values of `ra` and `rb` paired by key; None under two pairs."""
+def _paired_bootstrap(what: str, unit: str, ra: dict, rb: dict, seed: int,
+                      game: Callable[[Hashable], Hashable] | None = None
+                      ) -> PairedResult | None:
+    """The values of `ra` and `rb` paired by key; `game(key)`: the game a pair belongs to,
+    whole games resampled (and `needed` counted in games). None under two pairs (games)."""
     keys = sorted(set(ra) & set(rb))
-    if len(keys) < 2:
+    games = None if game is None else [game(k) for k in keys]
+    if len(set(keys if games is None else games)) < 2:
         return None
     xa, xb = [ra[k] for k in keys], [rb[k] for k in keys]
-    boot = stats.paired_bootstrap(xa, xb, seed=seed)
+    boot = stats.paired_bootstrap(xa, xb, seed=seed, clusters=games)
+    diffs = [y - x for x, y in zip(xa, xb, strict=True)]
+    if games is not None:  # the mean difference of each game: the units that are resampled
+        sums, counts = stats.cluster_sums(np.asarray(diffs, dtype=float), games)
+        diffs = list(sums / counts)
     return PairedResult(
         what=what, unit=unit, pairs=len(keys), a=sum(xa) / len(keys), b=sum(xb) / len(keys),
         diff=boot["diff"], p=boot["p"], low=boot["low"], high=boot["high"],
-        needed=stats.pairs_needed([y - x for x, y in zip(xa, xb, strict=True)]),
+        needed=stats.pairs_needed(diffs), games=None if games is None else len(set(games)),
     )
 
 

@@ -22,6 +22,7 @@ from jerp.records import atomic_open
 from jerp.report import plots
 from jerp.report.analysis import (
     CEILING,
+    MARKS,
     IterationSummary,
     ceiling,
     compare_iterations,
@@ -259,8 +260,7 @@ def table2_blocks(table: list[list[str]] | None, header: list[str] | None) -> li
             Table(header, table, left=(0, 1)),
             Text(f"The last two columns pair each run with the first row on the same games "
                  f"(exact McNemar) and reference states (paired bootstrap): the difference, "
-                 f"this run minus {table[0][1]}, its p-value, and * where it is significant "
-                 f"at the 5% level."
+                 f"this run minus {table[0][1]}, its p-value, and {MARKS}."
                  + (f" The {CEILING} row: the searching expert playing the same eval games "
                     "at the run's step limit (the runs it was measured in)."
                     if any(r[0] == CEILING for r in table) else ""))]

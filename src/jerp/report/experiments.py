@@ -10,9 +10,10 @@ agreement and (walkthrough) expert top-1 (and the WebShop score where the run
 is on WebShop); runs that differ only in run.seed (`make seeds`) share a row
 with the mean ± sd over their seeds. Success is every method's first attempt
 (success@1); `at_k` counts Reflexion after its retries instead (success@k, the
-cell labelled with its k), in the cells and the paired test. The searching
-expert's success on the same eval games (metrics/references.json) closes the
-table as the ceiling row.
+cell labelled with its k), in the cells and the paired test. The paired
+differences are many tests at once: each is marked where it survives Holm's
+correction across the table (analysis.MARKS). The searching expert's success on
+the same eval games (metrics/references.json) closes the table as the ceiling row.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from jerp import stats
 from jerp.report.analysis import (
     CEILING,
+    HOLM,
     IterationSummary,
     PairedResult,
     Rate,
@@ -114,8 +117,10 @@ def table2(runs: list[Run], seed: int = 0, at_k: bool = False
     header = ["method", "run", "iteration", "seeds", *[short_type(t) for t in types],
               "all (95% CI)", *(["expert agreement"] if agree else []), "expert top-1"] + (
               ["score"] if webshop else []) + [f"success vs {ref}", f"top-1 vs {ref}"]
-    rows = []
+    rows, paired, first = [], [], []
     for group in seed_groups([r.params for r in runs]):
+        paired.append(against_first(runs, group, seed, at_k))
+        first.append(group == [0])
         g = [lasts[i] for i in group]
         one = g[0] if len(g) == 1 else None
         top1 = [s.top1["shown"].value for s in g if "shown" in s.top1]
@@ -127,8 +132,9 @@ def table2(runs: list[Run], seed: int = 0, at_k: bool = False
                      _success_cell(one) if one else _cell([s.success.value for s in g], 2),
                      *([_agreement_cell(g)] if agree else []), _cell(top1, 3)]
                     + ([(fmt_estimate(one.score) if one else _cell(scores, 1))
-                        if runs[group[0]].env == "webshop" else "-"] if webshop else [])
-                    + against_first(runs, group, seed, at_k))
+                        if runs[group[0]].env == "webshop" else "-"] if webshop else []))
+    for row, cells in zip(rows, paired_cells(paired, first), strict=True):
+        row += cells
     return header, rows + ceiling_rows(runs, types, agree, webshop)
 
 
@@ -169,26 +175,43 @@ def ceiling_rows(runs: list[Run], types: list[str], agree: bool, webshop: bool
 
 
 def against_first(runs: list[Run], group: list[int], seed: int = 0, at_k: bool = False
-                  ) -> list[str]:
+                  ) -> list[PairedResult | None] | None:
     """The paired tests of a single-seed run against the table's first run, on the games
-    and reference states both evaluated at their last iterations: the difference (this
-    run minus the first) and its p-value, '*' where significant at 5%. Seed groups and
-    runs on another environment get '-' (nothing to pair)."""
+    and reference states both evaluated at their last iterations: [success (exact
+    McNemar), top-1 (paired bootstrap over games)], None for a test without data. None
+    for the first run itself, seed groups and runs on other games (nothing to pair)."""
     if group == [0]:
-        return ["(reference)", "(reference)"]
+        return None
     run, first = runs[group[0]], runs[0]
     if (len(group) != 1 or run.env != first.env
             or run.params.get("run", {}).get("seed") != first.params.get("run", {}).get("seed")):
-        return ["-", "-"]  # other games and states: nothing to pair
+        return None  # other games and states: nothing to pair
     a, b = first.data[-1], run.data[-1]
     results = compare_iterations(final_view(a) if at_k else a, final_view(b) if at_k else b,
                                  seed=seed)
+    return [next((r for r in results if r.b_only is not None), None),
+            next((r for r in results if "ranked 1st" in r.what), None)]
+
+
+def paired_cells(paired: list[list[PairedResult | None] | None],
+                 reference: list[bool]) -> list[list[str]]:
+    """The last two cells of each row from `against_first`'s results (`reference`: the row
+    is the first run itself): the difference this run minus the first and its p-value,
+    '*' where significant at 5% and HOLM where Holm's correction over every test in the
+    table keeps it so; '-' where nothing was paired."""
+    tests = [r for row in paired if row for r in row if r is not None]
+    adjusted = dict(zip(map(id, tests), stats.holm([r.p for r in tests]), strict=True))
 
     def cell(r: PairedResult | None) -> str:
-        return "-" if r is None else f"{r.diff:+.3f} ({fmt_p(r.p)}){' *' if r.significant else ''}"
+        if r is None:
+            return "-"
+        marks = (" *" if r.significant else "") + (
+            f" {HOLM}" if adjusted[id(r)] < stats.ALPHA else "")
+        return f"{r.diff:+.3f} ({fmt_p(r.p)}){marks}"
 
-    return [cell(next((r for r in results if r.b_only is not None), None)),
-            cell(next((r for r in results if "ranked 1st" in r.what), None))]
+    return [["(reference)", "(reference)"] if ref else
+            ["-", "-"] if row is None else [cell(r) for r in row]
+            for row, ref in zip(paired, reference, strict=True)]
 
 
 def _cell(values: list[float], digits: int) -> str:
