@@ -75,7 +75,7 @@ def _params(alf_root, model_cache, kind: str, threads: int = 1):
     """One torch thread and one episode per chunk everywhere: a decision then runs the same
     kernels on the same shapes whichever runner plays it, so its numbers are the same bits
     on every CPU. (On a CPU with AMX, bf16 numbers change with the thread count and the
-    batch: README, "Same trajectories on every runner".)"""
+    batch: docs/scale-out.md, "Same trajectories on every runner".)"""
     return parse_params({
         "env": {"data_dir": str(alf_root), "max_steps": 3},
         "policy": {"cache_dir": str(model_cache), "temperature": 1.0, "history": 2,

@@ -50,7 +50,7 @@ def _task_for(index: int, split: str = "eval_in"):
 def test_goals_follow_upstream_construction(goals) -> None:
     assert len(goals) == 6910
     assert sum(g.price_upper == NO_PRICE_BOUND for g in goals) == 15
-    # README section 7: first three canonical goals (price bounds with seed 0).
+    # shared/webshop/README.md section 7: first three canonical goals (price bounds with seed 0).
     assert [g.asin for g in goals[:3]] == ["B0743JKHBV", "B09QCP4579", "B099WH1RTM"]
     assert goals[1].instruction_text == (
         "Find me butt lifting, light weight women's shorts with high waist, tummy control "
