@@ -60,7 +60,7 @@ endif
 
 # One Prefect server for the whole run (the UI at http://127.0.0.1:4200 shows it live).
 run: install params
-	$(PY) -m jerp.serve -- $(BIN)/dvc repro
+	$(PY) -m jerp.prefect_server -- $(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
 # The report's curves (dvc.yaml `plots`) as one page that opens offline: dvc_plots/index.html.
@@ -75,7 +75,7 @@ test: install-dev
 	$(BIN)/pytest $(XDIST)
 
 # The inner loop: every test but the real pipelines, servers and clusters (marks in
-# pyproject.toml), ~3 min.
+# pyproject.toml), ~2 min.
 check: install-test
 	$(BIN)/pytest $(XDIST) -m "not slow and not faults and not cluster"
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from jerp.config import load_params
 from jerp.envs.base import Observation, Task
+from jerp.jobs import AgentSpec, Job, agent, job_retriever
 from jerp.metrics import expert_metrics
 from jerp.policy.prompts import EpisodeContext
 from jerp.policy.scoring import SCORINGS, candidate_values, rank_of
 from jerp.records import read_trajectories
-from jerp.workers import AgentSpec, Job, agent, job_retriever
 
 
 def rank_all(job: Job, refs) -> list[dict]:

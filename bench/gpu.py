@@ -143,10 +143,10 @@ def train(policy, windows, history: int) -> tuple[float, float, float]:
     from dataclasses import replace
 
     import torch
+    from jerp.stages.common import finetune_config
 
     from jerp.config import parse_params
     from jerp.policy.train import window_loss
-    from jerp.stages.common import finetune_config
 
     cfg = replace(finetune_config(parse_params({}), seed=0), lr=1e-4, window=history,
                   score="sum")

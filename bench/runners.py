@@ -35,9 +35,9 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from jerp.config import parse_params  # noqa: E402
 from jerp.envs.alfworld import list_tasks, resolve_data_root  # noqa: E402
+from jerp.jobs import AgentSpec, play_episodes  # noqa: E402
 from jerp.policy.rollout import EpisodeSpec  # noqa: E402
 from jerp.runners import task_runner  # noqa: E402
-from jerp.workers import AgentSpec, play_episodes  # noqa: E402
 
 KINDS = {"local": ("local", 0), "local1": ("local", 1), "process": ("process", 0),
          "dask": ("dask", 0), "ray": ("ray", 0)}

@@ -63,7 +63,7 @@ LONGEST_FIRST = (
     "tests/test_memory_slot.py",
     "tests/test_baselines.py",
     "tests/cluster/test_served_policy.py",
-    "tests/test_hindsight.py",
+    "tests/test_segment.py",
     "tests/cluster/test_dvc_remote.py",
     "tests/test_alfworld.py",
     "tests/test_stages.py",
@@ -117,7 +117,7 @@ def prefect_api(tmp_path_factory) -> str:
     the tests of this worker that do not test the temporary server itself: their stage
     processes and in-process flows report to it instead of each starting Prefect's
     temporary server on a new store (11-27 s on 2 cores). Its store is this session's."""
-    from jerp.serve import start_server, stop, wait_healthy
+    from jerp.prefect_server import start_server, stop, wait_healthy
 
     home = tmp_path_factory.mktemp("prefect-server")
     api = f"http://127.0.0.1:{(port := free_port())}/api"

@@ -18,8 +18,8 @@ from jerp.memory.reflect.successes import (
 )
 from jerp.methods import METHODS, parts
 from jerp.policy.prompts import EpisodeContext, header, render_experience
+from jerp.policy.reflexion_trials import play_trials, success_at
 from jerp.policy.rollout import EpisodeSpec
-from jerp.policy.trials import play_trials, success_at
 from jerp.records import Rule, RuleSnapshot, StepRecord, Trajectory, final_trials
 
 HEAT = "pick_heat_then_place_in_recep"
@@ -419,11 +419,13 @@ def test_a_later_evaluation_of_a_frozen_method_is_iteration_0s_job(tmp_path, mon
     """evaluate@2 of react asks for exactly the episodes evaluate@0 asked for (same policy
     folder, pool, labels and progress name, so the same cached chunks), and says so in
     its metrics; a method that learns evaluates its own iteration."""
+    from report_fixtures import game
+
     from jerp import paths
+    from jerp.adapters import write_adapter
     from jerp.memory.pool import empty_pool
     from jerp.records import AdapterManifest, TaskList, read_json, write_snapshot, write_tasks
     from jerp.stages import evaluate
-    from jerp.stages.common import write_adapter
 
     task = {"task_id": "g", "env": "alfworld", "split": "eval_out", "task_type": HEAT,
             "source": "g"}
@@ -437,7 +439,7 @@ def test_a_later_evaluation_of_a_frozen_method_is_iteration_0s_job(tmp_path, mon
 
     def fake_play(p, root, agent, specs, meta, rules, desc, **kw):  # no model: the request
         asked.append((agent, meta, rules, desc, [s.task.task_id for s in specs]))
-        return []
+        return [game(s.task.task_id, HEAT, False, meta["iteration"]) for s in specs]
 
     monkeypatch.setattr(evaluate, "play_episodes", fake_play)
     for method in ("react", "jerp"):

@@ -130,7 +130,7 @@ def test_reflector_generate_against_local_server() -> None:
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from jerp.memory.reflect.llm import SYSTEM
-    from jerp.policy.endpoint import Client
+    from jerp.policy.served import Client
 
     seen: dict = {}
 

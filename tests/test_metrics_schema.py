@@ -23,7 +23,7 @@ from jerp.metrics_schema import (
     read_record,
     write_record,
 )
-from jerp.policy.trials import success_at
+from jerp.policy.reflexion_trials import success_at
 from jerp.records import CorruptInputError, StepRecord, Trajectory, first_trials
 
 REPO = Path(__file__).resolve().parents[1]

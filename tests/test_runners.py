@@ -9,12 +9,12 @@ from slot_fixtures import ScriptedStepMemory
 
 from jerp.config import parse_params
 from jerp.envs.alfworld import list_tasks
+from jerp.jobs import AgentSpec
 from jerp.metrics import expert_metrics
 from jerp.policy.rollout import EpisodeSpec
 from jerp.policy.scoring import rank_of
 from jerp.runners import chunks, worker_threads
 from jerp.stages.evaluate import wrong_types
-from jerp.workers import AgentSpec
 
 
 def test_chunks_cover_range_in_order_and_balance():
@@ -85,7 +85,7 @@ def _params(alf_root, model_cache, kind: str, threads: int = 1):
 
 
 def _play(p, root, specs, step_memory=None):
-    from jerp.workers import play_episodes
+    from jerp.jobs import play_episodes
 
     return play_episodes(p, root, AgentSpec(None, seed=5), specs, {"stage": "t"}, None, "t",
                          step_memory=step_memory)
@@ -162,7 +162,7 @@ def test_dask_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, p
 
 
 def test_fingerprint_follows_what_results_depend_on(tmp_path, alf_root, model_cache):
-    from jerp.workers import Job, fingerprint
+    from jerp.jobs import Job, fingerprint
 
     rules = tmp_path / "rules.json"
     rules.write_text('{"a": 1}')
@@ -198,8 +198,8 @@ def test_finished_chunks_are_not_replayed(episodes, alf_root, model_cache, prefe
     from prefect import flow
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
+    from jerp.jobs import Job, fingerprint, play_chunk
     from jerp.runners import spread, task_runner
-    from jerp.workers import Job, fingerprint, play_chunk
 
     root, specs, ref = episodes
     p = _params(alf_root, model_cache, "process")

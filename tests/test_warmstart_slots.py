@@ -9,7 +9,7 @@ import pytest
 from jerp.config import parse_params
 from jerp.envs.alfworld import AlfWorldEnv, list_tasks
 from jerp.envs.registry import action_abstraction
-from jerp.memory.hindsight import subgoal_sequence
+from jerp.memory.segment import subgoal_sequence
 from jerp.policy.experience import success_items
 from jerp.policy.train import pack_items
 from jerp.replay import replay_reference

@@ -52,7 +52,7 @@ def load_agent(p: Params, root: Path, seed: int, adapter: Path | None = None,
     pp = p.policy if temperature is None else p.policy.model_copy(
         update={"temperature": temperature})
     if pp.endpoint is not None:
-        from jerp.policy.endpoint import served_agent
+        from jerp.policy.served import served_agent
 
         return served_agent(pp, seed, adapter)
     return Agent(_policy(p, root, adapter), pp, seed=seed)

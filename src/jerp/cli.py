@@ -98,10 +98,10 @@ def cmd_play(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from jerp.agents import policy_version
+    from jerp.jobs import AgentSpec, play_episodes
     from jerp.metrics import summarize
     from jerp.policy.rollout import EpisodeSpec
     from jerp.records import read_snapshot, write_trajectories
-    from jerp.workers import AgentSpec, play_episodes
 
     p = _params(args)
     tasks = _tasks_for(p, args.root, args.split, all_games=args.all)[: args.limit]

@@ -31,7 +31,7 @@ from jerp.config import Params
 CODE = ("flows/", "src/")  # a dvc.yaml dep under these is code; the rest is data
 PARAM_ROOTS = {"p", "params", "PARAMS", "full"}  # names a Params object goes by
 # Not inputs: where chunks run and how many threads a process uses change how fast a
-# stage runs, never what it returns (workers.py).
+# stage runs, never what it returns (jobs.py).
 NOT_INPUTS = {"runner", "policy.threads"}
 DUMPS = {"model_dump", "model_dump_json"}
 

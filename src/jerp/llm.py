@@ -20,7 +20,7 @@ def llm_generate(p: Params, root: Path, system: str) -> Callable[[str], str]:
     else the local model rules.llm_model (which gets the user prompt alone, as the
     local reflectors were written and tested with)."""
     if p.rules.llm_endpoint:
-        from jerp.policy.endpoint import connect
+        from jerp.policy.served import connect
 
         return connect(p.rules.llm_endpoint, p.rules.llm_model).generate_fn(system)
     return local_generate(p, root)

@@ -57,6 +57,9 @@ class EvalMetrics(EpisodeSummary):
 
     iteration: int
     rules_in_pool: int
+    # A method that learns nothing (react, reflexion) at a later iteration: the iteration
+    # whose episodes these are (its own are iteration 0's exact job, stages/evaluate.py).
+    acts_as_iteration: int | None = None
     # Reflexion only: success@k for k = 1..trials ("1".."k"), and the trials played.
     success_at: dict[str, float] | None = None
     trial_episodes: int | None = None

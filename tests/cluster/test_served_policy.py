@@ -36,16 +36,16 @@ from jerp.envs.alfworld import list_tasks
 from jerp.envs.base import Observation
 from jerp.envs.registry import env_factory
 from jerp.policy.agent import Agent
-from jerp.policy.endpoint import (
+from jerp.policy.model import smollm2_gguf
+from jerp.policy.prompts import EpisodeContext
+from jerp.policy.rollout import EpisodeSpec, play
+from jerp.policy.served import (
     NO_PROMPT_LOGPROBS,
     Client,
     EndpointError,
     EndpointHTTPError,
     served_agent,
 )
-from jerp.policy.model import smollm2_gguf
-from jerp.policy.prompts import EpisodeContext
-from jerp.policy.rollout import EpisodeSpec, play
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -19,13 +19,13 @@ from tiny import commit, copy_project, free_port, run
 
 
 def build(dest: Path, root: Path, alf_root: Path, model_cache: Path) -> Path:
-    """A git + DVC project on the tiny preset, its pipeline run by `python -m jerp.serve
+    """A git + DVC project on the tiny preset, its pipeline run by `python -m jerp.prefect_server
     -- dvc repro` (what `make run` does) and committed."""
     proj = make_project(dest, root, alf_root, model_cache)
     (proj / ".gitignore").write_text(".prefect/\nmlflow.db\nmlruns/\n.cache/\n.venv\n")
     run(["git", "init", "-q"], proj)
     run(["dvc", "init", "-q"], proj)
-    run([sys.executable, "-m", "jerp.serve", "--port", str(free_port()), "--", "dvc",
+    run([sys.executable, "-m", "jerp.prefect_server", "--port", str(free_port()), "--", "dvc",
          "repro"], proj)
     commit(proj, "run")
     return proj

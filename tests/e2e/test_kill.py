@@ -4,9 +4,9 @@ The finished tiny project (conftest.pristine) is copied and two params change, s
 each target stage runs again: `rollout.temperature` (rollout@1, then finetune@1 and
 evaluate@1 on its new rollouts) and the reflector, now the LLM one on a stand-in
 endpoint (stage_project.Endpoint: reflect@1, revise@1 on its proposals, evaluate@0).
-`python -m jerp.serve -- dvc repro` (what `make run` does) is started, the test watches
+`python -m jerp.prefect_server -- dvc repro` (what `make run` does) is started, the test watches
 for a target stage to be in the middle of its flow run, kills the whole process group
-with -9, checks that no process of the run is left (the Prefect server `jerp.serve`
+with -9, checks that no process of the run is left (the Prefect server `jerp.prefect_server`
 started included: every process of the run carries a marker in its environment, and
 /proc is scanned for it) and that no output of another stage changed, then starts it
 again, up to the next target; a last run completes the pipeline. Each kill is placed

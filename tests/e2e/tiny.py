@@ -1,7 +1,7 @@
 """The tiny project the end-to-end tests run, and what they read back from it.
 
 One project (git + DVC, presets/tiny.yaml, the offline contrastive reflector) is built
-once per test run by `python -m jerp.serve -- dvc repro`, as `make run` does
+once per test run by `python -m jerp.prefect_server -- dvc repro`, as `make run` does
 (conftest.pristine); each test works on its own copy (`copy_project`), so tests that
 re-run, kill or queue stages never disturb another, and xdist workers can share it.
 """
@@ -85,11 +85,11 @@ def copy_project(src: Path, dest: Path) -> Path:
 
 
 def serve_repro(proj: Path, marker: str, log: Path) -> subprocess.Popen:
-    """`python -m jerp.serve -- dvc repro` in its own process group, every process of it
+    """`python -m jerp.prefect_server -- dvc repro` in its own process group, every process of it
     marked by `marker` in its environment."""
     with open(log, "ab") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "jerp.serve", "--port", str(free_port()), "--",
+            [sys.executable, "-m", "jerp.prefect_server", "--port", str(free_port()), "--",
              "dvc", "repro"], cwd=proj, env=project_env(proj, **{MARKER: marker}),
             stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -3,5 +3,5 @@
 Everything here is a pure function over the records in `jerp.records`; the
 only I/O is the embedding index of `retrieve`, at the edge; the LLM reflector
 takes its model call as a function (a served model's comes from
-`jerp.policy.endpoint`).
+`jerp.policy.served`).
 """

@@ -23,7 +23,7 @@ The two levels are looked up with different queries:
   of the subgoals, then score, then id.
 
 The executor's position in its plan (`current_subgoal`) is computed here, from the
-episode's segments (`memory/hindsight.py`); `memory/executor.py` turns it into the
+episode's segments (`memory/segment.py`); `memory/executor.py` turns it into the
 per-step memory slot.
 """
 
@@ -38,8 +38,8 @@ from rapidfuzz import fuzz
 from jerp.envs.actions import ActionAbstraction
 from jerp.memory.base import Memory, Query
 from jerp.memory.diff import SnapshotDiff, diff_snapshots
-from jerp.memory.hindsight import segment
 from jerp.memory.pool import revise, rule_number
+from jerp.memory.segment import segment
 from jerp.records import Proposal, Rule, RuleShown, RuleSnapshot
 
 PLANNING: Final = "planning"

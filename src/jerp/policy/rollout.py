@@ -3,7 +3,7 @@
 Each slot holds one environment, reset to the next queued task when its
 episode ends (never an environment per game: that leaks memory in ALFWorld).
 A slot's environment lives in this process or in a worker process
-(policy/envproc.py); with workers, the engine steps while the model decides
+(envs/processes.py); with workers, the engine steps while the model decides
 for the other slots.
 
 Two kinds of memory reach the prompt: the working set (`Retrieve`), looked up
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from jerp.envs.base import Env, Observation, Task
+from jerp.envs.processes import EnvHandle, LocalEnv, RemoteEnv, wait_any
 from jerp.memory.base import MemorySlot, StepMemory
 from jerp.policy.agent import Agent, Decision
-from jerp.policy.envproc import EnvHandle, LocalEnv, RemoteEnv, wait_any
 from jerp.policy.prompts import EpisodeContext
 from jerp.records import RuleShown, StepRecord, Trajectory
 

@@ -13,7 +13,7 @@ iteration 0, so evaluate@i plays iteration 0's job and reuses its cached episode
 
 Two baselines act differently here (jerp.methods): Reflexion retries each failed
 game up to `reflexion.trials` times, each retry shown notes on the game's earlier
-failed trials (policy/trials.py; every trial in eval.jsonl; `success` is success@1,
+failed trials (policy/reflexion_trials.py; every trial in eval.jsonl; `success` is success@1,
 the first attempt, as for every other method, and success@k is in `success_at`);
 ExpeL shows the `expel.examples` successes most similar to the goal, drawn from the
 train references and the wins up to iteration i (memory/examples.py).
@@ -26,11 +26,12 @@ from pathlib import Path
 from jerp import paths, runners
 from jerp.agents import policy_version, step_memory_for
 from jerp.config import Params
+from jerp.jobs import AgentSpec, Job, fingerprint, play_episodes, rank_states
 from jerp.methods import parts
 from jerp.metrics import expert_metrics, summarize
 from jerp.metrics_schema import EvalMetrics, write_record
+from jerp.policy.reflexion_trials import Note, play_trials, success_at
 from jerp.policy.rollout import EpisodeSpec
-from jerp.policy.trials import Note, play_trials, success_at
 from jerp.records import (
     ExpertStates,
     StateRank,
@@ -42,7 +43,6 @@ from jerp.records import (
     write_json,
     write_trajectories,
 )
-from jerp.workers import AgentSpec, Job, fingerprint, play_episodes, rank_states
 
 
 def acting_iteration(method: str, iteration: int) -> int:

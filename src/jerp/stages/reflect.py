@@ -6,7 +6,7 @@ draws insights from the set of those successes per task type
 (memory/reflect/successes.py); they come first within `rules.max_ops`.
 
 The LLM reflector's API key is read from $OPENAI_API_KEY where the client is
-made (jerp.policy.endpoint.connect), and never passed as an argument: arguments
+made (jerp.policy.served.connect), and never passed as an argument: arguments
 of Prefect tasks and flows may be recorded in Prefect's database, and params
 reach MLflow.
 """

@@ -10,13 +10,13 @@ from pathlib import Path
 from jerp import paths
 from jerp.agents import policy_version, step_memory_for
 from jerp.config import Params
+from jerp.jobs import AgentSpec, play_episodes
 from jerp.methods import parts
 from jerp.metrics import summarize
 from jerp.metrics_schema import RolloutStats, write_record
 from jerp.policy.experience import rollout_diversity
 from jerp.policy.rollout import EpisodeSpec
 from jerp.records import Trajectory, read_snapshot, read_tasks, write_trajectories
-from jerp.workers import AgentSpec, play_episodes
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:

@@ -100,7 +100,7 @@ def tokenize(text: str) -> list[str]:
 def _porter() -> PorterStemmer:
     # Imported on first use: `nltk`'s package init loads scipy and scikit-learn (+5.0 s
     # measured on this shared, busy 2-core machine in a process that had already imported
-    # jerp.workers), which ALFWorld runs have no use for.
+    # jerp.jobs), which ALFWorld runs have no use for.
     from nltk.stem.porter import PorterStemmer
 
     return PorterStemmer(mode=PorterStemmer.MARTIN_EXTENSIONS)

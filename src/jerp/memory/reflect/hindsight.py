@@ -1,7 +1,7 @@
 """Hindsight reflection (H2R): planning and execution memories from segmented rollouts.
 
 Every trajectory is cut into subgoal segments at the environment's milestones
-(`memory/hindsight.py`). For each task played, its success (the shortest real win,
+(`memory/segment.py`). For each task played, its success (the shortest real win,
 `base.really_won`, among the task's rollouts and references) yields:
 
 - a planning memory (scope = task type): the realised plan, `hierarchy.plan_text`;
@@ -35,8 +35,8 @@ from jerp.envs.actions import ActionAbstraction
 from jerp.envs.registry import action_abstraction
 from jerp.memory.base import really_won
 from jerp.memory.hierarchy import EXECUTION, PLANNING, plan_text
-from jerp.memory.hindsight import Segment, closed, segment
 from jerp.memory.reflect.llm import closest_reference
+from jerp.memory.segment import Segment, closed, segment
 from jerp.records import Evidence, Level, Proposal, RuleSnapshot, Trajectory
 
 BRIEF_STEPS = 5  # a segment's brief keeps its last few actions (those nearest the milestone)

@@ -12,7 +12,7 @@ not be shown as a success), on the same task if there is one, else the same task
 type with the most similar goal (rapidfuzz token-set ratio), then the shortest.
 
 The model call is a plain `generate(prompt) -> text` callable: a local model
-(jerp.llm.local_generate) or a served one (jerp.policy.endpoint, the
+(jerp.llm.local_generate) or a served one (jerp.policy.served, the
 client the served policy uses too), both made at the edges.
 """
 

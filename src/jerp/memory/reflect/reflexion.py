@@ -34,7 +34,7 @@ Generate = Callable[[str], str]
 MAX_PERIOD = 3  # longest loop cycle looked for (go A, go B, go C, go A, ...)
 MIN_REPEATS = 3  # a cycle repeated this often in a row at the end is a loop
 LAST_ACTIONS = 3
-# The system prompt of the LLM note writer on a served model (policy/endpoint.py).
+# The system prompt of the LLM note writer on a served model (policy/served.py).
 NOTE_SYSTEM = ("You help an agent in a text world learn from a failed attempt at a task. "
                "You answer with one short note on what to do differently next time.")
 

@@ -1,6 +1,6 @@
 """Run a command (`dvc repro`) with one Prefect server for the whole of it.
 
-    python -m jerp.serve [--port 4200] -- dvc repro
+    python -m jerp.prefect_server [--port 4200] -- dvc repro
 
 Without it every stage starts Prefect's temporary server for itself (about 5 s
 each, 18 stages in the default DAG) and nobody can watch a run while it goes.
@@ -36,7 +36,7 @@ def start_server(port: int, log: Path, env: dict[str, str] | None = None) -> sub
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jerp.serve", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m jerp.prefect_server", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=4200)
     ap.add_argument("--wait", type=float, default=120, help="seconds to wait for the server")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         log = origin(root) / ".prefect" / "server.log"
         server = start_server(args.port, log)
         if not wait_healthy(api, server, args.wait):
-            print(f"jerp.serve: no Prefect server on port {args.port} (see {log}); each "
+            print(f"jerp.prefect_server: no Prefect server on port {args.port} (see {log}); each "
                   "stage starts its own temporary one", file=sys.stderr)
             stop(server)
             server = None

@@ -19,7 +19,8 @@ import pytest
 
 from jerp.config import PolicyParams, parse_params
 from jerp.envs.base import Observation
-from jerp.policy.endpoint import (
+from jerp.policy.prompts import EpisodeContext, build_prompt
+from jerp.policy.served import (
     NO_PROMPT_LOGPROBS,
     PROBE,
     Client,
@@ -31,7 +32,6 @@ from jerp.policy.endpoint import (
     probe_mean,
     served_agent,
 )
-from jerp.policy.prompts import EpisodeContext, build_prompt
 from jerp.records import ADAPTER_MANIFEST, AdapterManifest
 
 
@@ -289,7 +289,7 @@ def test_served_agent_refuses_a_lora_adapter(tmp_path: Path):
 
 
 def test_params_check_the_endpoint_and_fingerprint_names_it():
-    from jerp.workers import AgentSpec, Job, fingerprint
+    from jerp.jobs import AgentSpec, Job, fingerprint
 
     with pytest.raises(ValueError, match="not an http"):
         parse_params({"policy": {"endpoint": "localhost:8000"}})
@@ -309,7 +309,7 @@ def test_local_agent_loads_no_model_when_served(tmp_path):
     """load_agent and the workers' agent give the served agent and touch no model
     (the model cache is an empty folder: a local load would fail)."""
     from jerp.agents import load_agent
-    from jerp.workers import AgentSpec, Job, agent
+    from jerp.jobs import AgentSpec, Job, agent
 
     p = parse_params({"policy": {"endpoint": "http://127.0.0.1:9/v1", "endpoint_model": "x",
                                  "model": "no-such-model", "cache_dir": str(tmp_path)}})

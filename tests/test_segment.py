@@ -8,7 +8,7 @@ import pytest
 from jerp.envs.alfworld import TASK_TYPES, AlfWorldEnv, list_tasks
 from jerp.envs.alfworld_actions import ALFWORLD_ACTIONS
 from jerp.envs.webshop.actions import WEBSHOP_ACTIONS
-from jerp.memory.hindsight import Segment, closed_count, segment, subgoal_sequence
+from jerp.memory.segment import Segment, closed_count, segment, subgoal_sequence
 from jerp.replay import replay_reference
 
 # What each walkthrough must segment into (read off the games' walkthroughs by hand).
