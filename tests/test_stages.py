@@ -96,8 +96,8 @@ def test_llm_reflector_on_the_real_local_model(run_dir, model_cache, monkeypatch
     """The 135M model rarely writes grammatical operations: whatever it writes is parsed
     (the logged proposals are the parse of its answer), rejected lines are logged with a
     reason, and only accepted ones reach the pool."""
+    from jerp import llm
     from jerp.memory.reflect.grammar import parse_operations
-    from jerp.stages import common
 
     answers: list[str] = []
 
@@ -105,8 +105,8 @@ def test_llm_reflector_on_the_real_local_model(run_dir, model_cache, monkeypatch
         generate = real(*args)
         return lambda prompt: answers.append(generate(prompt)) or answers[-1]
 
-    real = common.llm_generate
-    monkeypatch.setattr(common, "llm_generate", recording)
+    real = llm.llm_generate
+    monkeypatch.setattr(llm, "llm_generate", recording)
     p = parse_params({"rules": {"reflector": "llm", "max_ops": 3},
                       "policy": {"cache_dir": str(model_cache)},
                       "iterations": {1: {"prev": 0}}, "eval_iterations": [0, 1]})

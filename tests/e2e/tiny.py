@@ -197,6 +197,7 @@ def validate(path: Path) -> None:
         "tasks.json": records.read_tasks, "rules.json": records.read_snapshot,
         "proposals.jsonl": records.read_proposals,
         "expert_states.json": lambda f: records.read_model(f, records.ExpertStates),
+        "warmstart_settings.json": lambda f: records.read_model(f, records.WarmstartSettings),
     }
     if path.is_dir() and name == "adapter":
         assert read_adapter(path) is not None, path
@@ -204,8 +205,12 @@ def validate(path: Path) -> None:
         readers[name](path)
     elif name.endswith(".jsonl"):  # references, rollouts, wins, eval: trajectories
         records.read_trajectories(path)
-    elif path.parent.name == "metrics":
-        assert isinstance(records.read_json(path), dict), path
+    elif path.parent.name == "metrics":  # typed records: a missing field fails here
+        from jerp import metrics_schema as ms
+
+        kinds = {"iter": ms.EvalMetrics, "rollout": ms.RolloutStats, "train": ms.TrainRecord,
+                 "references": ms.ReferenceStats}
+        ms.read_record(path, kinds[name.removesuffix(".json").split("_")[0]])
     elif path.parent.name == "reports":
         assert path.stat().st_size > 0, path
     else:
