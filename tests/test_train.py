@@ -152,3 +152,85 @@ def test_missing_or_broken_adapter_is_an_error_naming_it(model_cache, tmp_path):
     write_adapter(none, None, AdapterManifest(kind="none", base="smollm2", iteration=0))
     assert load_policy("smollm2", model_cache, "float32", none).version == "base"
 
+
+
+def _moved(model_cache, reference):
+    """A trainable policy one RFT step away from the base (lora_B no longer zero)."""
+    policy = _trainable(model_cache)
+    train(policy, success_items([reference]), _cfg(lr=1e-2, epochs=1, batch_sequences=64))
+    return policy
+
+
+def test_kl_is_to_the_weights_the_update_starts_from(model_cache, reference, tmp_path):
+    """Issue 29: the KL reference is the adapter the update starts from, not the
+    adapter-free base. Before the first step it is 0; to the base it is not; once the
+    weights move it grows."""
+    from jerp.adapters import adapter_weights
+    from jerp.policy.train import trainable_weights
+
+    policy = _moved(model_cache, reference)
+    pos = TrainItem(reference, {k: Target(advantage=1.0, temperature=1.0)
+                                for k in range(len(reference.steps))})
+    cfg = _cfg(lr=1e-2, epochs=1, batch_sequences=1, kl=0.5)
+    w = pack_items(policy, [pos], 3)[0]
+    none = tmp_path / "none"  # no warm start: iteration 0 is the base model
+    write_adapter(none, None, AdapterManifest(kind="none", base="smollm2", iteration=0))
+    with torch.no_grad():
+        own = window_loss(policy, w, cfg, trainable_weights(policy.model))[1]["kls"]
+        base = window_loss(policy, w, cfg, adapter_weights(policy, none))[1]["kls"]
+    assert own and max(own) == pytest.approx(0.0, abs=1e-6)
+    assert min(base) > 1e-4  # the base scores the commands differently
+    with pytest.raises(ValueError, match="reference weights"):
+        window_loss(policy, w, cfg)
+    stats = train(policy, [pos], replace(cfg, epochs=2))
+    curve = [h["kl"] for h in stats.history]
+    assert len(curve) >= 2 and curve[0] == pytest.approx(0.0, abs=1e-6) and curve[-1] > 1e-6
+
+
+def test_warmstart_reference_is_that_folders_weights(model_cache, reference, tmp_path):
+    """finetune.kl_reference: warmstart reads iteration 0's LoRA weights under the
+    policy's own tensor names and leaves the policy's weights as they were."""
+    from jerp.adapters import adapter_weights
+
+    warm = _moved(model_cache, reference)
+    write_adapter(tmp_path / "iter_0", warm, AdapterManifest(kind="lora", base="smollm2",
+                                                             iteration=0, stage="warmstart"))
+    policy = _trainable(model_cache)  # fresh LoRA weights: not the warm start's
+    own = _lora(policy)
+    ref = adapter_weights(policy, tmp_path / "iter_0")
+    assert set(ref) == set(own)
+    assert all(torch.allclose(ref[k], v) for k, v in _lora(warm).items())
+    assert all(torch.equal(v, own[k]) for k, v in _lora(policy).items())
+
+
+BF16_RATIO_TOLERANCE = 0.05  # measured here: max |r - 1| 0.004-0.013 over 3 games
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_first_batch_ratios_are_one_before_any_step(model_cache, alf_root, dtype):
+    """Issue 29: the importance ratios of the first batch, before any step, compare
+    training's scores with the rollout's (KV cache, trie) for the same weights: 1 in fp32,
+    within BF16_RATIO_TOLERANCE in bf16 (a quarter of the clip range). A drift later is
+    the update moving, not the two scorers disagreeing."""
+    from jerp.config import EnvParams, PolicyParams
+    from jerp.envs.registry import env_factory
+    from jerp.policy.agent import Agent
+    from jerp.policy.model import cpu_has_bf16
+    from jerp.policy.rollout import EpisodeSpec, play
+
+    if dtype == "bfloat16" and not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 (the pipeline runs fp32 here)")
+    policy = load_policy("smollm2", model_cache, dtype, None, trainable=True,
+                         lora=LoraParams())
+    task = list_tasks(alf_root, "train")[0]
+    agent = Agent(policy, PolicyParams(history=3, temperature=1.0), seed=3)
+    (traj,) = play([EpisodeSpec(task)], env_factory(EnvParams(max_steps=6), alf_root), agent,
+                   6, 1, {}, env_workers=0)
+    targets = {k: Target(advantage=1.0, old_prob=s.prob, temperature=s.temperature)
+               for k, s in enumerate(traj.steps) if s.prob is not None}
+    assert len(targets) >= 3
+    stats = train(policy, [TrainItem(traj, targets)],
+                  _cfg(lr=1e-3, epochs=1, batch_sequences=64, window=3))
+    tolerance = 1e-3 if dtype == "float32" else BF16_RATIO_TOLERANCE
+    assert stats.ratio_first_mean == pytest.approx(1.0, abs=tolerance)
+    assert stats.ratio_first_max_dev < tolerance

@@ -22,6 +22,31 @@ def load_trainable(p: Params, root: Path, adapter: Path | None):
                        trainable=True, lora=p.lora, device=p.policy.device)
 
 
+def adapter_weights(policy, folder: Path) -> dict:
+    """`folder`'s LoRA weights, named as `policy.model`'s trainable tensors: finetune's KL
+    reference when it is iteration 0's adapter (finetune.kl_reference). A folder without
+    LoRA weights (no warm start) is the base model: every tensor zero, which makes
+    LoRA's product zero too. The policy's own weights are left as they were."""
+    import torch
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    from jerp.policy.train import trainable_weights
+
+    model = policy.model
+    if read_adapter(folder).kind != "lora":
+        return {n: torch.zeros_like(w) for n, w in trainable_weights(model).items()}
+    own = trainable_weights(model)
+    try:
+        set_peft_model_state_dict(model, load_peft_weights(str(folder), device="cpu"))
+        ref = trainable_weights(model)
+    finally:
+        with torch.no_grad():
+            for n, w in model.named_parameters():
+                if n in own:
+                    w.copy_(own[n])
+    return ref
+
+
 def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
                  grad_clip: float, seed: int, rft_weight: float, grpo_weight: float):
     """The update's settings, every one from params: the caller gives its section's budget,

@@ -240,8 +240,13 @@ class FinetuneParams(Section):
     batch_sequences: int = Field(4, ge=1, description="Packed windows per optimizer step.")
     max_minutes: float = Field(10.0, gt=0, description="Wall-clock cap per update. " + _CAP)
     clip: float = Field(0.2, gt=0, description="PPO/GRPO ratio clip epsilon.")
-    kl: float = Field(0.0, ge=0, description="Exact KL to the adapter-free base over the "
-                      "candidate set; 0 = off (skips the reference forward).")
+    kl: float = Field(0.0, ge=0, description="Exact KL over the candidate set to the "
+                      "reference policy (kl_reference); 0 = off (skips the reference forward).")
+    kl_reference: Literal["previous", "warmstart"] = Field(
+        "previous", description="The KL's reference: previous = the adapter this update "
+        "starts from (i-1, which played the rollouts; the warm start at i = 1); warmstart = "
+        "iteration 0's adapter. Never the adapter-free base: after a warm start that is the "
+        "untrained model.")
     entropy: float = Field(0.0, ge=0, description="Bonus on the candidate-softmax entropy.")
     grpo_weight: float = Field(1.0, ge=0, description="Weight of the GRPO term in rft+grpo.")
     rft_weight: float = Field(1.0, ge=0, description="Weight of the RFT (candidate "

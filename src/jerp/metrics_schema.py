@@ -138,6 +138,7 @@ class LossPoint(MetricsRecord):
     step: int
     ce: float | None = None
     pg: float | None = None
+    kl: float | None = None  # mean KL to the reference over the step's GRPO decisions
     round: int | None = None
 
 
@@ -185,6 +186,10 @@ class TrainRecord(MetricsRecord):
     pg_first: float | None = None
     pg_last: float | None = None
     mean_ratio: float | None = None
+    # the first batch's importance ratios, before any step: 1 up to how rollout and
+    # training scores differ (bf16, the KV cache); policy/train.py
+    ratio_first_mean: float | None = None
+    ratio_first_max_dev: float | None = None
     clip_fraction: float | None = None
     entropy: float | None = None
     kl: float | None = None

@@ -14,12 +14,22 @@ Generate mode has no candidate set: a decision is the prompt (with its list of
 valid commands) followed by the command's tokens; the same advantages weight
 the command's summed log-probability, with the ratio taken against the policy
 before the update (computed in a first no-grad pass), and CE is its NLL.
+
+The KL term (finetune.kl) is to a reference policy: by default the weights the update
+starts from (adapter i-1, which played the rollouts), else the LoRA weights the caller
+passes (iteration 0's: finetune.kl_reference). Never the adapter-free base, which after
+a warm start is the untrained model. The first batch's importance ratios are kept
+apart (`ratio_first_*`): computed before any step, they are 1 exactly when training
+scores the rollouts as rollout did, so a drift there is a scoring mismatch (bf16, the
+KV cache), not the update moving.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -86,6 +96,8 @@ class TrainStats:
     pg_first: float | None = None
     pg_last: float | None = None
     mean_ratio: float | None = None
+    ratio_first_mean: float | None = None  # the first batch's ratios (before any step)
+    ratio_first_max_dev: float | None = None  # max |r - 1| over them
     clip_fraction: float | None = None
     entropy: float | None = None
     kl: float | None = None
@@ -121,6 +133,32 @@ class GeneratedStep:
     @property
     def tokens(self) -> list[int]:
         return self.prompt + self.action
+
+
+Weights = dict[str, torch.Tensor]  # trainable (LoRA) tensors by parameter name
+
+
+def trainable_weights(model) -> Weights:
+    """A copy of the model's trainable tensors: the reference a KL term is taken to."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@contextmanager
+def swapped_weights(model, weights: Weights) -> Iterator[None]:
+    """The model with `weights` in place of its tensors of those names (the tensors are
+    swapped, not copied, and swapped back: the optimizer's parameters are untouched)."""
+    params = dict(model.named_parameters())
+    missing = sorted(set(weights) - set(params))
+    if missing:
+        raise ValueError(f"reference weights name parameters the model lacks: {missing[:3]}")
+    saved = {}
+    try:
+        for name, w in weights.items():
+            saved[name], params[name].data = params[name].data, w
+        yield
+    finally:
+        for name, d in saved.items():
+            params[name].data = d
 
 
 def generated_steps(policy: Policy, items: list[TrainItem], window: int) -> list[GeneratedStep]:
@@ -167,24 +205,27 @@ def generated_loss(policy: Policy, g: GeneratedStep, cfg: TrainConfig) -> tuple[
     return total, parts
 
 
-def window_loss(policy: Policy, w: PackedWindow | GeneratedStep,
-                cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """Summed loss of a window's decisions and its parts (for logging)."""
+def window_loss(policy: Policy, w: PackedWindow | GeneratedStep, cfg: TrainConfig,
+                reference: Weights | None = None) -> tuple[torch.Tensor, dict]:
+    """Summed loss of a window's decisions and its parts (for logging). `reference`: the
+    KL term's weights, required when cfg.kl > 0 (rank mode)."""
     if isinstance(w, GeneratedStep):
         return generated_loss(policy, w, cfg)
     model = policy.model
     scores = window_scores(model, w, policy.dtype)
     need_ref = cfg.kl > 0 and any(d.target.advantage is not None for d in w.decisions)
+    if need_ref and reference is None:
+        raise ValueError("finetune.kl > 0 needs the reference weights (train passes them)")
     ref = None
     if need_ref:
-        with torch.no_grad(), model.disable_adapter():
+        with torch.no_grad(), swapped_weights(model, reference):
             ref = window_scores(model, w, policy.dtype)
     off = ref_off = [None] * len(w.decisions)
     if cfg.score == "calibrated":
         premise = premise_ids(policy.tokenizer, w.env)
         off = decision_offsets(model, policy.dtype, premise, w.decisions)
         if need_ref:
-            with torch.no_grad(), model.disable_adapter():
+            with torch.no_grad(), swapped_weights(model, reference):
                 ref_off = decision_offsets(model, policy.dtype, premise, w.decisions)
     total = torch.zeros((), device=model.device)
     ce_sum = pg_sum = 0.0
@@ -219,8 +260,9 @@ def window_loss(policy: Policy, w: PackedWindow | GeneratedStep,
 
 
 def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
-          desc: str = "train") -> TrainStats:
-    """Run the update in place on `policy.model` (a trainable peft model)."""
+          desc: str = "train", reference: Weights | None = None) -> TrainStats:
+    """Run the update in place on `policy.model` (a trainable peft model). `reference`:
+    the KL term's LoRA weights; None = the weights the update starts from."""
     if cfg.mode == "generate":
         windows = generated_steps(policy, items, cfg.window)
         with torch.no_grad():
@@ -237,6 +279,8 @@ def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
     params = [p for p in policy.model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the policy has no trainable parameters (load it with trainable=True)")
+    if cfg.kl > 0 and reference is None:
+        reference = trainable_weights(policy.model)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     rng = random.Random(cfg.seed)
     per_epoch = (len(windows) + cfg.batch_sequences - 1) // cfg.batch_sequences
@@ -262,8 +306,9 @@ def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
                 n_dec = sum(_decisions(windows[i]) for i in batch)
                 opt.zero_grad(set_to_none=True)
                 agg = dict(ce_sum=0.0, n_ce=0, pg_sum=0.0, n_pg=0)
+                step_ratios, step_kls = [], []
                 for i in batch:
-                    loss, parts = window_loss(policy, windows[i], cfg)
+                    loss, parts = window_loss(policy, windows[i], cfg, reference)
                     if loss.requires_grad:
                         (loss / n_dec).backward()
                     for k in agg:
@@ -272,16 +317,23 @@ def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
                     all_clipped += parts["clipped"]
                     all_ents += parts["entropies"]
                     all_kls += parts["kls"]
+                    step_ratios += parts["ratios"]
+                    step_kls += parts["kls"]
                     stats.tokens += len(windows[i].tokens)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
                 stats.optimizer_steps += 1
                 ce = agg["ce_sum"] / agg["n_ce"] if agg["n_ce"] else None
                 pg = agg["pg_sum"] / agg["n_pg"] if agg["n_pg"] else None
+                kl = _mean(step_kls) if cfg.kl > 0 else None
                 if stats.optimizer_steps == 1:
                     stats.ce_first, stats.pg_first = ce, pg
+                    if step_ratios:
+                        stats.ratio_first_mean = _mean(step_ratios)
+                        stats.ratio_first_max_dev = max(abs(r - 1) for r in step_ratios)
                 stats.ce_last, stats.pg_last = ce, pg
-                stats.history.append({"step": stats.optimizer_steps, "ce": ce, "pg": pg})
+                stats.history.append({"step": stats.optimizer_steps, "ce": ce, "pg": pg,
+                                      **({"kl": kl} if kl is not None else {})})
                 bar.update(1)
                 bar.set_postfix(ce=f"{ce:.3f}" if ce is not None else "-",
                                 pg=f"{pg:.3f}" if pg is not None else "-")

@@ -16,7 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from jerp import paths
-from jerp.adapters import copy_adapter, finetune_config, load_trainable, write_adapter
+from jerp.adapters import (
+    adapter_weights,
+    copy_adapter,
+    finetune_config,
+    load_trainable,
+    write_adapter,
+)
 from jerp.agents import retriever
 from jerp.config import Params
 from jerp.envs.base import Task
@@ -74,7 +80,10 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
     from jerp.policy.train import train
 
     cfg = finetune_config(p, seed=p.run.seed * 1000 + iteration)
-    st = train(policy, items, cfg, desc=f"finetune@{iteration}")
+    reference = None  # the KL's reference: the weights the update starts from (i-1) ...
+    if fp.kl > 0 and fp.kl_reference == "warmstart":  # ... or iteration 0's
+        reference = adapter_weights(policy, root / paths.adapter_dir(0))
+    st = train(policy, items, cfg, desc=f"finetune@{iteration}", reference=reference)
     stats = {"stage": "finetune", "iteration": iteration, "enabled": True,
              "algorithm": fp.algorithm.value, **data, **st.summary()}
     write_adapter(out, policy, AdapterManifest(kind="lora", base=p.policy.model,
