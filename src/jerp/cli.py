@@ -118,6 +118,27 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(summarize(trajs), indent=2))
 
 
+def cmd_tune(args) -> None:
+    from dataclasses import asdict
+
+    from jerp.records import write_json
+    from jerp.tuning import tune
+
+    p = _params(args)
+    adapter = Path(args.adapter).resolve() if args.adapter else None
+    try:
+        t = tune(p, args.root, adapter, args.history or [p.policy.history], args.games_per_type)
+    except ValueError as e:
+        sys.exit(f"jerp tune: {e}")
+    _print_table(*t.table())
+    b = t.best()
+    print(f"On {len(t.games)} {t.split} (valid_seen) games: best history {b.history}, score "
+          f"{b.score}; params.yaml has history {p.policy.history}, score {p.policy.score}. "
+          "Choices whose intervals overlap are not told apart by these games.")
+    if args.json:
+        write_json(Path(args.json), asdict(t))
+
+
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -199,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--rules", default=None, help="a rules.json snapshot to retrieve from")
     ev.add_argument("--out", default=None, help="write trajectories here (JSON Lines)")
     ev.set_defaults(func=cmd_evaluate)
+
+    tu = sub.add_parser("tune", help="measure policy.score and policy.history on valid_seen "
+                        "(eval_in) reference states, never on the reported split")
+    _add_common(tu)
+    tu.add_argument("--adapter", default=None, help="LoRA adapter folder (default: the base)")
+    tu.add_argument("--history", type=int, nargs="+", default=None,
+                    help="history windows to compare (default: params' policy.history)")
+    tu.add_argument("--games-per-type", type=int, default=2, help="valid_seen games per type")
+    tu.add_argument("--json", default=None, help="also write the figures here")
+    tu.set_defaults(func=cmd_tune)
 
     c = sub.add_parser("compare", help="two runs side by side with paired tests, or Table II")
     c.add_argument("runs", nargs="*", metavar="RUN",

@@ -1,0 +1,139 @@
+"""Tuning on valid_seen: design choices measured on games the results never come from.
+
+How the policy reads a state, `policy.score` (sum, mean, calibrated) and
+`policy.history` (steps of history in the prompt), is chosen here on walkthrough
+reference states of valid_seen games (split `eval_in`), so valid_unseen (`eval_out`,
+where every result is reported) is never looked at to choose them. One scoring pass
+per history gives all three scorings: the conditional scores are the same and only
+the value the candidate softmax ranks by differs. Top-1's 95% interval resamples
+games, since states of one game are correlated.
+
+    .venv/bin/jerp tune --adapter data/iter_0/adapter --history 1 3 5 --json tuning.json
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from jerp.config import Params
+from jerp.envs.base import Observation, Task
+from jerp.envs.registry import data_root, sample_split
+from jerp.jobs import AgentSpec, Job, agent
+from jerp.policy.prompts import EpisodeContext
+from jerp.policy.scoring import SCORINGS, candidate_values, rank_of
+from jerp.records import Trajectory
+from jerp.replay import REPLAY_LIMIT, play_references
+from jerp.stats import bootstrap_mean
+
+TUNING_SPLIT = "eval_in"  # valid_seen
+SEED_OFFSET = 3  # train games use run.seed, the warm start +1, the state games +2
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One choice's reference-state figures: top-1 with its game-resampled interval."""
+
+    history: int
+    score: str
+    top1: float
+    low: float
+    high: float
+    mrr: float
+    states: int
+    games: int
+
+
+@dataclass
+class Tuning:
+    """What `jerp tune` measured, as written to its JSON."""
+
+    split: str
+    adapter: str
+    games: list[str]
+    configured: dict  # the params file's policy.history and policy.score
+    cells: list[Cell]
+
+    def best(self) -> Cell:
+        """The choice with the highest top-1 (MRR breaks ties)."""
+        return max(self.cells, key=lambda c: (c.top1, c.mrr))
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """(header, rows): a row per choice, the configured one and the best marked."""
+        best, conf = self.best(), (self.configured["history"], self.configured["score"])
+        rows = [[str(c.history), c.score, f"{c.top1:.3f} ({c.low:.3f}-{c.high:.3f})",
+                 f"{c.mrr:.3f}", str(c.states), str(c.games),
+                 " ".join(m for m, on in (("best", c == best),
+                                          ("configured", (c.history, c.score) == conf)) if on)]
+                for c in self.cells]
+        return ["history", "score", "top-1 (95% CI, games resampled)", "MRR", "states",
+                "games", ""], rows
+
+
+def tuning_games(p: Params, root: Path, per_type: int) -> list[Task]:
+    """valid_seen games drawn by seed; refused when the run reports on valid_seen itself."""
+    if p.env.eval_split == TUNING_SPLIT:
+        raise ValueError(f"env.eval_split is {TUNING_SPLIT!r}, the tuning split: choices tuned "
+                         "there would be judged on the games they were tuned on; report on "
+                         "eval_out (valid_unseen) to tune on eval_in")
+    return sample_split(p.env, data_root(p.env, os.environ, root), TUNING_SPLIT,
+                        p.run.seed + SEED_OFFSET, per_type=per_type)
+
+
+def rank_rows(job: Job, refs: list[Trajectory]) -> list[dict]:
+    """Per reference state: {"task_id", "rank": {scoring: 1-based rank of the reference
+    action}}, from one scoring pass of the job's agent (no rules shown)."""
+    ag = agent(job)
+    rows = []
+    for ref in refs:
+        ctx = EpisodeContext(env=ref.env, goal=ref.goal, rules=[],
+                             initial=ref.initial_observation)
+        for s in ref.steps:
+            if s.admissible and s.action in s.admissible:
+                ob = Observation(s.observation, s.admissible, ref.goal, ref.task_type)
+                scores, lengths = ag.scores(ctx, ob)
+                u = ag.unconditional(ref.env, s.admissible)
+                rows.append({"task_id": ref.task_id, "rank": {
+                    how: rank_of(candidate_values(scores, lengths, how, u),
+                                 s.admissible.index(s.action)) for how in SCORINGS}})
+            ctx.history.append((s.observation, s.action))
+        ag.release(ctx)
+    return rows
+
+
+def grid_cells(rows_by_history: dict[int, list[dict]], seed: int = 0) -> list[Cell]:
+    """A cell per (history, scoring) from `rank_rows`' rows: top-1, its interval over
+    resampled games, and MRR."""
+    cells = []
+    for h, rows in sorted(rows_by_history.items()):
+        if not rows:
+            raise ValueError(f"history {h}: no reference states to rank")
+        games = [r["task_id"] for r in rows]
+        for how in SCORINGS:
+            ranks = [r["rank"][how] for r in rows]
+            top1, low, high = bootstrap_mean([float(k == 1) for k in ranks], seed=seed,
+                                             clusters=games)
+            cells.append(Cell(h, how, round(top1, 4), round(low, 4), round(high, 4),
+                              round(sum(1 / k for k in ranks) / len(ranks), 4), len(ranks),
+                              len(set(games))))
+    return cells
+
+
+def tune(p: Params, root: Path, adapter: Path | None, histories: list[int],
+         per_type: int) -> Tuning:
+    """Replay the tuning games' walkthroughs, rank their states for every history."""
+    games = tuning_games(p, root, per_type)
+    refs = [r for r in play_references(p, root, [(t, "walkthrough", REPLAY_LIMIT)
+                                                 for t in games], "replay tuning games")
+            if r.won]
+    if not refs:
+        raise ValueError(f"no walkthrough of the {len(games)} tuning games replayed to a win")
+    rows = {}
+    for h in histories:
+        q = p.model_copy(update={"policy": p.policy.model_copy(update={"history": h})})
+        rows[h] = rank_rows(Job(q, root, AgentSpec(adapter, seed=p.run.seed)), refs)
+    return Tuning(split=TUNING_SPLIT, adapter=str(adapter or "none"),
+                  games=[r.task_id for r in refs],
+                  configured={"history": p.policy.history, "score": p.policy.score},
+                  cells=grid_cells(rows, seed=p.run.seed))

@@ -1,0 +1,81 @@
+"""`jerp tune`: choices measured on valid_seen (eval_in) games, never the reported split."""
+
+from __future__ import annotations
+
+import pytest
+
+from jerp.config import parse_params
+from jerp.envs.alfworld import list_tasks
+from jerp.tuning import TUNING_SPLIT, Tuning, grid_cells, rank_rows, tune, tuning_games
+
+TYPE = "pick_and_place_simple"
+
+
+def _params(alf_root, model_cache, **policy):
+    return parse_params({
+        "env": {"data_dir": str(alf_root), "task_types": [TYPE]},
+        "policy": {"cache_dir": str(model_cache), "dtype": "float32", **policy},
+        "runner": {"kind": "local"},
+    })
+
+
+def test_tuning_games_are_valid_seen_and_refused_when_that_is_the_reported_split(
+        alf_root, model_cache, tmp_path):
+    p = _params(alf_root, model_cache)
+    games = tuning_games(p, tmp_path, 3)
+    seen = {t.task_id for t in list_tasks(alf_root, TUNING_SPLIT)}
+    assert len(games) == 3 and all(g.task_id in seen for g in games)
+    assert not {g.task_id for g in games} & {t.task_id for t in list_tasks(alf_root, "eval_out")}
+    on_seen = p.model_copy(update={"env": p.env.model_copy(update={"eval_split": "eval_in"})})
+    with pytest.raises(ValueError, match="eval_split is 'eval_in', the tuning split"):
+        tuning_games(on_seen, tmp_path, 3)
+
+
+def test_grid_cells_resample_games_and_rank_the_choices():
+    """Game a: 3 states, game b: 1. `sum` ranks every state first; `mean` only game a's;
+    `calibrated` none. Top-1 pools states, its interval resamples whole games."""
+    rows = [{"task_id": g, "rank": {"sum": 1, "mean": 1 if g == "a" else 2, "calibrated": 3}}
+            for g in "aaab"]
+    cells = {c.score: c for c in grid_cells({3: rows})}
+    assert (cells["sum"].top1, cells["sum"].low, cells["sum"].high) == (1.0, 1.0, 1.0)
+    m = cells["mean"]
+    # resampled games: (a, a) 1.0, (a, b) 0.75, (b, b) 0.0
+    assert (m.top1, m.states, m.games) == (0.75, 4, 2) and m.low == 0.0 and m.high == 1.0
+    cal = cells["calibrated"]
+    assert cal.top1 == 0.0 and cal.mrr == pytest.approx(1 / 3, abs=1e-4)
+    t = Tuning("eval_in", "none", ["a", "b"], {"history": 3, "score": "mean"},
+               list(cells.values()))
+    assert t.best().score == "sum"
+    marks = {r[1]: r[-1] for r in t.table()[1]}
+    assert marks == {"sum": "best", "mean": "configured", "calibrated": ""}
+    with pytest.raises(ValueError, match="history 1: no reference states"):
+        grid_cells({1: []})
+
+
+def test_sum_ranks_are_the_evaluate_stages_ranks(alf_root, model_cache, tmp_path):
+    """rank_rows' `sum` column is what evaluate records (jobs.rank_states, no rules) for
+    the same policy and history: the tuning loop measures what the pipeline does."""
+    from jerp.jobs import AgentSpec, Job, rank_states
+    from jerp.replay import REPLAY_LIMIT, play_references
+
+    p = _params(alf_root, model_cache, history=2)
+    games = tuning_games(p, tmp_path, 1)
+    refs = play_references(p, tmp_path, [(g, "walkthrough", REPLAY_LIMIT) for g in games], "r")
+    job = Job(p, tmp_path, AgentSpec(None, seed=0))
+    rows = rank_rows(job, refs)
+    staged = rank_states(job, refs, {})
+    assert len(rows) == len(staged) > 3
+    assert [r["rank"]["sum"] for r in rows] == [s.rank["shown"] for s in staged]
+
+
+@pytest.mark.slow
+def test_tune_measures_every_history_and_scoring(alf_root, model_cache, tmp_path):
+    p = _params(alf_root, model_cache)
+    t = tune(p, tmp_path, None, [1, 3], per_type=1)
+    assert [(c.history, c.score) for c in t.cells] == [
+        (h, s) for h in (1, 3) for s in ("sum", "mean", "calibrated")]
+    assert len(t.games) == 1 and len({c.states for c in t.cells}) == 1
+    assert all(c.games == 1 and c.states > 3 for c in t.cells)
+    # one game: nothing to resample, the interval is the figure itself
+    assert all(c.low == c.top1 == c.high for c in t.cells)
+    assert t.configured == {"history": p.policy.history, "score": p.policy.score}
