@@ -16,7 +16,7 @@ from jerp.memory.reflect.successes import (
     reflect_successes,
     success_pattern,
 )
-from jerp.methods import METHODS, parts
+from jerp.methods import METHODS, parts, warmstart_settings
 from jerp.policy.prompts import EpisodeContext, header, render_experience
 from jerp.policy.reflexion_trials import play_trials, success_at
 from jerp.policy.rollout import EpisodeSpec
@@ -307,6 +307,9 @@ def test_a_methods_warm_start_settings_follow_from_run_method(tmp_path, alf_root
     for m in ("policy_only", "h2r"):
         for rel in (paths.tasks_file(), paths.rules_file(0), paths.wins_file(0)):
             assert (tmp_path / m / rel).read_bytes() == (tmp_path / "jerp" / rel).read_bytes()
+    # the slot's ablation (rules.subgoal_slot false): H2R's warm start is the plain one
+    assert warmstart_settings("h2r", subgoal_slot=False) == {"subgoal_slots": False}
+    assert warmstart_settings("h2r") == {"subgoal_slots": True}
 
 
 def test_a_method_that_learns_nothing_evaluates_as_iteration_0():

@@ -89,6 +89,8 @@ def test_h2r_methods_reflect_in_hindsight_into_the_hierarchy(run_dir, method):
         == plan.id
     assert step_memory_for(p, snap) == SubgoalMemory(snap, "alfworld", 2, 8)
     assert step_memory_for(parse_params({}), snap) is None  # jerp: the flat pool, no slot
+    ablated = p.model_copy(update={"rules": p.rules.model_copy(update={"subgoal_slot": False})})
+    assert step_memory_for(ablated, snap) is None  # the slot's ablation: memories, no slot
 
 
 @pytest.mark.slow

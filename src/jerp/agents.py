@@ -77,10 +77,10 @@ def step_memory_for(p: Params, pool: RuleSnapshot | None):
     """The executor's per-step memory slot (H2R methods), or None: the subgoal of each
     decision and its execution memories (memory/executor.py); pass it to the rollout as
     `step_memory`. Without execution memories yet it still tracks the subgoal (from the
-    environment's default plan)."""
+    environment's default plan). None too with rules.subgoal_slot off (the ablation)."""
     from jerp.methods import parts
 
-    if pool is None or not parts(p.run.method).hierarchy:
+    if pool is None or not parts(p.run.method).hierarchy or not p.rules.subgoal_slot:
         return None
     from jerp.memory.executor import SubgoalMemory
 

@@ -141,6 +141,10 @@ class RulesParams(Section):
     subgoal_budget: int = Field(
         8, ge=1, description="H2R methods: steps the executor spends on one subgoal before "
         "it moves on to the next one of the plan.")
+    subgoal_slot: bool = Field(
+        True, description="H2R methods: show the executor's slot (the current subgoal and "
+        "its execution memories) in every prompt and warm-start on slotted prompts; false: "
+        "the ablation without it (planning memories in the working set only).")
 
 
 class ReflexionParams(Section):
