@@ -9,6 +9,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: install install-test install-dev params run plots test check lint bench compare seeds \
+  ablations \
   prefect-ui mlflow-ui
 
 # pyproject.toml declares the dependencies (ranges); constraints.txt pins the exact set.
@@ -118,6 +119,25 @@ seeds: install params
 	    $(BIN)/dvc exp run --queue -n "$$m-seed$$s" -S run.method="$$m" -S run.seed="$$s" \
 	      || exit 1; done; fi; \
 	done
+	$(BIN)/dvc queue start --jobs 1
+	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
+	$(BIN)/dvc queue status
+	$(BIN)/jerp compare --table
+	$(BIN)/dvc repro --force --single-item report
+
+# Where a learning method's gain comes from (issue 29), on the workspace's games and seed:
+# its finetune.algorithm as RFT only and as GRPO only, and a supervised-only control
+# (policy_only: no rules; RFT on the reference successes only, no GRPO, no own wins) held
+# to as many optimizer steps per update as the workspace's finetune@1 took. Run the
+# workspace first (make run) and commit its dvc.lock, so the warm start is shared.
+ablations: install params
+	@test -f metrics/train_1.json || { echo "metrics/train_1.json missing: run the \
+	  workspace first (make run); the control matches its finetune@1's optimizer steps"; exit 2; }
+	steps=$$($(PY) -c "import json; print(json.load(open('metrics/train_1.json'))['optimizer_steps'])"); \
+	$(BIN)/dvc exp run --queue -n algo-rft -S finetune.algorithm=rft && \
+	$(BIN)/dvc exp run --queue -n algo-grpo -S finetune.algorithm=grpo && \
+	$(BIN)/dvc exp run --queue -n supervised -S run.method=policy_only \
+	  -S finetune.algorithm=rft -S finetune.rft_wins=false -S finetune.optimizer_steps=$$steps
 	$(BIN)/dvc queue start --jobs 1
 	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
 	$(BIN)/dvc queue status

@@ -170,3 +170,26 @@ def test_expel_reflect_adds_a_success_set_insight(run_dir):
     assert sum(x.accepted for x in props) <= 3
     snap, counts = revise.run(p, run_dir, 1, 0)
     assert counts["ADD"] == sum(x.op == "ADD" for x in props)
+
+
+def test_rft_data_without_own_wins_is_the_supervised_control(tmp_path):
+    """finetune.rft_wins off: RFT imitates the reference successes only (issue 29's
+    supervised-only control); on: the agent's wins so far too."""
+    from jerp.records import TaskList, write_tasks
+    from jerp.stages.finetune import rft_data
+
+    def with_candidates(t: Trajectory) -> Trajectory:
+        return t.model_copy(update={"steps": [s.model_copy(update={"admissible": [s.action]})
+                                              for s in t.steps]})
+
+    ref = with_candidates(_traj(f"ref:{GAME}", ["go to a", "take b"], True, "reference"))
+    win = with_candidates(_traj("roll1:a#1", ["go to a", "take b"], True))
+    task = {"task_id": GAME, "env": "alfworld", "split": "train",
+            "task_type": "pick_heat_then_place_in_recep", "source": GAME}
+    write_tasks(tmp_path / paths.tasks_file(),
+                TaskList(env="alfworld", seed=0, splits={"train": [task]}))
+    write_trajectories(tmp_path / paths.wins_file(1), [win])
+    both = rft_data(parse_params({}), tmp_path, 1, [ref])
+    control = rft_data(parse_params({"finetune": {"rft_wins": False}}), tmp_path, 1, [ref])
+    assert [t.traj_id for t in both] == [ref.traj_id, win.traj_id]
+    assert [t.traj_id for t in control] == [ref.traj_id]

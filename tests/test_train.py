@@ -68,6 +68,15 @@ def test_rft_step_changes_adapter_and_lowers_loss(model_cache, reference):
     assert changed  # lora_B starts at zero; one step moves it
 
 
+def test_optimizer_steps_override_the_epochs(model_cache, reference):
+    """finetune.optimizer_steps: a control's budget matched to another run's, whatever the
+    size of its data."""
+    policy = _trainable(model_cache)
+    stats = train(policy, success_items([reference]), _cfg(epochs=0.01, batch_sequences=1,
+                                                           steps=3))
+    assert stats.optimizer_steps == 3 and len(stats.history) == 3
+
+
 def test_calibrated_rft_step_lowers_its_loss(model_cache, reference):
     """policy.score calibrated: the loss subtracts each command's empty-context score,
     recomputed with the weights (calibration.py), and one step lowers it."""

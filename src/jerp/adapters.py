@@ -48,7 +48,8 @@ def adapter_weights(policy, folder: Path) -> dict:
 
 
 def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
-                 grad_clip: float, seed: int, rft_weight: float, grpo_weight: float):
+                 grad_clip: float, seed: int, rft_weight: float, grpo_weight: float,
+                 steps: int | None = None):
     """The update's settings, every one from params: the caller gives its section's budget,
     step size and loss-term weights (warmstart or finetune), `policy` how prompts were
     scored, `finetune` the batch and the GRPO term's shape."""
@@ -57,7 +58,8 @@ def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
     fp = p.finetune
     return TrainConfig(
         mode=p.policy.mode, window=p.policy.history, score=p.policy.score,
-        lr=lr, epochs=epochs, max_minutes=max_minutes, grad_clip=grad_clip, seed=seed,
+        lr=lr, epochs=epochs, steps=steps, max_minutes=max_minutes, grad_clip=grad_clip,
+        seed=seed,
         batch_sequences=fp.batch_sequences, clip=fp.clip, entropy=fp.entropy, kl=fp.kl,
         rft_weight=rft_weight, grpo_weight=grpo_weight,
     )
@@ -77,7 +79,7 @@ def finetune_config(p: Params, seed: int):
     fp = p.finetune
     both = fp.algorithm.has_rft and fp.algorithm.has_grpo
     return train_config(p, lr=fp.lr, epochs=fp.epochs, max_minutes=fp.max_minutes,
-                        grad_clip=fp.grad_clip, seed=seed,
+                        grad_clip=fp.grad_clip, seed=seed, steps=fp.optimizer_steps,
                         rft_weight=fp.rft_weight if both else 1.0,
                         grpo_weight=fp.grpo_weight if both else 1.0)
 

@@ -269,6 +269,12 @@ class FinetuneParams(Section):
     rft_references: int = Field(
         12, ge=0, description="Reference successes of train games added to the RFT data per "
         "iteration (rotated over the warm-start games), besides the rollout tasks' own.")
+    rft_wins: bool = Field(
+        True, description="RFT also imitates the agent's own wins; false: reference "
+        "successes only (with algorithm rft, the supervised-only control).")
+    optimizer_steps: int | None = Field(
+        None, ge=1, description="Optimizer steps per update, whatever the data's size (a "
+        "control matched to another run's metrics/train_i.json); None: from epochs.")
 
 
 class EvalParams(Section):

@@ -68,6 +68,7 @@ class TrainConfig:
 
     lr: float
     epochs: float
+    steps: int | None  # optimizer steps, overriding epochs (finetune.optimizer_steps)
     batch_sequences: int
     max_minutes: float
     window: int  # policy.history: how prompts were windowed
@@ -284,7 +285,7 @@ def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     rng = random.Random(cfg.seed)
     per_epoch = (len(windows) + cfg.batch_sequences - 1) // cfg.batch_sequences
-    total_batches = max(1, round(cfg.epochs * per_epoch))
+    total_batches = cfg.steps or max(1, round(cfg.epochs * per_epoch))
     t0 = time.perf_counter()
     all_ratios, all_clipped, all_ents, all_kls = [], [], [], []
     order: list[int] = []

@@ -97,12 +97,14 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
 def rft_data(p: Params, root: Path, iteration: int,
              refs: list[Trajectory]) -> list[Trajectory]:
     """References of the rollout tasks, a rotating share of the warm-start games', and the
-    agent's own wins up to this iteration (reflect@i wrote them, this iteration's included)."""
+    agent's own wins up to this iteration (reflect@i wrote them, this iteration's included;
+    none with finetune.rft_wins off)."""
     tl = read_tasks(root / paths.tasks_file())
     train_ids = {t.task_id for t in tl.tasks("train")}
     warm_ids = ({t.task_id for t in tl.tasks(WARMSTART)} if WARMSTART in tl.splits
                 else set())
     own = [r for r in refs if r.task_id in train_ids]
     warm = sorted((r for r in refs if r.task_id in warm_ids), key=lambda r: r.task_id)
-    wins = read_trajectories(root / paths.wins_file(iteration))
+    wins = (read_trajectories(root / paths.wins_file(iteration)) if p.finetune.rft_wins
+            else [])
     return own + rotate(warm, p.finetune.rft_references, iteration) + successes(wins)
