@@ -87,6 +87,14 @@ lint: install-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m jerp.deps --check
 
+# Runs the queued DVC experiments one at a time and waits for the last (compare, seeds,
+# ablations).
+define RUN_QUEUE
+$(BIN)/dvc queue start --jobs 1
+while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
+$(BIN)/dvc queue status
+endef
+
 # The other three methods on the same games as params.yaml's (queued DVC experiments,
 # one at a time: the warm start and everything a method does not change are reused).
 # A method's run.method is all it needs: what follows from it (an H2R method's slotted
@@ -98,9 +106,7 @@ compare: install params
 	for m in $(COMPARE); do \
 	  $(BIN)/dvc exp run --queue -n "$$m" -S run.method="$$m" || exit 1; \
 	done
-	$(BIN)/dvc queue start --jobs 1
-	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
-	$(BIN)/dvc queue status
+	$(RUN_QUEUE)
 	$(BIN)/dvc exp show --csv --drop '.*' \
 	  --keep 'Experiment|run.method|metrics/iter_.\.json:(success|expert_top1)$$'
 	$(BIN)/dvc repro --force --single-item report
@@ -119,9 +125,7 @@ seeds: install params
 	    $(BIN)/dvc exp run --queue -n "$$m-seed$$s" -S run.method="$$m" -S run.seed="$$s" \
 	      || exit 1; done; fi; \
 	done
-	$(BIN)/dvc queue start --jobs 1
-	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
-	$(BIN)/dvc queue status
+	$(RUN_QUEUE)
 	$(BIN)/jerp compare --table
 	$(BIN)/dvc repro --force --single-item report
 
@@ -138,9 +142,7 @@ ablations: install params
 	$(BIN)/dvc exp run --queue -n algo-grpo -S finetune.algorithm=grpo && \
 	$(BIN)/dvc exp run --queue -n supervised -S run.method=policy_only \
 	  -S finetune.algorithm=rft -S finetune.rft_wins=false -S finetune.optimizer_steps=$$steps
-	$(BIN)/dvc queue start --jobs 1
-	while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
-	$(BIN)/dvc queue status
+	$(RUN_QUEUE)
 	$(BIN)/jerp compare --table
 	$(BIN)/dvc repro --force --single-item report
 
