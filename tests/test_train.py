@@ -215,12 +215,8 @@ def test_warmstart_reference_is_that_folders_weights(model_cache, reference, tmp
 BF16_RATIO_TOLERANCE = 0.05  # measured here: max |r - 1| 0.004-0.013 over 3 games
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_first_batch_ratios_are_one_before_any_step(model_cache, alf_root, dtype):
-    """Issue 29: the importance ratios of the first batch, before any step, compare
-    training's scores with the rollout's (KV cache, trie) for the same weights: 1 in fp32,
-    within BF16_RATIO_TOLERANCE in bf16 (a quarter of the clip range). A drift later is
-    the update moving, not the two scorers disagreeing."""
+def _rollout_item(model_cache, alf_root, dtype):
+    """A trainable policy and one 6-step rollout of it at T=1 (pi(a|s) recorded)."""
     from jerp.config import EnvParams, PolicyParams
     from jerp.envs.registry import env_factory
     from jerp.policy.agent import Agent
@@ -238,8 +234,48 @@ def test_first_batch_ratios_are_one_before_any_step(model_cache, alf_root, dtype
     targets = {k: Target(advantage=1.0, old_prob=s.prob, temperature=s.temperature)
                for k, s in enumerate(traj.steps) if s.prob is not None}
     assert len(targets) >= 3
-    stats = train(policy, [TrainItem(traj, targets)],
-                  _cfg(lr=1e-3, epochs=1, batch_sequences=64, window=3))
+    return policy, TrainItem(traj, targets)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_first_batch_ratios_are_one_before_any_step(model_cache, alf_root, dtype):
+    """Issue 29: with pi_old as recorded (finetune.old_probs: rollout) the first batch's
+    ratios, before any step, compare training's scores with the rollout's (KV cache,
+    trie) for the same weights: 1 in fp32, within BF16_RATIO_TOLERANCE in bf16 (a
+    quarter of the clip range) on this short episode."""
+    policy, item = _rollout_item(model_cache, alf_root, dtype)
+    stats = train(policy, [item], _cfg(lr=1e-3, epochs=1, batch_sequences=64, window=3,
+                                       old_probs="rollout"))
     tolerance = 1e-3 if dtype == "float32" else BF16_RATIO_TOLERANCE
     assert stats.ratio_first_mean == pytest.approx(1.0, abs=tolerance)
     assert stats.ratio_first_max_dev < tolerance
+    assert stats.rollout_ratio_max_dev is None  # nothing recomputed
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_recomputed_old_probs_make_first_ratios_exactly_one(model_cache, alf_root, dtype):
+    """finetune.old_probs: recompute takes pi_old from the training scorer before any step,
+    so the first batch's ratios are 1 up to float rounding in either dtype (the rollout's
+    own disagreement is kept apart, in rollout_ratio_*), and the recorded probabilities
+    are not what the ratio divides by."""
+    policy, item = _rollout_item(model_cache, alf_root, dtype)
+    recorded = {k: t.old_prob for k, t in item.targets.items()}
+    stats = train(policy, [item], _cfg(lr=1e-3, epochs=1, batch_sequences=64, window=3,
+                                       old_probs="recompute"))
+    assert stats.ratio_first_max_dev < 1e-5
+    assert stats.rollout_ratio_max_dev is not None
+    assert stats.rollout_ratio_max_dev < (1e-3 if dtype == "float32" else BF16_RATIO_TOLERANCE)
+    assert 0.0 <= stats.rollout_ratio_out_of_clip <= 1.0
+    assert {k: t.old_prob for k, t in item.targets.items()} == recorded  # caller's untouched
+
+
+def test_batch_schedule_covers_passes_in_shuffled_order():
+    """Batches are cut from shuffled passes: every window once per pass, a pass's tail
+    joined to the next pass's head, the same batches for the same seed."""
+    from jerp.policy.train import batch_schedule
+
+    s = batch_schedule(5, 2, 5, seed=1)
+    flat = [i for b in s for i in b]
+    assert [len(b) for b in s] == [2] * 5
+    assert sorted(flat[:5]) == list(range(5)) and sorted(flat[5:]) == list(range(5))
+    assert s == batch_schedule(5, 2, 5, seed=1) and s != batch_schedule(5, 2, 5, seed=2)

@@ -52,7 +52,7 @@ def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
                  steps: int | None = None):
     """The update's settings, every one from params: the caller gives its section's budget,
     step size and loss-term weights (warmstart or finetune), `policy` how prompts were
-    scored, `finetune` the batch and the GRPO term's shape."""
+    scored, `finetune` the batch and the GRPO term's shape (its pi_old included)."""
     from jerp.policy.train import TrainConfig
 
     fp = p.finetune
@@ -61,7 +61,7 @@ def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
         lr=lr, epochs=epochs, steps=steps, max_minutes=max_minutes, grad_clip=grad_clip,
         seed=seed,
         batch_sequences=fp.batch_sequences, clip=fp.clip, entropy=fp.entropy, kl=fp.kl,
-        rft_weight=rft_weight, grpo_weight=grpo_weight,
+        rft_weight=rft_weight, grpo_weight=grpo_weight, old_probs=fp.old_probs,
     )
 
 

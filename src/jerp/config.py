@@ -251,6 +251,11 @@ class FinetuneParams(Section):
         "starts from (i-1, which played the rollouts; the warm start at i = 1); warmstart = "
         "iteration 0's adapter. Never the adapter-free base: after a warm start that is the "
         "untrained model.")
+    old_probs: Literal["recompute", "rollout"] = Field(
+        "recompute", description="pi_old of the ratio: recompute = the training scorer's, "
+        "one no-grad pass before the first step (the ratio starts at exactly 1 and clipping "
+        "measures the update alone); rollout = as recorded while acting (bf16 rollouts and "
+        "training disagree on some decisions by more than the clip range: docs/methods.md).")
     entropy: float = Field(0.0, ge=0, description="Bonus on the candidate-softmax entropy.")
     grpo_weight: float = Field(1.0, ge=0, description="Weight of the GRPO term in rft+grpo.")
     rft_weight: float = Field(1.0, ge=0, description="Weight of the RFT (candidate "

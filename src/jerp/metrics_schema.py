@@ -190,6 +190,10 @@ class TrainRecord(MetricsRecord):
     # training scores differ (bf16, the KV cache); policy/train.py
     ratio_first_mean: float | None = None
     ratio_first_max_dev: float | None = None
+    # finetune.old_probs recompute: training's pi_old over the rollout's recorded one, same
+    # weights (the two scorers' disagreement before any step)
+    rollout_ratio_max_dev: float | None = None
+    rollout_ratio_out_of_clip: float | None = None
     clip_fraction: float | None = None
     entropy: float | None = None
     kl: float | None = None

@@ -18,10 +18,17 @@ before the update (computed in a first no-grad pass), and CE is its NLL.
 The KL term (finetune.kl) is to a reference policy: by default the weights the update
 starts from (adapter i-1, which played the rollouts), else the LoRA weights the caller
 passes (iteration 0's: finetune.kl_reference). Never the adapter-free base, which after
-a warm start is the untrained model. The first batch's importance ratios are kept
-apart (`ratio_first_*`): computed before any step, they are 1 exactly when training
-scores the rollouts as rollout did, so a drift there is a scoring mismatch (bf16, the
-KV cache), not the update moving.
+a warm start is the untrained model.
+
+pi_old, the ratio's denominator, is by default recomputed by this scorer in one no-grad
+pass over the windows the update will visit, before its first step (`finetune.old_probs:
+recompute`, as RL trainers that act with another engine do): bf16 rollouts (KV cache,
+trie) and bf16 training (packed tree attention) round differently, and measured on the
+quick pipeline's rollouts 2.4% of decisions differed by more than the clip range before
+any step. The recorded-vs-recomputed ratios are kept as a diagnostic
+(`rollout_ratio_*`); the first batch's ratios (`ratio_first_*`) are then 1 up to
+rounding, so any clipping is the update moving. With `rollout` the recorded pi(a|s) is
+used as it is.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm import tqdm
@@ -81,6 +88,7 @@ class TrainConfig:
     grpo_weight: float
     seed: int
     grad_clip: float
+    old_probs: str  # "recompute" (pi_old from this scorer before any step) | "rollout"
 
 
 @dataclass
@@ -99,6 +107,9 @@ class TrainStats:
     mean_ratio: float | None = None
     ratio_first_mean: float | None = None  # the first batch's ratios (before any step)
     ratio_first_max_dev: float | None = None  # max |r - 1| over them
+    # recomputed / recorded pi_old(a|s), same weights (finetune.old_probs: recompute)
+    rollout_ratio_max_dev: float | None = None  # max |r - 1|
+    rollout_ratio_out_of_clip: float | None = None  # share with |r - 1| > clip
     clip_fraction: float | None = None
     entropy: float | None = None
     kl: float | None = None
@@ -231,7 +242,7 @@ def window_loss(policy: Policy, w: PackedWindow | GeneratedStep, cfg: TrainConfi
     total = torch.zeros((), device=model.device)
     ce_sum = pg_sum = 0.0
     n_ce = n_pg = 0
-    ratios, clipped, ents, kls = [], [], [], []
+    ratios, probs, clipped, ents, kls = [], [], [], [], []
     for j, (d, s) in enumerate(zip(w.decisions, scores, strict=True)):
         t = d.target
         if t.ce:
@@ -244,19 +255,20 @@ def window_loss(policy: Policy, w: PackedWindow | GeneratedStep, cfg: TrainConfi
             ref_logits = (candidate_logits(ref[j], d.lengths, cfg.score, t.temperature,
                                            ref_off[j])
                           if ref is not None else None)
-            old = t.old_prob if t.old_prob is not None else float(
-                torch.softmax(logits.detach(), -1)[d.chosen])
+            prob = float(torch.softmax(logits.detach(), -1)[d.chosen])
+            old = t.old_prob if t.old_prob is not None else prob
             g = grpo_decision_loss(logits, d.chosen, t.advantage, old, cfg.clip, cfg.entropy,
                                    ref_logits, cfg.kl)
             total = total + cfg.grpo_weight * g.loss
             pg_sum += float(g.loss.detach())
             n_pg += 1
             ratios.append(g.ratio)
+            probs.append(prob)
             clipped.append(g.clipped)
             ents.append(g.entropy)
             kls.append(g.kl)
     parts = dict(ce_sum=ce_sum, n_ce=n_ce, pg_sum=pg_sum, n_pg=n_pg, ratios=ratios,
-                 clipped=clipped, entropies=ents, kls=kls)
+                 probs=probs, clipped=clipped, entropies=ents, kls=kls)
     return total, parts
 
 
@@ -283,27 +295,27 @@ def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
     if cfg.kl > 0 and reference is None:
         reference = trainable_weights(policy.model)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    rng = random.Random(cfg.seed)
     per_epoch = (len(windows) + cfg.batch_sequences - 1) // cfg.batch_sequences
     total_batches = cfg.steps or max(1, round(cfg.epochs * per_epoch))
+    schedule = batch_schedule(len(windows), cfg.batch_sequences, total_batches, cfg.seed)
     t0 = time.perf_counter()
+    if cfg.old_probs == "recompute" and cfg.mode != "generate":
+        visited = sorted({i for batch in schedule for i in batch})
+        rr = recompute_old_probs(policy, [windows[i] for i in visited], cfg)
+        if rr:
+            stats.rollout_ratio_max_dev = max(abs(r - 1) for r in rr)
+            stats.rollout_ratio_out_of_clip = _mean([abs(r - 1) > cfg.clip for r in rr])
     all_ratios, all_clipped, all_ents, all_kls = [], [], [], []
-    order: list[int] = []
     bar = tqdm(total=total_batches, desc=desc, unit="batch", dynamic_ncols=True)
     try:
         with torch.enable_grad():
-            for _ in range(total_batches):
+            for batch in schedule:
                 if time.perf_counter() - t0 > cfg.max_minutes * 60:
                     stats.stopped_by_time = True
                     tqdm.write(f"{desc}: stopped at the {cfg.max_minutes:g}-minute cap after "
                                f"{stats.optimizer_steps} of {total_batches} batches: what it "
                                "learned now depends on this machine's speed and load")
                     break
-                if len(order) < cfg.batch_sequences:
-                    fresh = list(range(len(windows)))
-                    rng.shuffle(fresh)
-                    order += fresh
-                batch, order = order[: cfg.batch_sequences], order[cfg.batch_sequences:]
                 n_dec = sum(_decisions(windows[i]) for i in batch)
                 opt.zero_grad(set_to_none=True)
                 agg = dict(ce_sum=0.0, n_ce=0, pg_sum=0.0, n_pg=0)
@@ -347,6 +359,41 @@ def train(policy: Policy, items: list[TrainItem], cfg: TrainConfig,
     stats.entropy = _mean(all_ents)
     stats.kl = _mean(all_kls)
     return stats
+
+
+def batch_schedule(n: int, batch: int, total: int, seed: int) -> list[list[int]]:
+    """The update's batches of window indices: shuffled passes over the n windows, cut
+    into `total` batches of `batch` (a pass's tail joins the next pass's head)."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    out = []
+    for _ in range(total):
+        while len(order) < batch:
+            fresh = list(range(n))
+            rng.shuffle(fresh)
+            order += fresh
+        out.append(order[:batch])
+        order = order[batch:]
+    return out
+
+
+@torch.no_grad()
+def recompute_old_probs(policy: Policy, windows: list[PackedWindow],
+                        cfg: TrainConfig) -> list[float]:
+    """Set every GRPO decision's pi_old to this scorer's pi(a|s) at the current weights;
+    returns recomputed / recorded for the decisions that had a recorded one."""
+    quiet = replace(cfg, kl=0.0, entropy=0.0)  # no reference forward, no extra terms
+    out = []
+    for w in windows:
+        grpo = [d for d in w.decisions if d.target.advantage is not None]
+        if not grpo:
+            continue
+        _, parts = window_loss(policy, w, quiet)
+        for d, prob in zip(grpo, parts["probs"], strict=True):
+            if d.target.old_prob is not None:
+                out.append(prob / max(d.target.old_prob, 1e-12))
+            d.target = replace(d.target, old_prob=prob)
+    return out
 
 
 def _mean(xs: list) -> float | None:

@@ -214,10 +214,13 @@ def _training_blocks(data: list[IterationData]) -> list[Block]:
         Heading("Policy updates"),
         Text("Adapter i is trained after rollout i (0: the warm start on reference successes). "
              "CE: candidate cross-entropy; PG: the GRPO term. A group whose episodes all get "
-             "the same return has zero advantage: no RL signal. Ratio dev.: the largest "
-             "|importance ratio - 1| of the first batch, before any step, where only a "
-             "difference between rollout and training scores (bf16, the KV cache) moves it; "
-             "clipped: the share of ratios outside the clip range over the whole update."),
+             "the same return has zero advantage: no RL signal. Rollout vs training: the share "
+             "of decisions whose pi_old as recorded while acting and as training scores it, "
+             "same weights, differ by more than the clip range (bf16 rounding); training "
+             "uses its own (finetune.old_probs: recompute). Ratio dev.: the largest "
+             "|importance ratio - 1| of the first batch, before any step (0 up to rounding "
+             "with recompute); clipped: the share of ratios outside the clip range over the "
+             "whole update."),
         Figure("training.png", "training loss per optimizer step"),
     ]
     if not any(d.train for d in data):
@@ -226,16 +229,18 @@ def _training_blocks(data: list[IterationData]) -> list[Block]:
     for d in data:
         t = d.train
         if t is None:
-            rows.append([str(d.iteration), "-", *["-"] * 7,
+            rows.append([str(d.iteration), "-", *["-"] * 8,
                          _f(d.rollout.success if d.rollout else None, ".2f"), "-"])
             continue
         rows.append([str(d.iteration), t.kind, _f(t.ce_first), _f(t.ce_last),
                      _f(t.pg_first), _f(t.pg_last), _f(t.zero_advantage_group_share, ".2f"),
+                     _f(t.rollout_ratio_out_of_clip, ".2f"),
                      _f(t.ratio_first_max_dev, ".2g"), _f(t.clip_fraction, ".2f"),
                      _f(d.rollout.success if d.rollout else None, ".2f"),
                      _f(t.seconds / 60 if t.seconds is not None else None, ".1f")])
     return blocks + [Table(["iteration", "update", "CE first", "CE last", "PG first", "PG last",
-                            "zero-adv. groups", "ratio dev. (1st batch)", "clipped",
+                            "zero-adv. groups", "rollout vs training (out of clip)",
+                            "ratio dev. (1st batch)", "clipped",
                             "rollout success", "minutes"], rows, left=(0, 1))]
 
 
