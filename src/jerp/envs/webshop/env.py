@@ -25,13 +25,12 @@ from ..base import Observation, StepResult, Task
 from . import pages
 from .data import Catalogue, Product, load_catalogue, resolve_data_dir, search_text
 from .goals import SPLITS, Goal, make_goals, split_goals
+from .instruction import search_candidates
 from .reward import compute_reward
 from .search import TOP_K, BM25Index
 
 ENV_NAME = "webshop"
 _ACTION = re.compile(r"^\s*(search|click)\[(.*)\]\s*$", re.DOTALL | re.IGNORECASE)
-_PRICE_CLAUSE = re.compile(r", and price lower than [\d.]+ dollars$")
-_LEAD_IN = re.compile(r"^(find me|i need|i want|i am looking for|i'm looking for|buy me)\s+")
 
 
 @lru_cache(maxsize=4)
@@ -84,28 +83,6 @@ def list_tasks(
         )
         for g in _splits(root, seed)[split]
     ]
-
-
-def search_candidates(goal: Goal) -> list[str]:
-    """The search queries offered as admissible on the search page, best first.
-
-    1. the instruction without its lead-in ("find me") and price clause (options kept: their
-       values are indexed text, and they single the product out);
-    2. the whole instruction, lowercased;
-    3. the product description alone (no options, no price).
-    On the 6,910 goals (seed 0) they rank the goal's product in the top 10 for 91%, 88% and
-    56% of goals, and in the top 50 for 99.5%, 97% and 97%."""
-    text = goal.instruction_text.lower()
-    no_price = _PRICE_CLAUSE.sub("", text)
-    opts = ", and ".join(f"{k}: {v}" for k, v in goal.goal_options.items()).lower()
-    base = no_price[: -len(" with " + opts)] if opts and no_price.endswith(opts) else no_price
-    cands = [_LEAD_IN.sub("", no_price), text, _LEAD_IN.sub("", base)]
-    out: list[str] = []
-    for c in cands:
-        c = " ".join(c.split())
-        if c and c not in out:
-            out.append(c)
-    return out
 
 
 @dataclass
