@@ -1,12 +1,14 @@
-"""What a goal's instruction says: the searches it suggests.
+"""What a goal's instruction says: the searches it suggests and what it asks for.
 
 Everything here reads only what the instruction states (its text, the options and the
-price bound it names), never the goal's product.
+price bound it names), never the goal's product: the search page's admissible queries
+and the scripted shopper (shopper.py) both start from it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .goals import Goal
 
@@ -40,3 +42,21 @@ def search_candidates(goal: Goal) -> list[str]:
         if c and c not in out:
             out.append(c)
     return out
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A goal as its instruction states it: the product described, the options named
+    (as written, so a value compares equal to the option button it names) and the price
+    bound (`goals.NO_PRICE_BOUND` when none is stated)."""
+
+    description: str
+    options: dict[str, str]
+    price_upper: float
+    queries: tuple[str, ...]  # search_candidates, best first
+
+    @classmethod
+    def of(cls, goal: Goal) -> Wanted:
+        return cls(description=" ".join(_LEAD_IN.sub("", _parts(goal)[2]).split()),
+                   options={k.lower(): v.lower() for k, v in goal.goal_options.items()},
+                   price_upper=goal.price_upper, queries=tuple(search_candidates(goal)))
