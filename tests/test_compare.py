@@ -97,9 +97,10 @@ def test_score_column_only_for_webshop_runs(repo):
     header, rows = experiments.table2([a, b])
     col = header.index("score")
     assert rows[0][col] == "-" and rows[1][col].startswith("66.7 (")  # reward 1 in 4 of 6
-    # WebShop rows give score and success, no per-category columns (the paper's layout)
+    # WebShop rows give score and success, no per-category columns (the paper's layout),
+    # and expert agreement (its scripted shopper labels every state)
     header, _ = experiments.table2([b])
-    assert header[4:7] == ["all (95% CI)", "expert top-1", "score"]
+    assert header[4:8] == ["all (95% CI)", "expert agreement", "expert top-1", "score"]
 
 
 def test_unknown_revision_is_a_clear_error(repo, capsys):

@@ -55,10 +55,11 @@ class EnvParams(Section):
     task_types: list[str] | None = Field(None, description="Restrict to these task types.")
     demos: Literal["expert", "walkthrough"] = Field(
         "expert", description="The train games' reference successes (the warm start's, "
-        "RFT's and the reflectors' data): expert = ALFWorld's searching expert, each game "
-        "it cannot win falling back to its walkthrough (counted); walkthrough = the env's "
-        "own reference (ALFWorld's oracle plan, WebShop's scripted purchase). Envs "
-        "without an expert use their reference either way.")
+        "RFT's and the reflectors' data): expert = the env's searching expert (ALFWorld's "
+        "TextDAgger expert, WebShop's scripted shopper that knows only the instruction), "
+        "each game it cannot win falling back to its walkthrough (counted); walkthrough = "
+        "the env's own reference (ALFWorld's oracle plan, WebShop's oracle scripted "
+        "purchase). Envs without an expert use their reference either way.")
 
 
 class PolicyParams(Section):

@@ -36,7 +36,7 @@ def expert_agreement(trajs: list[Trajectory]) -> dict:
     """Share of the policy's own decisions that equal the searching expert's action at
     that state (Observation.expert), over the decisions the expert labelled: a proxy
     for success measured on the states the policy reaches, unlike reference-state top-1,
-    which ranks actions at states of an oracle plan. Empty without labels (WebShop)."""
+    which ranks actions at states of an oracle plan. Empty without labels."""
     labelled = [s for t in trajs for s in t.steps if s.expert is not None]
     if not labelled:
         return {}

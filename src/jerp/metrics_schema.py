@@ -44,7 +44,7 @@ class EpisodeSummary(MetricsRecord):
     mean_steps: float
     invalid_action_rate: float
     success_by_type: dict[str, float]
-    expert_agreement: float | None = None  # None: no expert labels (WebShop, older runs)
+    expert_agreement: float | None = None  # None: no expert labels (older runs)
     expert_agreement_ci: list[float] | None = None
     expert_labels: int | None = None
 
@@ -239,7 +239,8 @@ class DemoStats(MetricsRecord):
 
 class ReferenceStats(MetricsRecord):
     """metrics/references.json: the train games' demonstrations and the searching
-    expert's ceiling on the eval games (None without an expert, as on WebShop)."""
+    expert's ceiling on the eval games (None without an expert, as in WebShop runs
+    before its scripted shopper)."""
 
     demos: DemoStats | None
     ceiling: EpisodeSummary | None

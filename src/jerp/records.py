@@ -156,8 +156,9 @@ class StepRecord(BaseModel):
     subgoal: str | None = None
     memories: list[str] = Field(default_factory=list)
     slot: str = ""
-    # The searching expert's action at this state (envs/alfworld_expert.py), whatever
-    # action was then played: DAgger's label and the expert-agreement metric's reference.
+    # The searching expert's action at this state (envs/alfworld_expert.py,
+    # envs/webshop/shopper.py), whatever action was then played: DAgger's label and the
+    # expert-agreement metric's reference.
     expert: str | None = None
 
 
@@ -192,7 +193,7 @@ class Trajectory(BaseModel):
     wall_s: float = 0.0
     source: Literal["rollout", "reference"] = "rollout"
     # A reference success's demonstrator: the searching expert, or the env's own reference
-    # (ALFWorld's walkthrough, an oracle plan; WebShop's scripted purchase).
+    # (ALFWorld's walkthrough, an oracle plan; WebShop's oracle scripted purchase).
     reference_kind: Literal["expert", "walkthrough"] | None = None
     score: Literal["sum", "mean", "calibrated"] = "sum"  # the acting softmax's candidate score
     # Baselines (run.method reflexion / expel): which attempt at the task this is (0: the

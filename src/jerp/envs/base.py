@@ -29,9 +29,10 @@ class Observation:
     admissible: list[str]
     goal: str
     task_type: str
-    # The expert's action at this state (ALFWorld's searching expert, which follows
-    # whatever actions were played: DAgger labels); None where there is no expert or
-    # it has given up. For measuring and for training on train games only.
+    # The expert's action at this state (ALFWorld's searching expert, WebShop's scripted
+    # shopper; each follows whatever actions were played: DAgger labels); None where
+    # there is no expert, it has given up or the episode is over. For measuring and for
+    # training on train games only.
     expert: str | None = None
 
 

@@ -82,9 +82,12 @@ SPECS: dict[str, EnvSpec] = {
         list_tasks=_web_tasks,
         factory=_web_factory,
         task_types=webshop.CATEGORIES,
-        reference_source="a scripted purchase (search, page to the goal's product, "
-                         "choose the goal's options, buy)",
+        reference_source="an oracle scripted purchase (search, page to the goal's "
+                         "product, choose the goal's options, buy); the searching expert "
+                         "is a scripted shopper that knows only the instruction "
+                         "(webshop/shopper.py)",
         actions=WEBSHOP_ACTIONS,
+        expert=True,
     ),
 }
 

@@ -112,10 +112,9 @@ def table2(runs: list[Run], seed: int = 0, at_k: bool = False
     types = sorted({t for r, s in zip(runs, lasts, strict=True) if r.env != "webshop"
                     for t in s.by_type})
     webshop = any(r.env == "webshop" for r in runs)
-    agree = any(r.env != "webshop" for r in runs)  # WebShop has no expert to agree with
     ref = runs[0].label if runs else "-"
     header = ["method", "run", "iteration", "seeds", *[short_type(t) for t in types],
-              "all (95% CI)", *(["expert agreement"] if agree else []), "expert top-1"] + (
+              "all (95% CI)", "expert agreement", "expert top-1"] + (
               ["score"] if webshop else []) + [f"success vs {ref}", f"top-1 vs {ref}"]
     rows, paired, first = [], [], []
     for group in seed_groups([r.params for r in runs]):
@@ -130,12 +129,12 @@ def table2(runs: list[Run], seed: int = 0, at_k: bool = False
                      *[_cell([s.by_type[t].value for s in g if t in s.by_type], 2)
                        for t in types],
                      _success_cell(one) if one else _cell([s.success.value for s in g], 2),
-                     *([_agreement_cell(g)] if agree else []), _cell(top1, 3)]
+                     _agreement_cell(g), _cell(top1, 3)]
                     + ([(fmt_estimate(one.score) if one else _cell(scores, 1))
                         if runs[group[0]].env == "webshop" else "-"] if webshop else []))
     for row, cells in zip(rows, paired_cells(paired, first), strict=True):
         row += cells
-    return header, rows + ceiling_rows(runs, types, agree, webshop)
+    return header, rows + ceiling_rows(runs, types, webshop)
 
 
 def _success_cell(s: IterationSummary) -> str:
@@ -155,8 +154,7 @@ def _agreement_cell(group: list[IterationSummary]) -> str:
     return _cell([s.agreement.value for s in group if s.agreement is not None], 3)
 
 
-def ceiling_rows(runs: list[Run], types: list[str], agree: bool, webshop: bool
-                 ) -> list[list[str]]:
+def ceiling_rows(runs: list[Run], types: list[str], webshop: bool) -> list[list[str]]:
     """A row per distinct ceiling among the runs (runs on the same eval games at the same
     step limit share theirs): the searching expert's success overall and per task type,
     in the run column the runs it was measured in. None without metrics/references.json."""
@@ -170,7 +168,7 @@ def ceiling_rows(runs: list[Run], types: list[str], agree: bool, webshop: bool
         score = fmt_estimate(top.score) if group[0].env == "webshop" else "-"
         rows.append([CEILING, ", ".join(r.label for r in group), "-", "-",
                      *[fmt_rate(top.by_type.get(t)) for t in types], fmt_rate(top.success),
-                     *(["-"] if agree else []), "-", *([score] if webshop else []), "-", "-"])
+                     "-", "-", *([score] if webshop else []), "-", "-"])
     return rows
 
 

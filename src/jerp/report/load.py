@@ -147,7 +147,7 @@ def load_iteration(read: Source, i: int, evaluated: bool = True) -> IterationDat
 @dataclass
 class References:
     """metrics/references.json: `demos`, who demonstrated the train games; `ceiling`, the
-    searching expert's eval metrics (None without an expert, as on WebShop);
+    searching expert's eval metrics (None without an expert: older WebShop runs);
     `ceiling_games`, its games from data/ceiling.jsonl when read."""
 
     demos: DemoStats | None = None

@@ -12,6 +12,10 @@ already visited stay marked. Free text cannot be enumerated, so `admissible` (wh
 ranking policy chooses from) offers searches on the search page only: a small fixed set
 of queries derived from the goal's instruction (see `search_candidates`). A generating
 policy may write any query, on any page (policy/agent.py `parse_generated`).
+
+Two scripted players: `reference` is an oracle (it knows the goal's product: the
+walkthrough), and every observation carries the scripted shopper's action at that state
+(`Observation.expert`, shopper.py), which knows only the instruction and the pages.
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ from ..base import Observation, StepResult, Task
 from . import pages
 from .data import Catalogue, Product, load_catalogue, resolve_data_dir, search_text
 from .goals import SPLITS, Goal, make_goals, split_goals
+from .instruction import Wanted, search_candidates
 from .reward import compute_reward
 from .search import TOP_K, BM25Index
+from .shopper import Listing, View, next_action
 
 ENV_NAME = "webshop"
 _ACTION = re.compile(r"^\s*(search|click)\[(.*)\]\s*$", re.DOTALL | re.IGNORECASE)
-_PRICE_CLAUSE = re.compile(r", and price lower than [\d.]+ dollars$")
-_LEAD_IN = re.compile(r"^(find me|i need|i want|i am looking for|i'm looking for|buy me)\s+")
 
 
 @lru_cache(maxsize=4)
@@ -86,31 +90,10 @@ def list_tasks(
     ]
 
 
-def search_candidates(goal: Goal) -> list[str]:
-    """The search queries offered as admissible on the search page, best first.
-
-    1. the instruction without its lead-in ("find me") and price clause (options kept: their
-       values are indexed text, and they single the product out);
-    2. the whole instruction, lowercased;
-    3. the product description alone (no options, no price).
-    On the 6,910 goals (seed 0) they rank the goal's product in the top 10 for 91%, 88% and
-    56% of goals, and in the top 50 for 99.5%, 97% and 97%."""
-    text = goal.instruction_text.lower()
-    no_price = _PRICE_CLAUSE.sub("", text)
-    opts = ", and ".join(f"{k}: {v}" for k, v in goal.goal_options.items()).lower()
-    base = no_price[: -len(" with " + opts)] if opts and no_price.endswith(opts) else no_price
-    cands = [_LEAD_IN.sub("", no_price), text, _LEAD_IN.sub("", base)]
-    out: list[str] = []
-    for c in cands:
-        c = " ".join(c.split())
-        if c and c not in out:
-            out.append(c)
-    return out
-
-
 @dataclass
 class _State:
     goal: Goal
+    wanted: Wanted  # the goal as its instruction states it: all the shopper knows of it
     page: str = "search"  # search | results | item | description | features | reviews | done
     keywords: str = ""
     hits: list[str] = field(default_factory=list)
@@ -133,6 +116,7 @@ class WebShopEnv:
         self._prices: dict[str, float] = {}
         self._obs: Observation | None = None
         self._clickables: list[str] = []
+        self._listings: dict[str, Listing] = {}  # results as pages show them, for the shopper
 
     # -- goals and search -------------------------------------------------------------
     def goal(self, task: Task) -> Goal:
@@ -148,7 +132,7 @@ class WebShopEnv:
         seed, index = parse_goal_source(task.source)
         goals, prices = _goals(self.data_dir, seed)
         self._prices = prices
-        self._state = _State(goal=goals[index])
+        self._state = _State(goal=goals[index], wanted=Wanted.of(goals[index]))
         self._obs = self._render()
         return self._obs
 
@@ -171,8 +155,9 @@ class WebShopEnv:
         return StepResult(self._obs, 0.0, False, False, {"valid": True})
 
     def reference(self, task: Task) -> list[str]:
-        """Scripted purchase: the first offered search that finds the goal's product in the
-        top 50, page to it, click it, choose the goal's options, buy (3-9 actions).
+        """The walkthrough, an oracle scripted purchase (it knows the goal's product): the
+        first offered search that finds the goal's product in the top 50, page to it,
+        click it, choose the goal's options, buy (3-9 actions).
 
         For 22 of the 6,910 goals no offered search finds the product; the reference then
         searches its title (a valid action, though not in `admissible`). With the stated
@@ -259,7 +244,20 @@ class WebShopEnv:
                 text, clickables = pages.sub_page(instr, self._product(st.asin), st.page)
             admissible = [f"click[{c}]" for c in clickables]
         self._clickables = clickables
-        return Observation(text, admissible, instr, st.goal.category)
+        return Observation(text, admissible, instr, st.goal.category, expert=self._expert(st))
+
+    def _expert(self, st: _State) -> str | None:
+        """The scripted shopper's action here, from what the pages show (shopper.py)."""
+        view = View(page=st.page, query=st.keywords, page_num=st.page_num, item=st.asin,
+                    hits=[self._listing(a) for a in st.hits], chosen=dict(st.options),
+                    opened={a: self._product(a).options for a in st.visited})
+        return next_action(st.wanted, view)
+
+    def _listing(self, asin: str) -> Listing:
+        if asin not in self._listings:
+            p = self._product(asin)
+            self._listings[asin] = Listing(p.asin, p.title, min(p.pricing))
+        return self._listings[asin]
 
 
 __all__ = ["WebShopEnv", "list_tasks", "search_candidates"]
