@@ -145,6 +145,12 @@ class RulesParams(Section):
         True, description="H2R methods: show the executor's slot (the current subgoal and "
         "its execution memories) in every prompt and warm-start on slotted prompts; false: "
         "the ablation without it (planning memories in the working set only).")
+    planner: Literal["policy", "memory"] = Field(
+        "policy", description="H2R methods: who writes an episode's subgoal plan. policy: "
+        "the acting policy chooses each subgoal among those the environment names for the "
+        "goal (the model at llm_endpoint writes it instead when that is set); memory: the "
+        "most similar remembered plan, else the hand-written default plan (also the "
+        "policy planner's fallback). Trajectories record which (plan_source).")
 
 
 class ReflexionParams(Section):
