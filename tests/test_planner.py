@@ -1,6 +1,8 @@
-"""H2R's planner: options the executor understands, the policy's constrained choice with
-its cap, the endpoint's numbered list mapped onto options, the labelled fallback; and
-on the real model and a real ALFWorld game, a policy-written plan in the trajectory."""
+"""H2R's planner: options the executor understands (in an order drawn per goal), the
+policy's constrained choice with its cap, the endpoint's numbered list mapped onto
+options, the labelled fallback; a success's realised plan as the planner's decisions,
+built with the very prompts it acts with; on the real model and a real ALFWorld game, a
+policy-written plan in the trajectory, and a warm-start step that learns the decisions."""
 
 from __future__ import annotations
 
@@ -16,22 +18,26 @@ from jerp.memory.hierarchy import plan_text
 from jerp.memory.planner import (
     DONE,
     EpisodePlanner,
+    PlanChoice,
     choice_prompt,
     choose_plan,
     match_option,
+    option_order,
     parse_written_plan,
     plan_cap,
+    plan_choices,
     plan_options,
 )
 from jerp.metrics import plan_sources
-from jerp.records import Rule, RuleSnapshot, Trajectory
+from jerp.records import Rule, RuleSnapshot, StepRecord, Trajectory
 
 COOL = "pick_cool_then_place_in_recep"
 GOAL = "Your task is to: put a cool mug in shelf."
 TASK = Task("t", "alfworld", "eval_out", COOL, "")
-OPTIONS = ["find and take the mug", "clean the mug with the sinkbasin",
-           "heat the mug with the microwave", "cool the mug with the fridge",
-           "put the mug in/on the shelf"]
+ABSTRACTION = ["find and take the mug", "clean the mug with the sinkbasin",
+               "heat the mug with the microwave", "cool the mug with the fridge",
+               "put the mug in/on the shelf"]  # subgoal_options' own order
+OPTIONS = option_order(GOAL, ABSTRACTION)  # as the planner lists and offers them
 PLAN = ["find and take the mug", "cool the mug with the fridge", "put the mug in/on the shelf"]
 EMPTY = RuleSnapshot(iteration=0, capacity=20, rules=[])
 REMEMBERED = RuleSnapshot(iteration=1, capacity=20, rules=[Rule(
@@ -56,18 +62,34 @@ def scripted(picks: list[str], seen: list[tuple[str, list[str]]] | None = None):
 
 
 def test_options_are_the_subgoal_names_the_abstraction_closes():
+    assert ALFWORLD_ACTIONS.subgoal_options(GOAL) == ABSTRACTION
     assert plan_options(ALFWORLD_ACTIONS, GOAL) == OPTIONS
+    assert sorted(OPTIONS) == sorted(ABSTRACTION)
     light = plan_options(ALFWORLD_ACTIONS, "look at bowl under the desklamp.")
-    assert light[-1] == "turn on the desklamp" and len(light) == 6
+    assert "turn on the desklamp" in light and len(light) == 6
     restated = ["find and take the mug", "go to the fridge"]  # remembered steps, restated
-    assert plan_options(ALFWORLD_ACTIONS, GOAL, restated) == [*OPTIONS, "go to the fridge"]
-    assert plan_options(WEBSHOP_ACTIONS, "i want a red shirt") == [
-        "search for the product", "open a matching product", "choose the options", "buy"]
+    assert plan_options(ALFWORLD_ACTIONS, GOAL, restated) == option_order(
+        GOAL, [*ABSTRACTION, "go to the fridge"])
+    assert sorted(plan_options(WEBSHOP_ACTIONS, "i want a red shirt")) == sorted([
+        "search for the product", "open a matching product", "choose the options", "buy"])
     # every default plan is made of options: the policy can write what the table has
     for t in TYPES:
         goal = "look at bowl under the desklamp." if "light" in t else GOAL
         assert set(ALFWORLD_ACTIONS.default_plan(t, goal)) <= set(
             plan_options(ALFWORLD_ACTIONS, goal))
+
+
+def test_option_order_is_drawn_per_goal_and_stable():
+    """Listed and offered by a hash of (goal, option): the same for a goal wherever it is
+    computed (ALFWorld's lead-in or not), a permutation, and not one order for all goals,
+    so copying the list is no plan (the untrained policy copies it)."""
+    assert option_order("Your task is to: put a cool mug in shelf.", ABSTRACTION) == OPTIONS
+    assert option_order(GOAL, ABSTRACTION[::-1]) == OPTIONS  # the input's order is ignored
+    goals = [f"put a cool {o} in {r}." for o in ("mug", "apple", "egg", "bread")
+             for r in ("shelf", "countertop", "diningtable")]
+    orders = [tuple(s.split()[0] for s in plan_options(ALFWORLD_ACTIONS, g)) for g in goals]
+    assert len(set(orders)) > len(goals) // 2  # many orders, none privileged
+    assert orders.count(("find", "clean", "heat", "cool", "put")) < 3
 
 
 def test_cap_is_the_longest_default_plan_plus_slack():
@@ -143,7 +165,7 @@ def test_remembered_steps_are_options_and_memories_are_shown():
     seen: list[tuple[str, list[str]]] = []
     planner(REMEMBERED, score=scripted(["go to the fridge"], seen))(TASK, GOAL)
     prompt, offered = seen[0]
-    assert offered == [*OPTIONS, "go to the fridge"]
+    assert offered == plan_options(ALFWORLD_ACTIONS, GOAL, ["go to the fridge"])
     assert "- Plan for cool some tomato and put it in microwave: 1. find and take" in prompt
 
 
@@ -165,6 +187,69 @@ def test_planner_for_follows_rules_planner():
     mem = parse_params({"run": {"method": "h2r"}, "rules": {"planner": "memory"}})
     assert planner_for(mem, None, agent, memory).score is None
     assert planner_for(parse_params({}), None, agent, None) is None  # no executor: no plan
+
+
+# ---------------------------------------------------------------- teaching the planner
+
+
+def _won(goal: str, actions: list[str], task_type: str = COOL) -> Trajectory:
+    steps = [StepRecord(observation=f"obs {i}", admissible_count=1, action=a, admissible=[a])
+             for i, a in enumerate(actions)]
+    return Trajectory(traj_id="ref:t", task_id="t", env="alfworld", split="train",
+                      task_type=task_type, goal=goal, steps=steps, reward=1.0, won=True,
+                      n_steps=len(steps), source="reference")
+
+
+# go to, take | go to fridge, cool | go to shelf, move: three closed segments
+COOL_WALK = ["go to countertop 1", "take mug 1 from countertop 1", "go to fridge 1",
+             "cool mug 1 with fridge 1", "go to shelf 1", "move mug 1 to shelf 1"]
+
+
+def test_a_realised_plan_becomes_the_planners_choices_then_done():
+    choices = planner(EMPTY).realised_choices(_won(GOAL, COOL_WALK))
+    assert [c.offered[c.chosen] for c in choices] == [*PLAN, DONE]
+    for i, c in enumerate(choices):
+        assert c.prompt == choice_prompt(GOAL, [], OPTIONS, PLAN[:i])
+        assert list(c.offered) == (OPTIONS if i == 0 else [*OPTIONS, DONE])
+    assert choices[0].prompt.endswith("Plan:\n1.")
+    assert choices[-1].prompt.endswith("3. put the mug in/on the shelf\n4.")
+
+
+def test_plans_the_planner_cannot_write_teach_nothing():
+    assert plan_choices(GOAL, [], OPTIONS, [], 6) == []  # an empty plan
+    assert plan_choices(GOAL, [], OPTIONS, ["go to the fridge"], 6) == []  # no option
+    assert plan_choices(GOAL, [], OPTIONS, PLAN, 2) == []  # past the cap
+    at_cap = plan_choices(GOAL, [], OPTIONS, PLAN, 3)  # the planner stops without DONE
+    assert [c.offered[c.chosen] for c in at_cap] == PLAN
+    assert planner(EMPTY).realised_choices(_won(GOAL, COOL_WALK[:1])) == []  # no milestone
+
+
+def test_training_builds_the_prompts_and_orders_the_planner_acts_with():
+    """What the planner scored while writing PLAN (with a remembered plan shown and its
+    steps offered, too) is, decision for decision, what the teacher builds for PLAN."""
+    for pool in (EMPTY, REMEMBERED):
+        seen: list[tuple[str, list[str]]] = []
+        acted = planner(pool, score=scripted(PLAN, seen))(TASK, GOAL)
+        assert acted.steps == PLAN
+        taught = planner(pool).choices(TASK, GOAL, PLAN)
+        assert [(c.prompt, list(c.offered)) for c in taught] == seen
+        assert [c.offered[c.chosen] for c in taught] == [*PLAN, DONE]
+
+
+def test_success_items_carry_the_planner_decisions():
+    from jerp.policy.experience import success_items
+
+    traj = _won(GOAL, COOL_WALK)
+    teach = planner(EMPTY).realised_choices
+    (item,) = success_items([traj], plan_for=teach)
+    assert len(item.targets) == len(COOL_WALK) and len(item.plan) == len(PLAN) + 1
+    assert all(isinstance(c, PlanChoice) for c in item.plan)
+    (plain,) = success_items([traj])
+    assert plain.plan == []
+    bare = traj.model_copy(update={"steps": [s.model_copy(update={"admissible": None})
+                                             for s in traj.steps]})
+    (only_plan,) = success_items([bare], plan_for=teach)  # no step target: the plan still
+    assert only_plan.targets == {} and len(only_plan.plan) == 4
 
 
 def test_old_trajectories_read_without_a_plan_and_sources_are_counted():
@@ -210,3 +295,47 @@ def test_policy_writes_a_plan_the_trajectory_records(policy_fp32, alf_root):
                        step_memory=memory, planner=planner(EMPTY))
     assert fallback.plan_source == "default"
     assert fallback.plan == ALFWORLD_ACTIONS.default_plan(task.task_type, fallback.goal)
+
+
+@pytest.mark.slow  # LoRA steps on the real model: `make test`, not `make check`
+def test_a_warm_start_step_learns_the_planner_decisions(model_cache):
+    """On the real 135M model: a planner decision's training window scores its options
+    exactly as the acting planner does (the same tokens, the same log-probabilities), and
+    one warm-start step on the decisions of a realised plan lowers their CE."""
+    from dataclasses import replace
+
+    import torch
+
+    from jerp.adapters import warmstart_config
+    from jerp.config import LoraParams, PolicyParams, parse_params
+    from jerp.policy.agent import Agent
+    from jerp.policy.experience import success_items
+    from jerp.policy.model import load_policy
+    from jerp.policy.packing import window_scores
+    from jerp.policy.train import TrainItem, pack_items, train, window_loss
+
+    policy = load_policy("smollm2", model_cache, "float32", None, trainable=True,
+                         lora=LoraParams())
+    (item,) = success_items([_won(GOAL, COOL_WALK)], plan_for=planner(EMPTY).realised_choices)
+    items = [TrainItem(item.traj, {}, None, item.plan)]  # the planner's decisions alone
+    cfg = replace(warmstart_config(parse_params({}), seed=0), lr=1e-3, epochs=1,
+                  batch_sequences=4)
+    windows = pack_items(policy, items, cfg.window)
+    assert len(windows) == 4  # three steps, then DONE
+
+    policy.model.eval()
+    agent = Agent(policy, PolicyParams())
+    with torch.no_grad():
+        for w, c in zip(windows, item.plan, strict=True):
+            ids = policy.tokenizer(c.prompt, add_special_tokens=False)["input_ids"]
+            assert w.tokens[:len(ids)] == ids
+            acting, _ = agent.text_scores(c.prompt, list(c.offered))
+            (trained,) = window_scores(policy.model, w, policy.dtype)
+            assert trained.tolist() == pytest.approx(acting, abs=1e-3)
+    policy.model.train()
+
+    stats = train(policy, items, cfg)  # one batch: ce_first is the CE before the step
+    assert stats.decisions == 4 and stats.optimizer_steps == 1
+    with torch.no_grad():
+        after = sum(float(window_loss(policy, w, cfg)[0]) for w in windows) / len(windows)
+    assert after < stats.ce_first

@@ -111,3 +111,18 @@ def planner_for(p: Params, root: Path, agent: Agent, step_memory) -> Planner | N
         score = partial(agent.option_values, spec.name)
     return EpisodePlanner(step_memory.pool, spec.actions, spec.task_types, p.rules.top_k,
                           score=score, write=write)
+
+
+def planner_teacher(p: Params, pool: RuleSnapshot | None):
+    """What RFT teaches H2R's policy planner (rules.planner policy, an executor): the
+    planner's decisions that write a success's realised plan, with pool's memories and
+    options (`EpisodePlanner.realised_choices`); None for every other run."""
+    from jerp.envs.registry import SPECS
+    from jerp.memory.planner import EpisodePlanner
+
+    memory = step_memory_for(p, pool)
+    if memory is None or p.rules.planner != "policy":
+        return None
+    spec = SPECS[memory.env]
+    return EpisodePlanner(memory.pool, spec.actions, spec.task_types,
+                          p.rules.top_k).realised_choices

@@ -174,6 +174,10 @@ class TrainRecord(MetricsRecord):
     identical_group_share: float | None = None
     rft_references: int | None = None
     rft_wins: int | None = None
+    # H2R's policy planner (memory/planner.py): its decisions trained on, and the
+    # successes whose realised plan they write (warm start and RFT)
+    plan_choices: int | None = None
+    plans_taught: int | None = None
     # the trainer (policy/train.TrainStats.summary); required when enabled
     decisions: int | None = None
     windows: int | None = None

@@ -130,6 +130,7 @@ class WarmstartSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     subgoal_slots: bool
+    plan_choices: bool = False  # H2R's policy planner learns its decisions (older files: no)
 
 
 # ---------------------------------------------------------------- trajectories

@@ -13,14 +13,25 @@ plans restated for it.
   plan) after a prompt with the goal, the planning memories the episode is shown and
   the plan so far, with the score it ranks actions by (`policy.score`); the greedy
   choice is appended until DONE or the cap: the longest default plan + PLAN_SLACK.
-- endpoint (the same, with rules.llm_endpoint set): the served model writes a numbered
-  list; each line becomes the option it names (`match_option`: one whose milestone verb
-  it asks for, the nearest by rapidfuzz token-set ratio; an option without a milestone
-  verb by that ratio alone, at least MATCH_CUTOFF), lines that name none are dropped,
-  and the list is capped.
+  The options are listed and offered in an order drawn per goal (`plan_options`: by a
+  hash of the goal and the option), never the abstraction's take, clean, heat, cool,
+  put: an untrained 135M model copies the list it is shown, and a fixed order would
+  let it look like a planner by copying.
+- endpoint (params rules.planner: endpoint, which needs rules.llm_endpoint): the served
+  model writes a numbered list; each line becomes the option it names (`match_option`:
+  one whose milestone verb it asks for, the nearest by rapidfuzz token-set ratio; an
+  option without a milestone verb by that ratio alone, at least MATCH_CUTOFF), lines
+  that name none are dropped, and the list is capped.
 - fallback (rules.planner: memory, or a model plan that came out empty): the most
   similar remembered plan restated for the goal ("memory"), else the environment's
   hand-written default plan ("default").
+
+Training the policy planner (`plan_choices`, `EpisodePlanner.choices`): a success's
+realised plan (`segment.subgoal_sequence`: the subgoals its closed segments name, in
+order) restated as the planner's decisions, each with the prompt and the offered
+options `choose_plan` scores at that step, and a final DONE: one candidate
+cross-entropy target per decision (policy/train.py), built by the same functions the
+planner acts with, so training and acting see identical prompts and orders.
 
 The trajectory records the plan and its source (records.PlanSource). The model calls
 come in as callables (`Score`, `Write`), built where the model lives (jerp.agents):
@@ -29,6 +40,7 @@ this module never imports the policy.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +52,8 @@ from jerp.envs.actions import ActionAbstraction
 from jerp.envs.base import Task
 from jerp.memory.base import Plan, Query
 from jerp.memory.hierarchy import H2RMemory, goal_text, parse_plan, planning_rules
-from jerp.records import RuleSnapshot
+from jerp.memory.segment import subgoal_sequence
+from jerp.records import RuleSnapshot, Trajectory
 
 DONE: Final = "done"  # the option that ends a plan written by choice
 PLAN_SLACK: Final = 2  # steps a written plan may run past the longest default plan
@@ -62,9 +75,21 @@ _NUMBERING = re.compile(r"^\s*(?:\d+\s*[.):]|[-*•])\s*")
 
 
 def plan_options(ax: ActionAbstraction, goal: str, remembered: Sequence[str] = ()) -> list[str]:
-    """The subgoals a plan for `goal` may name: the abstraction's, then the remembered
-    plan steps (restated for the goal) it does not name, each once, in that order."""
-    return list(dict.fromkeys([*ax.subgoal_options(goal), *remembered]))
+    """The subgoals a plan for `goal` may name: the abstraction's and the remembered plan
+    steps (restated for the goal), each once, in the goal's drawn order (`option_order`)."""
+    return option_order(goal, dict.fromkeys([*ax.subgoal_options(goal), *remembered]))
+
+
+def option_order(goal: str, options: Sequence[str]) -> list[str]:
+    """`options` sorted by a hash of (goal, option): the same order for a goal in every
+    process and at training and acting alike, a different one from goal to goal, and
+    unrelated to the order the steps are done in (module docstring)."""
+    g = goal_text(goal).lower()
+
+    def key(o: str) -> str:
+        return hashlib.sha256(f"{g}\n{o}".encode()).hexdigest()
+
+    return sorted(options, key=lambda o: (key(o), o))
 
 
 def plan_cap(ax: ActionAbstraction, task_types: Sequence[str], goal: str) -> int:
@@ -102,18 +127,50 @@ def list_prompt(goal: str, memories: Sequence[str], options: Sequence[str]) -> s
 # ---------------------------------------------------------------- writing
 
 
+def offered(options: Sequence[str], so_far: Sequence[str]) -> list[str]:
+    """What the policy chooses the next step among: the options, and DONE once the plan
+    has a step (an empty plan is no plan)."""
+    return [*options, DONE] if so_far else list(options)
+
+
 def choose_plan(score: Score, goal: str, memories: Sequence[str], options: Sequence[str],
                 cap: int) -> list[str]:
     """The policy's plan, one greedy choice among the options (+ DONE) per step."""
     plan: list[str] = []
     while len(plan) < cap:
-        offered = [*options, DONE] if plan else list(options)
-        values = score(choice_prompt(goal, memories, options, plan), offered)
-        pick = offered[max(range(len(values)), key=values.__getitem__)]  # ties: the first
+        cands = offered(options, plan)
+        values = score(choice_prompt(goal, memories, options, plan), cands)
+        pick = cands[max(range(len(values)), key=values.__getitem__)]  # ties: the first
         if pick == DONE:
             break
         plan.append(pick)
     return plan
+
+
+@dataclass(frozen=True)
+class PlanChoice:
+    """One decision of the policy planner: the prompt, the options offered after it (in
+    the order scored) and the index of the one to choose."""
+
+    prompt: str
+    offered: tuple[str, ...]
+    chosen: int
+
+
+def plan_choices(goal: str, memories: Sequence[str], options: Sequence[str],
+                 plan: Sequence[str], cap: int) -> list[PlanChoice]:
+    """The decisions `choose_plan` takes to write `plan`: each step chosen after the plan
+    before it, then DONE (left out when the plan fills the cap: the planner stops there
+    without asking). [] when the planner cannot write the plan: empty, longer than the
+    cap, or a step that is no option."""
+    if not plan or len(plan) > cap or not set(plan) <= set(options):
+        return []
+    out = []
+    for i, step in enumerate([*plan, DONE] if len(plan) < cap else plan):
+        cands = offered(options, plan[:i])
+        out.append(PlanChoice(choice_prompt(goal, memories, options, plan[:i]),
+                              tuple(cands), cands.index(step)))
+    return out
 
 
 def match_option(line: str, options: Sequence[str], verbs: Verbs) -> str | None:
@@ -170,10 +227,29 @@ class EpisodePlanner:
             return Plan(remembered, "memory")
         return Plan(self.ax.default_plan(task.task_type, goal), "default")
 
-    def _written(self, query: Query) -> list[str]:
+    def choices(self, task: Task, goal: str, plan: Sequence[str]) -> list[PlanChoice]:
+        """The policy planner's decisions that write `plan` for this episode, with the
+        memories and options it would be shown (`plan_choices`): what the warm start and
+        RFT train it on, a success's realised plan as `plan`."""
+        query = Query(task.task_type, goal)
+        shown, options, cap = self._inputs(query)
+        return plan_choices(goal, shown, options, plan, cap)
+
+    def realised_choices(self, traj: Trajectory) -> list[PlanChoice]:
+        """The decisions that write a success's realised plan (`subgoal_sequence` of its
+        actions); [] when the planner could not write it (`plan_choices`)."""
+        task = Task(traj.task_id, traj.env, traj.split, traj.task_type, "")
+        return self.choices(task, traj.goal,
+                            subgoal_sequence(traj.actions, traj.goal, self.ax))
+
+    def _inputs(self, query: Query) -> tuple[list[str], list[str], int]:
+        """(planning memories shown, options, cap) of a plan for `query`."""
         shown = [r.text for r in planning_rules(self.pool, query, self.k)]
         options = plan_options(self.ax, query.goal, self._remembered_steps(query))
-        cap = plan_cap(self.ax, self.task_types, query.goal)
+        return shown, options, plan_cap(self.ax, self.task_types, query.goal)
+
+    def _written(self, query: Query) -> list[str]:
+        shown, options, cap = self._inputs(query)
         if self.score is not None:
             return choose_plan(self.score, query.goal, shown, options, cap)
         text = self.write(list_prompt(query.goal, shown, options))
