@@ -17,6 +17,7 @@ from jerp.envs.webshop.actions import WEBSHOP_ACTIONS
 from jerp.memory.hierarchy import plan_text
 from jerp.memory.planner import (
     DONE,
+    PLAN_SYSTEM,
     EpisodePlanner,
     PlanChoice,
     choice_prompt,
@@ -187,6 +188,41 @@ def test_planner_for_follows_rules_planner():
     mem = parse_params({"run": {"method": "h2r"}, "rules": {"planner": "memory"}})
     assert planner_for(mem, None, agent, memory).score is None
     assert planner_for(parse_params({}), None, agent, None) is None  # no executor: no plan
+    # the reflectors' endpoint never takes the plan over: only rules.planner endpoint does
+    served = {"llm_endpoint": "http://127.0.0.1:9/v1"}
+    both = parse_params({"run": {"method": "h2r"}, "rules": served})
+    kept = planner_for(both, None, agent, memory)
+    assert kept.score is not None and kept.write is None
+
+
+def test_planner_endpoint_writes_with_rules_llm_endpoint(monkeypatch):
+    from jerp import llm
+    from jerp.agents import planner_for, step_memory_for
+    from jerp.config import parse_params
+
+    asked = []
+
+    def generate(p, root, system):
+        asked.append((p.rules.llm_endpoint, system))
+        return lambda prompt: "1. take the mug"
+
+    monkeypatch.setattr(llm, "llm_generate", generate)
+    p = parse_params({"run": {"method": "h2r"}, "rules": {
+        "planner": "endpoint", "llm_endpoint": "http://127.0.0.1:9/v1"}})
+    built = planner_for(p, None, object(), step_memory_for(p, EMPTY))
+    assert built.score is None and asked == [("http://127.0.0.1:9/v1", PLAN_SYSTEM)]
+    got = built(TASK, GOAL)
+    assert (got.steps, got.source) == (["find and take the mug"], "endpoint")
+
+
+def test_planner_endpoint_requires_llm_endpoint():
+    from jerp.config import ParamsError, parse_params
+
+    with pytest.raises(ParamsError,
+                       match=r"rules\.planner = 'endpoint' needs rules\.llm_endpoint"):
+        parse_params({"run": {"method": "h2r"}, "rules": {"planner": "endpoint"}})
+    assert parse_params({"rules": {"planner": "endpoint",
+                                   "llm_endpoint": "http://x/v1"}}).rules.planner == "endpoint"
 
 
 # ---------------------------------------------------------------- teaching the planner

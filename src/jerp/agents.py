@@ -92,8 +92,8 @@ def step_memory_for(p: Params, pool: RuleSnapshot | None):
 def planner_for(p: Params, root: Path, agent: Agent, step_memory) -> Planner | None:
     """H2R's planner over the executor's pool (memory/planner.py), or None when there is
     no executor (`step_memory_for` gave none). rules.planner policy: the acting `agent`
-    chooses the plan's subgoals, or the model at rules.llm_endpoint writes it when that
-    is set; memory: the remembered or hand-written plan alone."""
+    chooses the plan's subgoals; endpoint: the model at rules.llm_endpoint writes it (the
+    config requires that key); memory: the remembered or hand-written plan alone."""
     from jerp.envs.registry import SPECS
     from jerp.memory.executor import SubgoalMemory
     from jerp.memory.planner import EpisodePlanner
@@ -102,7 +102,7 @@ def planner_for(p: Params, root: Path, agent: Agent, step_memory) -> Planner | N
         return None
     spec = SPECS[step_memory.env]
     score = write = None
-    if p.rules.planner == "policy" and p.rules.llm_endpoint:
+    if p.rules.planner == "endpoint":
         from jerp.llm import llm_generate
         from jerp.memory.planner import PLAN_SYSTEM
 
