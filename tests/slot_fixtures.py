@@ -31,7 +31,8 @@ class ScriptedStepMemory:
     per_subgoal: int = 2
     plan: Plan = PLAN
 
-    def __call__(self, task: Task, goal: str, steps: list[StepRecord]) -> MemorySlot:
+    def __call__(self, task: Task, goal: str, steps: list[StepRecord],
+                 plan: list[str] | None = None) -> MemorySlot:
         k = min(len(steps) // self.per_subgoal, len(self.plan) - 1)
         subgoal, memories = self.plan[k]
         return MemorySlot(subgoal, [RuleShown(id=i, text=t) for i, t in memories])

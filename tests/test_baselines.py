@@ -308,8 +308,13 @@ def test_a_methods_warm_start_settings_follow_from_run_method(tmp_path, alf_root
         for rel in (paths.tasks_file(), paths.rules_file(0), paths.wins_file(0)):
             assert (tmp_path / m / rel).read_bytes() == (tmp_path / "jerp" / rel).read_bytes()
     # the slot's ablation (rules.subgoal_slot false): H2R's warm start is the plain one
-    assert warmstart_settings("h2r", subgoal_slot=False) == {"subgoal_slots": False}
-    assert warmstart_settings("h2r") == {"subgoal_slots": True}
+    assert warmstart_settings("h2r", subgoal_slot=False) == {"subgoal_slots": False,
+                                                             "plan_choices": False}
+    # the policy planner learns its decisions; a planner that is not the policy does not
+    assert warmstart_settings("h2r") == {"subgoal_slots": True, "plan_choices": True}
+    assert warmstart_settings("h2r", planner="memory") == {"subgoal_slots": True,
+                                                           "plan_choices": False}
+    assert warmstart_settings("jerp") == {"subgoal_slots": False, "plan_choices": False}
 
 
 def test_a_method_that_learns_nothing_evaluates_as_iteration_0():

@@ -154,7 +154,7 @@ def test_subgoal_sequence_and_bad_step_memory(policy_fp32, alf_root):
     step memory that returns something else than a MemorySlot is named in the error."""
     seq = ["a", "a", "", "a", "b"]
 
-    def memory(task, goal, steps: list[StepRecord]) -> MemorySlot:
+    def memory(task, goal, steps: list[StepRecord], plan=None) -> MemorySlot:
         return MemorySlot(seq[len(steps)], [RuleShown(id=f"x{len(steps)}", text="Be brief.")])
 
     task = list_tasks(alf_root, "eval_out")[0]
@@ -167,7 +167,7 @@ def test_subgoal_sequence_and_bad_step_memory(policy_fp32, alf_root):
     assert traj.steps[4].memories == ["x4"]
     with pytest.raises(TypeError, match="MemorySlot, got dict"):
         play([EpisodeSpec(task)], make_env, agent, 2, 1, {}, env_workers=0,
-             step_memory=lambda task, goal, steps: {"subgoal": "a"})
+             step_memory=lambda task, goal, steps, plan: {"subgoal": "a"})
 
 
 def test_records_without_slot_fields_still_load():

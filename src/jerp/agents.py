@@ -8,10 +8,12 @@ these here, so each exists once (one `load_agent`, one `retriever`).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from jerp.config import Params
 from jerp.envs.base import Task
+from jerp.memory.base import Planner
 from jerp.policy.agent import Agent
 from jerp.policy.model import load_policy, model_cache, read_adapter
 from jerp.policy.rollout import Retrieve
@@ -85,3 +87,42 @@ def step_memory_for(p: Params, pool: RuleSnapshot | None):
     from jerp.memory.executor import SubgoalMemory
 
     return SubgoalMemory(pool, p.env.name, p.rules.execution_top_k, p.rules.subgoal_budget)
+
+
+def planner_for(p: Params, root: Path, agent: Agent, step_memory) -> Planner | None:
+    """H2R's planner over the executor's pool (memory/planner.py), or None when there is
+    no executor (`step_memory_for` gave none). rules.planner policy: the acting `agent`
+    chooses the plan's subgoals; endpoint: the model at rules.llm_endpoint writes it (the
+    config requires that key); memory: the remembered or hand-written plan alone."""
+    from jerp.envs.registry import SPECS
+    from jerp.memory.executor import SubgoalMemory
+    from jerp.memory.planner import EpisodePlanner
+
+    if not isinstance(step_memory, SubgoalMemory):
+        return None
+    spec = SPECS[step_memory.env]
+    score = write = None
+    if p.rules.planner == "endpoint":
+        from jerp.llm import llm_generate
+        from jerp.memory.planner import PLAN_SYSTEM
+
+        write = llm_generate(p, root, PLAN_SYSTEM)
+    elif p.rules.planner == "policy":
+        score = partial(agent.option_values, spec.name)
+    return EpisodePlanner(step_memory.pool, spec.actions, spec.task_types, p.rules.top_k,
+                          score=score, write=write)
+
+
+def planner_teacher(p: Params, pool: RuleSnapshot | None):
+    """What RFT teaches H2R's policy planner (rules.planner policy, an executor): the
+    planner's decisions that write a success's realised plan, with pool's memories and
+    options (`EpisodePlanner.realised_choices`); None for every other run."""
+    from jerp.envs.registry import SPECS
+    from jerp.memory.planner import EpisodePlanner
+
+    memory = step_memory_for(p, pool)
+    if memory is None or p.rules.planner != "policy":
+        return None
+    spec = SPECS[memory.env]
+    return EpisodePlanner(memory.pool, spec.actions, spec.task_types,
+                          p.rules.top_k).realised_choices

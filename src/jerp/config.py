@@ -146,6 +146,22 @@ class RulesParams(Section):
         True, description="H2R methods: show the executor's slot (the current subgoal and "
         "its execution memories) in every prompt and warm-start on slotted prompts; false: "
         "the ablation without it (planning memories in the working set only).")
+    planner: Literal["policy", "endpoint", "memory"] = Field(
+        "policy", description="H2R methods: who writes an episode's subgoal plan. policy: "
+        "the acting policy chooses each subgoal among those the environment names for the "
+        "goal (the warm start and RFT teach it on the references' realised plans); "
+        "endpoint: the model at rules.llm_endpoint writes it (required; the reflectors' "
+        "endpoint never silently takes over the plan); memory: the most similar "
+        "remembered plan, else the hand-written default plan (also the other planners' "
+        "fallback). Trajectories record which (plan_source).")
+
+    @model_validator(mode="after")
+    def _planner_endpoint(self) -> RulesParams:
+        if self.planner == "endpoint" and not self.llm_endpoint:
+            raise ValueError("rules.planner = 'endpoint' needs rules.llm_endpoint (the "
+                             "served model that writes the plan); set rules.llm_endpoint or "
+                             "choose rules.planner: policy | memory")
+        return self
 
 
 class ReflexionParams(Section):

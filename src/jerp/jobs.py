@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jerp import runners
-from jerp.agents import load_agent, retriever
+from jerp.agents import load_agent, planner_for, retriever
 from jerp.config import Params
 from jerp.envs.base import Observation, Task
 from jerp.envs.registry import make_env
@@ -151,9 +151,11 @@ def _success(trajs: list[Trajectory]) -> str:
 def play_chunk(job: Job, specs: list[EpisodeSpec], first: int) -> list[Trajectory]:
     """Play `specs`, which are episodes first..first+len-1 of the stage."""
     p = job.params
-    return play(specs, make_env(p, job.root), agent(job), p.env.max_steps, p.policy.batch_envs,
+    ag = agent(job)
+    return play(specs, make_env(p, job.root), ag, p.env.max_steps, p.policy.batch_envs,
                 job.meta, job_retriever(job), desc=job.desc, first_index=first,
-                examples=example_retriever(job), step_memory=job.step_memory)
+                examples=example_retriever(job), step_memory=job.step_memory,
+                planner=planner_for(p, job.root, ag, job.step_memory))
 
 
 def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list[StateRank]:
@@ -163,8 +165,10 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
     task type (`wrong[task_type]`), with the same policy: how much of its competence
     lives in the rules and how much in the weights. ExpeL's examples and H2R's per-step
     memory slot (the subgoal and execution memories at that state of the reference) are
-    shown in the "shown" prompt only (as the method acts); "none" and "wrong" have none."""
+    shown in the "shown" prompt only (as the method acts, its plan made once per reference
+    by the run's planner); "none" and "wrong" have none."""
     ag = agent(job)
+    planner = planner_for(job.params, job.root, ag, job.step_memory)
     retrieve = job_retriever(job)
     examples = example_retriever(job)
     conds = CONDITIONS if retrieve else CONDITIONS[:1]
@@ -177,13 +181,14 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
                                                wrong.get(ref.task_type, ""), ""), ref.goal)}
         ranks: list[dict[str, int]] = [{} for _ in ref.steps]
         shown_examples = [e.text for e in examples(task, ref.goal)] if examples else []
+        plan = planner(task, ref.goal).steps if planner else None
         for cond in conds:
             ctx = EpisodeContext(env=ref.env, goal=ref.goal, rules=[r.text for r in sets[cond]],
                                  initial=ref.initial_observation,
                                  examples=shown_examples if cond == "shown" else [])
             for k, s in enumerate(ref.steps):
                 if job.step_memory is not None and cond == "shown":
-                    m = job.step_memory(task, ref.goal, ref.steps[:k])
+                    m = job.step_memory(task, ref.goal, ref.steps[:k], plan)
                     ctx.slot = m.text
                 if s.admissible:
                     ob = Observation(s.observation, s.admissible, ref.goal, ref.task_type)

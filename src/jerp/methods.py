@@ -50,11 +50,15 @@ def parts(method: str) -> MethodParts:
     return METHODS[method]
 
 
-def warmstart_settings(method: str, subgoal_slot: bool = True) -> dict[str, bool]:
+def warmstart_settings(method: str, subgoal_slot: bool = True,
+                       planner: str = "policy") -> dict[str, bool]:
     """The warm start's settings that follow from METHOD (and rules.subgoal_slot, the
-    slot's ablation switch). `prepare` writes them to
+    slot's ablation switch, and rules.planner). `prepare` writes them to
     paths.warmstart_settings_file() and `warmstart` reads that file, never run.method,
     so methods with equal settings share one warm start through DVC. subgoal_slots: an
     H2R method trains on the prompts its executor shows, the subgoal slot filled from
-    the first step; the others never see the slot."""
-    return {"subgoal_slots": parts(method).hierarchy and subgoal_slot}
+    the first step; the others never see the slot. plan_choices: an H2R method whose
+    policy writes the plan (rules.planner policy) also learns the planner's decisions
+    that write each reference's realised plan (memory/planner.py)."""
+    slots = parts(method).hierarchy and subgoal_slot
+    return {"subgoal_slots": slots, "plan_choices": slots and planner == "policy"}

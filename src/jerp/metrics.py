@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from statistics import mean
 
 from jerp.records import Trajectory
@@ -29,7 +29,16 @@ def summarize(trajs: list[Trajectory]) -> dict:
             k: round(mean(t.won for t in v), 4) for k, v in sorted(by_type.items())
         },
         **expert_agreement(trajs),
+        **plan_sources(trajs),
     }
+
+
+def plan_sources(trajs: list[Trajectory]) -> dict:
+    """How many episodes' plans each source wrote (H2R: policy, endpoint, memory,
+    default): how often the planner model's plan was used rather than the fallback.
+    Empty when no episode had a planner."""
+    counts = Counter(t.plan_source for t in trajs if t.plan_source is not None)
+    return {"plan_sources": dict(sorted(counts.items()))} if counts else {}
 
 
 def expert_agreement(trajs: list[Trajectory]) -> dict:

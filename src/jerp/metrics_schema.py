@@ -47,6 +47,7 @@ class EpisodeSummary(MetricsRecord):
     expert_agreement: float | None = None  # None: no expert labels (older runs)
     expert_agreement_ci: list[float] | None = None
     expert_labels: int | None = None
+    plan_sources: dict[str, int] | None = None  # H2R: episodes per plan source
 
 
 PROMPTS = ("shown", "none", "wrong")  # the prompt conditions reference states are ranked in
@@ -115,6 +116,7 @@ class RolloutStats(MetricsRecord):
     expert_agreement: float | None = None
     expert_agreement_ci: list[float] | None = None
     expert_labels: int | None = None
+    plan_sources: dict[str, int] | None = None
     identical_group_share: float | None = None
     distinct_actions_per_episode: float | None = None
     distinct_returns_group_share: float | None = None
@@ -172,6 +174,10 @@ class TrainRecord(MetricsRecord):
     identical_group_share: float | None = None
     rft_references: int | None = None
     rft_wins: int | None = None
+    # H2R's policy planner (memory/planner.py): its decisions trained on, and the
+    # successes whose realised plan they write (warm start and RFT)
+    plan_choices: int | None = None
+    plans_taught: int | None = None
     # the trainer (policy/train.TrainStats.summary); required when enabled
     decisions: int | None = None
     windows: int | None = None

@@ -130,6 +130,7 @@ class WarmstartSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     subgoal_slots: bool
+    plan_choices: bool = False  # H2R's policy planner learns its decisions (older files: no)
 
 
 # ---------------------------------------------------------------- trajectories
@@ -167,6 +168,11 @@ class RuleShown(BaseModel):
     text: str
 
 
+# Who wrote an H2R episode's subgoal plan (memory/planner.py): the acting policy, the
+# model at rules.llm_endpoint, or the fallback (a remembered plan, the hand-written one).
+PlanSource = Literal["policy", "endpoint", "memory", "default"]
+
+
 class Trajectory(BaseModel):
     """One episode, as every stage after a rollout sees it."""
 
@@ -183,6 +189,10 @@ class Trajectory(BaseModel):
     invalid_actions: int = 0
     rules_shown: list[RuleShown] = Field(default_factory=list)
     subgoals: list[str] = Field(default_factory=list)  # the subgoal sequence, in order
+    # H2R: the plan the executor followed and who wrote it (None: no planner; files
+    # written before the planner read as None and []).
+    plan: list[str] = Field(default_factory=list)
+    plan_source: PlanSource | None = None
     policy_version: str = "base"
     pool_version: str = "none"
     method: str | None = None  # run.method of the stage that played it; None: a reference

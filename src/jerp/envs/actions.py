@@ -14,7 +14,8 @@ through its spec in `envs/registry.py`; the reflectors only see the `Act`s it re
 * subgoal boundaries: a subgoal ends at each milestone (H2R segments trajectories there),
   and each environment names the subgoal a milestone closes in plain language
   ("cool the mug with the fridge", "choose the options"), says which subgoals a task
-  type needs when no plan is known, and carries a plan over to another goal.
+  type needs when no plan is known and which a plan for a goal may name at all, and
+  carries a plan over to another goal.
 
 An `Act` may also carry an instance `ident` that names *which* instance it acted on
 (WebShop: the product's ASIN). It counts in the comparison keys, never in rule text,
@@ -86,6 +87,11 @@ class ActionAbstraction(Protocol):
 
     def default_plan(self, task_type: str, goal: str) -> list[str]:
         """The subgoals a task of this type needs, in order, when no plan is remembered."""
+        ...
+
+    def subgoal_options(self, goal: str) -> list[str]:
+        """Every subgoal a plan for `goal` may name (H2R's planner chooses among them), in
+        the words `subgoal_name` closes them with, so the executor can follow any plan."""
         ...
 
     def adapt_subgoal(self, name: str, from_goal: str, to_goal: str) -> str:

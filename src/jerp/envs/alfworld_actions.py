@@ -170,12 +170,15 @@ class AlfWorldActions:
         if task_type not in PLANS:
             raise ValueError(f"no default plan for ALFWorld task type {task_type!r}; "
                              f"accepted: {sorted(PLANS)}")
-        roles = parse_goal(goal)
-        obj, recep = f"the {roles.obj or 'object'}", f"the {roles.recep or 'receptacle'}"
-        steps = {"take": f"find and take {obj}", "put": f"put {obj} in/on {recep}",
-                 "light": f"turn on {recep}"}
-        steps.update({v: f"{v} {obj} with the {_APPLIANCE[v]}" for v in _APPLIANCE})
+        steps = _plan_steps(parse_goal(goal))
         return [steps[s] for s in PLANS[task_type]]
+
+    def subgoal_options(self, goal: str) -> list[str]:
+        """Take, clean, heat, cool and put the goal's object; turn on the lamp only in a
+        look-at-in-light goal (its "receptacle" is the lamp)."""
+        roles = parse_goal(goal)
+        steps = _plan_steps(roles)
+        return [steps[s] for s in ("take", *_APPLIANCE, "put", *(("light",) * roles.light))]
 
     def adapt_subgoal(self, name: str, from_goal: str, to_goal: str) -> str:
         old, new = parse_goal(from_goal), parse_goal(to_goal)
@@ -184,6 +187,15 @@ class AlfWorldActions:
             return name
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, swaps)) + r")\b")
         return pattern.sub(lambda m: swaps[m.group(1)], name)
+
+
+def _plan_steps(roles: GoalRoles) -> dict[str, str]:
+    """Each role word of `PLANS` as a subgoal named with the goal's own types."""
+    obj, recep = f"the {roles.obj or 'object'}", f"the {roles.recep or 'receptacle'}"
+    steps = {"take": f"find and take {obj}", "put": f"put {obj} in/on {recep}",
+             "light": f"turn on {recep}"}
+    steps.update({v: f"{v} {obj} with the {_APPLIANCE[v]}" for v in _APPLIANCE})
+    return steps
 
 
 def _named(arg: str, roles: GoalRoles) -> str:

@@ -16,7 +16,14 @@ from typing import Protocol
 
 from jerp.envs.base import Task
 from jerp.memory.diff import SnapshotDiff
-from jerp.records import Proposal, RuleShown, RuleSnapshot, StepRecord, Trajectory
+from jerp.records import (
+    PlanSource,
+    Proposal,
+    RuleShown,
+    RuleSnapshot,
+    StepRecord,
+    Trajectory,
+)
 
 
 def really_won(t: Trajectory) -> bool:
@@ -48,9 +55,22 @@ class MemorySlot:
         return render_slot(self.subgoal, [r.text for r in self.shown])
 
 
-# (task, goal, steps so far) -> the slot for the next decision. Jobs carry it to worker
-# processes, so it must pickle (a module-level class or function, plain data inside).
-StepMemory = Callable[[Task, str, list[StepRecord]], MemorySlot]
+# (task, goal, steps so far, the episode's plan or None) -> the slot for the next
+# decision. Jobs carry it to worker processes, so it must pickle (a module-level class or
+# function, plain data inside).
+StepMemory = Callable[[Task, str, list[StepRecord], list[str] | None], MemorySlot]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An episode's subgoal plan and who wrote it (records.PlanSource)."""
+
+    steps: list[str]
+    source: PlanSource
+
+
+# (task, goal) -> the episode's plan, made once at its start (memory/planner.py).
+Planner = Callable[[Task, str], Plan]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 the execution memories shown for it.
 
 `SubgoalMemory` is a `memory.base.StepMemory`: called before each
-decision with (task, goal, steps so far), it takes the plan (`H2RMemory.plan`: the
+decision with (task, goal, steps so far, the episode's plan), it follows that plan (made
+once at the episode's start by memory/planner.py; without one, `H2RMemory.plan`: the
 most similar remembered plan restated for this goal, else the environment's default
 plan for the task type), finds the current subgoal (`hierarchy.current_subgoal`:
 moves on when the episode closes a subgoal, or after `budget` steps on one), and
@@ -32,10 +33,12 @@ class SubgoalMemory:
     k: int  # execution memories shown per step
     budget: int  # steps a subgoal may take before the executor moves on
 
-    def __call__(self, task: Task, goal: str, steps: list[StepRecord]):
+    def __call__(self, task: Task, goal: str, steps: list[StepRecord],
+                 plan: list[str] | None = None) -> MemorySlot:
         ax = action_abstraction(self.env)
         memory = H2RMemory(self.pool)
-        plan = memory.plan(Query(task.task_type, goal), ax)
+        if plan is None:
+            plan = memory.plan(Query(task.task_type, goal), ax)
         pos = current_subgoal(plan, [s.action for s in steps], goal, ax, self.budget)
         subgoal = plan[pos] if pos < len(plan) else ""
         shown = memory.execution(subgoal, self.k) if subgoal and self.k else []

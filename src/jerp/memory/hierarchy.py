@@ -132,15 +132,22 @@ class H2RMemory:
         """Execution memories, the subgoal as the query."""
         return _shown(execution_rules(self.pool, subgoal, k))
 
-    def plan(self, query: Query, abstraction: ActionAbstraction) -> list[str]:
-        """The subgoals to follow: the most similar remembered plan restated for this
-        goal, else the environment's default plan for the task type."""
+    def remembered_plan(self, query: Query, abstraction: ActionAbstraction) -> list[str] | None:
+        """The most similar remembered plan of the task type, restated for this goal;
+        None when none is remembered."""
         for r in planning_rules(self.pool, query, 1):
             parsed = parse_plan(r.text)
             if parsed is not None:
                 from_goal, steps = parsed
                 return [abstraction.adapt_subgoal(s, from_goal, query.goal) for s in steps]
-        return abstraction.default_plan(query.task_type, query.goal)
+        return None
+
+    def plan(self, query: Query, abstraction: ActionAbstraction) -> list[str]:
+        """The subgoals to follow without a planner model: the remembered plan, else the
+        environment's default plan for the task type (memory/planner.py labels which)."""
+        remembered = self.remembered_plan(query, abstraction)
+        return remembered if remembered is not None else abstraction.default_plan(
+            query.task_type, query.goal)
 
     def snapshot(self) -> RuleSnapshot:
         return self.pool

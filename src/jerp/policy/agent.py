@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,7 @@ class Agent:
         self.seed = seed
         self.rng = random.Random(seed)
         self.unconditional = UnconditionalScores(policy)  # calibrated scores' offsets
+        self.text_cache = PrefixCache()  # option_values' prompts (H2R's planner)
 
     def _state(self, ctx: EpisodeContext) -> EpisodeState:
         if not isinstance(ctx.state, EpisodeState):
@@ -134,6 +136,22 @@ class Agent:
         """What the candidate softmax ranks by (`policy.score`), per admissible command."""
         scores, lengths = self.scores(ctx, ob)
         return candidate_values(scores, lengths, self.params.score, self.offsets(ctx, ob))
+
+    def text_scores(self, prompt: str, options: Sequence[str]) -> tuple[list[float], list[int]]:
+        """Log p(option | prompt) and token counts, each option scored as a command is;
+        consecutive prompts that share a prefix (a plan growing) reuse its KV cache."""
+        tok = self.policy.tokenizer
+        self.text_cache.extend(self.policy, tok(prompt, add_special_tokens=False)["input_ids"])
+        cands = encode_candidates(tok, options)
+        return score_trie(self.policy, self.text_cache, cands), [len(c) for c in cands]
+
+    def option_values(self, env: str, prompt: str, options: Sequence[str]) -> list[float]:
+        """Options after a free prompt valued as the candidate softmax values commands
+        (`policy.score`): H2R's planner chooses its subgoals with the acting policy."""
+        scores, lengths = self.text_scores(prompt, options)
+        offsets = (self.unconditional(env, list(options))
+                   if self.params.score == "calibrated" else None)
+        return candidate_values(scores, lengths, self.params.score, offsets)
 
     def release(self, ctx: EpisodeContext) -> None:
         """Free an ended episode's KV cache."""

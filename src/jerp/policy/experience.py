@@ -6,16 +6,19 @@
   nothing else (entropy, KL) would use them, and their share is reported: users
   must see when RL has no signal.
 * RFT / warm start: every step of a success (reference or own win) is a
-  candidate cross-entropy target.
+  candidate cross-entropy target; with H2R's policy planner, so is each decision of
+  the planner that writes the success's realised plan (memory/planner.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from jerp.envs.actions import milestones
 from jerp.envs.registry import action_abstraction
+from jerp.memory.planner import PlanChoice
 from jerp.policy.grpo import discounted_returns, episode_advantages, step_advantages
 from jerp.policy.packing import Target
 from jerp.policy.train import TrainItem
@@ -108,15 +111,20 @@ def grpo_items(rollouts: list[Trajectory], references: dict[str, Trajectory], *,
     return GRPOData(items, len(by_group), zero_groups, steps, zero_steps, identical)
 
 
-def success_items(successes: list[Trajectory], rules_for=None) -> list[TrainItem]:
+def success_items(successes: list[Trajectory], rules_for=None,
+                  plan_for: Callable[[Trajectory], list[PlanChoice]] | None = None
+                  ) -> list[TrainItem]:
     """Every step of each success as a candidate-CE target. `rules_for(traj)`: the working
-    set to show (None: the one it was recorded with; references have none)."""
+    set to show (None: the one it was recorded with; references have none). `plan_for`
+    (H2R's policy planner, `EpisodePlanner.realised_choices`): the planner decisions that
+    write the success's realised plan, CE targets too."""
     items = []
     for t in successes:
         targets = {k: Target(ce=True) for k, s in enumerate(t.steps)
                    if s.admissible and s.action in s.admissible}
-        if targets:
-            items.append(TrainItem(t, targets, rules_for(t) if rules_for else None))
+        plan = plan_for(t) if plan_for else []
+        if targets or plan:
+            items.append(TrainItem(t, targets, rules_for(t) if rules_for else None, plan))
     return items
 
 

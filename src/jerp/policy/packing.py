@@ -152,6 +152,17 @@ def pack_trajectory(
     return out
 
 
+def pack_choice(pt: PieceTokenizer, prompt: str, offered: list[str], chosen: int, env: str,
+                traj_index: int = 0, step: int = 0) -> PackedWindow:
+    """A decision after a free prompt (H2R's planner: memory/planner.PlanChoice) as a
+    window of its own: the prompt tokenized whole and the offered options' trie, as
+    `Agent.text_scores` scores them at acting time; a candidate-CE target."""
+    w = PackedWindow(traj=traj_index, env=env)
+    last = w.extend(list(pt(prompt)), -1)
+    w.decisions.append(_attach_trie(w, last, pt.tok, offered, chosen, Target(ce=True), step))
+    return w
+
+
 def target_class(step, target: Target) -> str:
     """The decision's class: its DAgger label, else the action the step took (the
     history after it always shows the action taken)."""

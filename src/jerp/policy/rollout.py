@@ -10,6 +10,8 @@ Two kinds of memory reach the prompt: the working set (`Retrieve`), looked up
 once per episode and kept in the cached header, and the per-step memory slot
 (`StepMemory`), asked before every decision and rendered after the header
 (memory.base.render_slot), so a change of subgoal re-forwards only from the slot on.
+H2R's plan (`Planner`) is made once per episode, right after reset, and handed to the
+step memory with every call; the trajectory records it and who wrote it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tqdm import tqdm
 
 from jerp.envs.base import Env, Observation, Task
 from jerp.envs.processes import EnvHandle, LocalEnv, RemoteEnv, wait_any
-from jerp.memory.base import MemorySlot, StepMemory
+from jerp.memory.base import MemorySlot, Plan, Planner, StepMemory
 from jerp.policy.agent import Agent, Decision
 from jerp.policy.prompts import EpisodeContext
 from jerp.records import RuleShown, StepRecord, Trajectory
@@ -52,6 +54,7 @@ class _Slot:
     examples: list[RuleShown] = field(default_factory=list)
     ctx: EpisodeContext | None = None
     memory: MemorySlot | None = None  # the slot shown at the pending decision
+    plan: Plan | None = None  # the episode's plan (H2R), made at reset
     subgoals: list[str] = field(default_factory=list)
     obs: Observation | None = None
     steps: list[StepRecord] = field(default_factory=list)
@@ -74,6 +77,7 @@ def play(
     first_index: int = 0,
     examples: Examples | None = None,
     step_memory: StepMemory | None = None,
+    planner: Planner | None = None,
 ) -> list[Trajectory]:
     """Play every spec; returns trajectories in the order of `specs`.
 
@@ -92,7 +96,9 @@ def play(
     `step_memory` (optional) fills the prompt's memory slot before every decision;
     each StepRecord keeps the subgoal and memory ids it showed, the Trajectory the
     sequence of subgoals (an entry for each step whose non-empty subgoal differs
-    from the previous step's).
+    from the previous step's). `planner` (optional) makes each episode's plan once,
+    after reset; the step memory gets it with every call (None: no plan, the step
+    memory makes its own), the Trajectory records it and its source.
     """
     if env_workers is None:
         env_workers = agent.params.env_workers
@@ -115,7 +121,7 @@ def play(
             for s in busy:
                 if not _answered(s):
                     continue
-                if _receive(s, max_steps, retrieve, examples):
+                if _receive(s, max_steps, retrieve, examples, planner):
                     idx = order.pop(id(s))
                     agent.release(s.ctx)
                     results[idx] = _finish(s, meta)
@@ -161,7 +167,7 @@ def _start(slot: _Slot, queue: deque, order: dict[int, int], first_index: int) -
     order[id(slot)] = idx
     slot.t0 = time.perf_counter()
     slot.spec = spec
-    slot.ctx, slot.memory, slot.subgoals = None, None, []
+    slot.ctx, slot.memory, slot.subgoals, slot.plan = None, None, [], None
     slot.steps, slot.reward, slot.won = [], 0.0, False
     slot.pending = ("reset", first_index + idx)
     slot.env.send("reset", spec.task)
@@ -169,7 +175,8 @@ def _start(slot: _Slot, queue: deque, order: dict[int, int], first_index: int) -
 
 def _fill_slot(slot: _Slot, step_memory: StepMemory) -> None:
     """Ask for the next decision's memory slot and render it into the context."""
-    m = step_memory(slot.spec.task, slot.ctx.goal, list(slot.steps))
+    plan = slot.plan.steps if slot.plan else None
+    m = step_memory(slot.spec.task, slot.ctx.goal, list(slot.steps), plan)
     if not isinstance(m, MemorySlot):
         raise TypeError(f"step_memory must return a MemorySlot, got {type(m).__name__}")
     slot.memory = m
@@ -185,7 +192,7 @@ def _act(slot: _Slot, d: Decision) -> None:
 
 
 def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None,
-             examples: Examples | None = None) -> bool:
+             examples: Examples | None = None, planner: Planner | None = None) -> bool:
     """Apply the environment's answer to the slot; True when the episode has ended."""
     kind, *rest = slot.pending
     slot.pending = None
@@ -198,6 +205,7 @@ def _receive(slot: _Slot, max_steps: int, retrieve: Retrieve | None,
                                   initial=slot.obs.text,
                                   examples=[e.text for e in slot.examples],
                                   notes=list(slot.spec.notes))
+        slot.plan = planner(slot.spec.task, slot.obs.goal) if planner else None
         return False
     (d,) = rest
     action = d.action
@@ -236,6 +244,8 @@ def _finish(slot: _Slot, meta: dict) -> Trajectory:
         goal=slot.ctx.goal, steps=slot.steps, reward=slot.reward, won=slot.won,
         n_steps=len(slot.steps), invalid_actions=sum(not s.valid for s in slot.steps),
         rules_shown=slot.rules, subgoals=list(slot.subgoals), episode=spec.episode,
+        plan=list(slot.plan.steps) if slot.plan else [],
+        plan_source=slot.plan.source if slot.plan else None,
         wall_s=round(time.perf_counter() - slot.t0, 3),
         trial=spec.trial, notes_shown=list(spec.notes),
         examples_shown=[e.id for e in slot.examples],

@@ -289,6 +289,9 @@ class EndpointAgent(Agent):
         prompt = build_prompt(ctx, ob.text, self.params.history)
         return self.client.score(prompt, [action_piece(a) for a in ob.admissible])
 
+    def text_scores(self, prompt: str, options: Sequence[str]) -> tuple[list[float], list[int]]:
+        return self.client.score(prompt, [action_piece(o) for o in options])
+
     def _generate(self, ctxs: list[EpisodeContext], obs: list[Observation]) -> list[Decision]:
         temp = self.params.temperature
         out = []

@@ -2,7 +2,9 @@
 
 Data arrive as trajectories with per-step `Target`s (packing.py); each history
 window of an episode is one packed forward that scores every target decision's
-candidates. The loss of a batch is the mean over its decisions of
+candidates; H2R's planner decisions (`TrainItem.plan`) are short windows of their own,
+the planner's prompt and its options (`packing.pack_choice`). The loss of a batch is
+the mean over its decisions of
   rft_weight * candidate CE  (decisions with `ce`)
 + grpo_weight * clipped GRPO term (decisions with an advantage; grpo.py).
 Stops after `epochs` (the budget: the same work on any machine and under any load) or,
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from tqdm import tqdm
 
+from jerp.memory.planner import PlanChoice
 from jerp.policy.calibration import decision_offsets, premise_ids
 from jerp.policy.grpo import candidate_logits, clipped_surrogate, grpo_decision_loss
 from jerp.policy.model import Policy
@@ -50,22 +53,26 @@ from jerp.policy.packing import (
     PieceTokenizer,
     Target,
     context_of,
+    pack_choice,
     pack_trajectory,
     target_class,
     window_scores,
 )
 from jerp.policy.prompts import action_piece, build_prompt
 from jerp.policy.rft import candidate_ce
+from jerp.policy.scoring import encode_candidates
 from jerp.records import Trajectory
 
 
 @dataclass
 class TrainItem:
-    """One trajectory to learn from, the prompt's rules, and its target steps."""
+    """One trajectory to learn from, the prompt's rules, and its target steps; H2R's
+    planner decisions that write its realised plan (candidate CE, memory/planner.py)."""
 
     traj: Trajectory
     targets: dict[int, Target]
     rules: list[str] | None = None  # None: the working set it was recorded with
+    plan: list[PlanChoice] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,10 +133,13 @@ class TrainStats:
 
 
 def pack_items(policy: Policy, items: list[TrainItem], window: int) -> list[PackedWindow]:
+    """Each item's packed windows, then a window per planner decision."""
     pt = PieceTokenizer(policy.tokenizer)
     out = []
     for i, it in enumerate(items):
         out += pack_trajectory(pt, it.traj, it.targets, window, it.rules, traj_index=i)
+        out += [pack_choice(pt, c.prompt, list(c.offered), c.chosen, it.traj.env, i, k)
+                for k, c in enumerate(it.plan)]
     return out
 
 
@@ -185,6 +195,10 @@ def generated_steps(policy: Policy, items: list[TrainItem], window: int) -> list
             out.append(GeneratedStep(tok(text, add_special_tokens=False)["input_ids"],
                                      tok(action_piece(target_class(s, target)),
                                          add_special_tokens=False)["input_ids"], target))
+        for c in it.plan:  # the planner scores its options in generate mode too
+            out.append(GeneratedStep(tok(c.prompt, add_special_tokens=False)["input_ids"],
+                                     encode_candidates(tok, [c.offered[c.chosen]])[0],
+                                     Target(ce=True)))
     return out
 
 

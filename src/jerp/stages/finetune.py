@@ -2,7 +2,8 @@
 reflection used) update adapter i-1 into adapter i:
 
 * rft: candidate cross-entropy on reference successes (the rollout tasks' own and
-  a rotating share of the warm-start games') and the agent's wins so far;
+  a rotating share of the warm-start games') and the agent's wins so far (H2R methods
+  whose policy plans: on the planner's decisions that write their realised plans too);
 * grpo: the clipped candidate-softmax objective on the rollouts (policy/grpo.py);
 * rft+grpo: both terms in one loss.
 
@@ -23,7 +24,7 @@ from jerp.adapters import (
     load_trainable,
     write_adapter,
 )
-from jerp.agents import retriever
+from jerp.agents import planner_teacher, retriever
 from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART
@@ -73,9 +74,14 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
             task = Task(t.task_id, t.env, t.split, t.task_type, "")
             return [r.text for r in retrieve(task, t.goal)]
 
-        items += success_items(rft, rules_for)
+        teach = planner_teacher(p, pool)
+        rft_items = success_items(rft, rules_for, plan_for=teach)
+        items += rft_items
         data["rft_references"] = sum(t.source == "reference" for t in rft)
         data["rft_wins"] = sum(t.source != "reference" for t in rft)
+        if teach is not None:
+            data["plan_choices"] = sum(len(it.plan) for it in rft_items)
+            data["plans_taught"] = sum(bool(it.plan) for it in rft_items)
     policy = load_trainable(p, root, adapter=src)
     from jerp.policy.train import train
 

@@ -44,6 +44,6 @@ def run(p: Params, root: Path) -> TaskList:
     write_snapshot(root / paths.rules_file(0),
                    RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]))
     write_jsonl(root / paths.wins_file(0), [])
-    settings = warmstart_settings(p.run.method, p.rules.subgoal_slot)
+    settings = warmstart_settings(p.run.method, p.rules.subgoal_slot, p.rules.planner)
     write_json(root / paths.warmstart_settings_file(), WarmstartSettings(**settings).model_dump())
     return tl

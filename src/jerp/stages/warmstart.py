@@ -10,7 +10,10 @@ then the base model.
 expert's label at every state it reached (DAgger, as ALFWorld's TextDAgger agent was
 trained): imitation alone never shows the policy its own mistakes.
 With `subgoal_slots` (h2r and jerp_h2r) it trains on the prompts of H2R's executor
-instead (each step's subgoal in the memory slot): a warm start of their own.
+instead (each step's subgoal in the memory slot): a warm start of their own. With
+`plan_choices` too (their policy writes the plan: rules.planner policy) it also learns
+the planner's decisions: each reference's realised plan chosen step by step among the
+options the planner is offered, then "done" (`planner_teacher`; memory/planner.py).
 """
 
 from __future__ import annotations
@@ -55,9 +58,13 @@ def run(p: Params, root: Path) -> dict:
     from jerp.policy.train import train
 
     cfg = warmstart_config(p, seed=p.run.seed)
-    items = success_items(refs)
+    teach = planner_teacher(p) if settings.plan_choices else None
+    items = success_items(refs, plan_for=teach)
     st = train(policy, items, cfg, desc="warmstart")
     stats = {"stage": "warmstart", "enabled": True, "references": len(refs), **st.summary()}
+    if teach is not None:
+        stats["plan_choices"] = sum(len(it.plan) for it in items)
+        stats["plans_taught"] = sum(bool(it.plan) for it in items)
     curve = list(st.history)
     rounds = []
     if p.warmstart.dagger_rounds and env_spec(p.env.name).expert:
@@ -102,6 +109,18 @@ def dagger_round_stats(played: list[Trajectory]) -> dict:
     return {"games": len(played), "won": sum(t.won for t in played),
             "labels": sum(s.expert is not None for t in played for s in t.steps),
             **{k: v for k, v in expert_agreement(played).items() if k == "expert_agreement"}}
+
+
+def planner_teacher(p: Params):
+    """The policy planner's decisions for a reference's realised plan, as it plans at
+    iteration 0 (an empty memory: the options the environment names, no memories shown):
+    `EpisodePlanner.realised_choices`."""
+    from jerp.memory.planner import EpisodePlanner
+
+    spec = env_spec(p.env.name)
+    empty = RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[])
+    # k: memories shown, none from an empty pool whatever rules.top_k (not an input here)
+    return EpisodePlanner(empty, spec.actions, spec.task_types, k=0).realised_choices
 
 
 def with_subgoal_slots(p: Params, refs: list[Trajectory], tasks: dict[str, Task]

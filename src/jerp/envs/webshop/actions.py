@@ -121,6 +121,9 @@ class WebShopActions:
             verbs.remove("select option")
         return [SUBGOALS[v] for v in verbs]
 
+    def subgoal_options(self, goal: str) -> list[str]:
+        return list(SUBGOALS.values())  # choosing options is offered even when none is asked
+
     def adapt_subgoal(self, name: str, from_goal: str, to_goal: str) -> str:
         return name  # the purchase's subgoals name no product
 
