@@ -27,7 +27,7 @@ def test_exp_run_switches_method_without_an_activated_venv(project, prefect_api)
     out = res.stdout + res.stderr
     assert "Running stage 'finetune@1'" in out and "Running stage 'warmstart'" in out
     assert json.loads((project / "data/warmstart_settings.json").read_text()) == {
-        "subgoal_slots": True}
+        "subgoal_slots": True, "plan_choices": True}
     rollouts = read_trajectories(project / "data/iter_1/rollouts.jsonl")
     assert rollouts and all(t.subgoals and t.steps[0].slot.startswith("Current subgoal: ")
                             for t in rollouts)
