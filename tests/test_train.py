@@ -279,3 +279,7 @@ def test_batch_schedule_covers_passes_in_shuffled_order():
     assert [len(b) for b in s] == [2] * 5
     assert sorted(flat[:5]) == list(range(5)) and sorted(flat[5:]) == list(range(5))
     assert s == batch_schedule(5, 2, 5, seed=1) and s != batch_schedule(5, 2, 5, seed=2)
+    # fewer windows than a batch: each batch one pass, each window once (not 64 / 5
+    # passes: a batch of 64 over 5 windows would train on each ~13 times)
+    big = batch_schedule(5, 64, 3, seed=1)
+    assert all(sorted(b) == list(range(5)) for b in big)
