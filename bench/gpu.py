@@ -143,8 +143,8 @@ def train(policy, windows, history: int) -> tuple[float, float, float]:
     from dataclasses import replace
 
     import torch
-    from jerp.stages.common import finetune_config
 
+    from jerp.adapters import finetune_config
     from jerp.config import parse_params
     from jerp.policy.train import window_loss
 
