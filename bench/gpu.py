@@ -144,9 +144,9 @@ def train(policy, windows, history: int) -> tuple[float, float, float]:
 
     import torch
 
-    from jerp.adapters import finetune_config
     from jerp.config import parse_params
     from jerp.policy.train import window_loss
+    from jerp.stages.finetune import finetune_config
 
     cfg = replace(finetune_config(parse_params({}), seed=0), lr=1e-4, window=history,
                   score="sum")

@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 
 from jerp import paths
-from jerp.adapters import finetune_config, model_cache
+from jerp.adapters import model_cache
 from jerp.config import load_params
 from jerp.policy.experience import grpo_items
 from jerp.policy.model import load_policy
 from jerp.policy.train import pack_items, window_loss
 from jerp.records import read_trajectories
+from jerp.stages.finetune import finetune_config
 
 
 def main() -> None:

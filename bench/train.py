@@ -29,7 +29,6 @@ configure(ROOT)
 
 import torch  # noqa: E402
 
-from jerp.adapters import finetune_config  # noqa: E402
 from jerp.config import load_params  # noqa: E402
 from jerp.envs.alfworld import AlfWorldEnv, list_tasks, resolve_data_root  # noqa: E402
 from jerp.policy.experience import success_items  # noqa: E402
@@ -37,6 +36,7 @@ from jerp.policy.model import load_policy, set_threads  # noqa: E402
 from jerp.policy.packing import PackedWindow  # noqa: E402
 from jerp.policy.train import TrainConfig, TrainItem, pack_items, window_loss  # noqa: E402
 from jerp.replay import replay_reference  # noqa: E402
+from jerp.stages.finetune import finetune_config  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, runs: int = 5) -> float:

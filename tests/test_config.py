@@ -87,11 +87,13 @@ def test_update_settings_come_from_params():
     """Training reads every setting from params (TrainConfig has no defaults of its own):
     the term weights and gradient clip are params; a one-term algorithm weighs its term 1;
     the warm start's CE-only loss has weight 1 whatever finetune says."""
-    from jerp.adapters import finetune_config, warmstart_config
+    from jerp.adapters import warmstart_config
+    from jerp.stages.finetune import finetune_config
 
     p = parse_params({"finetune": {"rft_weight": 0.5, "grpo_weight": 2.0, "grad_clip": 0.3,
                                    "max_minutes": 7.0},
-                      "warmstart": {"grad_clip": 4.0}, "policy": {"history": 5}})
+                      "warmstart": {"grad_clip": 4.0, "batch_sequences": 6},
+                      "policy": {"history": 5}})
     f = finetune_config(p, seed=11)
     assert (f.rft_weight, f.grpo_weight, f.grad_clip, f.max_minutes, f.window, f.seed) == (
         0.5, 2.0, 0.3, 7.0, 5, 11)
@@ -99,5 +101,6 @@ def test_update_settings_come_from_params():
                                                      "grpo_weight": 2.0}}), seed=0)
     assert (one.rft_weight, one.grpo_weight) == (1.0, 1.0)
     w = warmstart_config(p, seed=0)
-    assert (w.rft_weight, w.grad_clip, w.lr, w.max_minutes) == (
-        1.0, 4.0, p.warmstart.lr, p.warmstart.max_minutes)
+    assert (w.rft_weight, w.grpo_weight, w.grad_clip, w.lr, w.max_minutes) == (
+        1.0, 0.0, 4.0, p.warmstart.lr, p.warmstart.max_minutes)
+    assert (w.batch_sequences, f.batch_sequences) == (6, p.finetune.batch_sequences)

@@ -80,11 +80,14 @@ def test_references_and_prepare_load_no_model():
 
 def test_params_follow_what_the_code_reads():
     """The LLM reflector's model settings are reflect's params; the warm start, shared
-    by every method through DVC's run cache, reads no method setting; `runner` (where
+    by every method and every fine-tuning ablation through DVC's run cache, reads no
+    method or finetune setting; `runner` (where
     chunks run) is nobody's param."""
     st = _stages()
     assert {"policy.dtype", "policy.device", "policy.cache_dir"} <= set(st["reflect"]["params"])
     assert not [x for x in st["warmstart"]["params"] if x in ("run", "run.method")]
+    # a fine-tuning ablation (make ablations: -S finetune.algorithm=rft) reuses it too
+    assert not [x for x in st["warmstart"]["params"] if x.split(".")[0] == "finetune"]
     assert not [x for n, b in st.items() for x in b.get("params", []) if x.startswith("runner")]
 
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from jerp.adapters import copy_adapter, finetune_config, write_adapter
+from jerp.adapters import copy_adapter, write_adapter
 from jerp.config import LoraParams, parse_params
 from jerp.envs.alfworld import AlfWorldEnv, list_tasks
 from jerp.policy.experience import success_items
@@ -18,6 +18,7 @@ from jerp.policy.packing import Target
 from jerp.policy.train import TrainConfig, TrainItem, pack_items, train, window_loss
 from jerp.records import ADAPTER_MANIFEST, AdapterManifest
 from jerp.replay import replay_reference
+from jerp.stages.finetune import finetune_config
 
 pytestmark = pytest.mark.slow  # LoRA steps on the real model: `make test`, not `make check`
 

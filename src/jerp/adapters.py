@@ -1,5 +1,5 @@
 """The trainable policy and its adapter folders: the LoRA weights loaded for training,
-the training config from params, adapter folders written and copied.
+the warm start's training config, adapter folders written and copied.
 
 Apart from agents.py (the acting agent) so that the warm start, which trains but
 never retrieves rules, imports nothing that reads a method's settings.
@@ -48,40 +48,31 @@ def adapter_weights(policy, folder: Path) -> dict:
 
 
 def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
-                 grad_clip: float, seed: int, rft_weight: float, grpo_weight: float,
-                 steps: int | None = None):
-    """The update's settings, every one from params: the caller gives its section's budget,
-    step size and loss-term weights (warmstart or finetune), `policy` how prompts were
-    scored, `finetune` the batch and the GRPO term's shape (its pi_old included)."""
+                 grad_clip: float, seed: int, batch_sequences: int, rft_weight: float,
+                 grpo_weight: float, clip: float = 0.2, entropy: float = 0.0, kl: float = 0.0,
+                 old_probs: str = "rollout", steps: int | None = None):
+    """The update's settings: the caller gives its section's budget, batch, step size and
+    loss terms (warmstart or finetune), `policy` how prompts were scored. The GRPO-only
+    fields default to values a CE-only update never reads (policy/train.py)."""
     from jerp.policy.train import TrainConfig
 
-    fp = p.finetune
     return TrainConfig(
         mode=p.policy.mode, window=p.policy.history, score=p.policy.score,
         lr=lr, epochs=epochs, steps=steps, max_minutes=max_minutes, grad_clip=grad_clip,
-        seed=seed,
-        batch_sequences=fp.batch_sequences, clip=fp.clip, entropy=fp.entropy, kl=fp.kl,
-        rft_weight=rft_weight, grpo_weight=grpo_weight, old_probs=fp.old_probs,
+        seed=seed, batch_sequences=batch_sequences, clip=clip, entropy=entropy, kl=kl,
+        rft_weight=rft_weight, grpo_weight=grpo_weight, old_probs=old_probs,
     )
 
 
 def warmstart_config(p: Params, seed: int):
     """The warm start's update: its items carry CE targets only, so the loss is their plain
-    cross-entropy (weight 1, no GRPO term)."""
+    cross-entropy (weight 1, no GRPO term). It reads params warmstart and policy only:
+    this module must not read `finetune`, or every fine-tuning ablation would retrain the
+    warm start (jerp.deps makes a param read here a dependency of the warm start)."""
     ws = p.warmstart
     return train_config(p, lr=ws.lr, epochs=ws.epochs, max_minutes=ws.max_minutes,
-                        grad_clip=ws.grad_clip, seed=seed, rft_weight=1.0, grpo_weight=0.0)
-
-
-def finetune_config(p: Params, seed: int):
-    """finetune@i's update (params finetune). The term weights apply in rft+grpo; a
-    one-term algorithm weighs its term 1."""
-    fp = p.finetune
-    both = fp.algorithm.has_rft and fp.algorithm.has_grpo
-    return train_config(p, lr=fp.lr, epochs=fp.epochs, max_minutes=fp.max_minutes,
-                        grad_clip=fp.grad_clip, seed=seed, steps=fp.optimizer_steps,
-                        rft_weight=fp.rft_weight if both else 1.0,
-                        grpo_weight=fp.grpo_weight if both else 1.0)
+                        grad_clip=ws.grad_clip, seed=seed, batch_sequences=ws.batch_sequences,
+                        rft_weight=1.0, grpo_weight=0.0)
 
 
 def write_adapter(out: Path, policy, manifest: AdapterManifest) -> None:

@@ -230,6 +230,9 @@ class WarmstartParams(Section):
         "and training goes on for `epochs` over the references plus every round's labelled "
         "states. Envs without an expert skip them.")
     grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip per optimizer step.")
+    batch_sequences: int = Field(4, ge=1, description="Packed windows per optimizer step "
+                                 "(the warm start's own: finetune.* never reaches it, so an "
+                                 "ablation of the fine-tuning reuses the cached warm start).")
 
 
 class Algorithm(StrEnum):

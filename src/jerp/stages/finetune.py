@@ -20,8 +20,8 @@ from jerp import paths
 from jerp.adapters import (
     adapter_weights,
     copy_adapter,
-    finetune_config,
     load_trainable,
+    train_config,
     write_adapter,
 )
 from jerp.agents import planner_teacher, retriever
@@ -39,6 +39,20 @@ from jerp.records import (
     read_tasks,
     read_trajectories,
 )
+
+
+def finetune_config(p: Params, seed: int):
+    """finetune@i's update (params finetune). The term weights apply in rft+grpo; a
+    one-term algorithm weighs its term 1. Here, not in adapters.py: the warm start
+    imports that module and must not depend on these params."""
+    fp = p.finetune
+    both = fp.algorithm.has_rft and fp.algorithm.has_grpo
+    return train_config(p, lr=fp.lr, epochs=fp.epochs, max_minutes=fp.max_minutes,
+                        grad_clip=fp.grad_clip, seed=seed, steps=fp.optimizer_steps,
+                        batch_sequences=fp.batch_sequences, clip=fp.clip,
+                        entropy=fp.entropy, kl=fp.kl, old_probs=fp.old_probs,
+                        rft_weight=fp.rft_weight if both else 1.0,
+                        grpo_weight=fp.grpo_weight if both else 1.0)
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
