@@ -379,7 +379,7 @@ def batch_schedule(n: int, batch: int, total: int, seed: int) -> list[list[int]]
     """The update's batches of window indices: shuffled passes over the n windows, cut
     into `total` batches of `batch` (a pass's tail joins the next pass's head). A batch
     takes at most one new pass: with fewer windows than `batch` it holds each window
-    once (plus the previous pass's tail), never the same windows over and over."""
+    exactly once, never the same windows over and over."""
     rng = random.Random(seed)
     order: list[int] = []
     out = []
