@@ -49,11 +49,11 @@ def adapter_weights(policy, folder: Path) -> dict:
 
 def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
                  grad_clip: float, seed: int, batch_sequences: int, rft_weight: float,
-                 grpo_weight: float, clip: float = 0.2, entropy: float = 0.0, kl: float = 0.0,
-                 old_probs: str = "rollout", steps: int | None = None):
+                 grpo_weight: float, clip: float, entropy: float, kl: float, old_probs: str,
+                 steps: int | None):
     """The update's settings: the caller gives its section's budget, batch, step size and
-    loss terms (warmstart or finetune), `policy` how prompts were scored. The GRPO-only
-    fields default to values a CE-only update never reads (policy/train.py)."""
+    loss terms (warmstart or finetune), `policy` how prompts were scored. Every field is
+    the caller's to give, as in TrainConfig: a default here would be a second schema."""
     from jerp.policy.train import TrainConfig
 
     return TrainConfig(
@@ -64,6 +64,12 @@ def train_config(p: Params, *, lr: float, epochs: float, max_minutes: float,
     )
 
 
+# The GRPO-only fields of a CE-only update. policy/train.py reads clip, entropy, kl and
+# old_probs only for decisions with an advantage, and the warm start's items have none;
+# they are named here so that the warm start reads no `finetune` param to fill them.
+CE_ONLY = {"clip": 0.0, "entropy": 0.0, "kl": 0.0, "old_probs": "rollout"}
+
+
 def warmstart_config(p: Params, seed: int):
     """The warm start's update: its items carry CE targets only, so the loss is their plain
     cross-entropy (weight 1, no GRPO term). It reads params warmstart and policy only:
@@ -72,7 +78,7 @@ def warmstart_config(p: Params, seed: int):
     ws = p.warmstart
     return train_config(p, lr=ws.lr, epochs=ws.epochs, max_minutes=ws.max_minutes,
                         grad_clip=ws.grad_clip, seed=seed, batch_sequences=ws.batch_sequences,
-                        rft_weight=1.0, grpo_weight=0.0)
+                        steps=None, rft_weight=1.0, grpo_weight=0.0, **CE_ONLY)
 
 
 def write_adapter(out: Path, policy, manifest: AdapterManifest) -> None:
