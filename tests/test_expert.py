@@ -88,6 +88,15 @@ def test_expert_trajectory_replays_to_a_win(env, games, task_type):
     assert [s.expert for s in again.steps] == demo.actions
 
 
+def test_a_reference_is_the_same_bytes_each_time_it_is_played(env, games):
+    """DVC keys the warm start on the hash of `references`' output: a demonstration played
+    twice must serialize the same, or each re-run of that stage (a new seed's experiment)
+    re-trains the warm start (a wall-time field once made it so)."""
+    task = games["pick_and_place_simple"]
+    first, second = (play_expert(env, task, 100).model_dump_json() for _ in range(2))
+    assert first == second
+
+
 def test_expert_labels_a_state_the_policy_reached_off_its_path(env, games):
     """A detour the expert would not take (another receptacle first): it keeps tracking,
     and following its labels from there still wins."""

@@ -200,7 +200,9 @@ class Trajectory(BaseModel):
     iteration: int = 0
     episode: int = 0  # index within a task's group of G episodes
     seed: int = 0
-    wall_s: float = 0.0
+    # No wall time or other timing here: a stage's data outputs must be a function of its
+    # inputs, or DVC sees every re-run of `references` as new data and re-trains the warm
+    # start it feeds (timings go to metrics/*.json). Older files' `wall_s` is ignored.
     source: Literal["rollout", "reference"] = "rollout"
     # A reference success's demonstrator: the searching expert, or the env's own reference
     # (ALFWorld's walkthrough, an oracle plan; WebShop's oracle scripted purchase).

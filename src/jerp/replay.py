@@ -7,7 +7,6 @@ reach jerp.policy (an edit there does not re-run them).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from jerp import runners
@@ -22,7 +21,6 @@ EXPERT_LIMIT = 100  # the expert's wins took 15 steps on average (DESIGN.md sect
 
 def replay_reference(env: Env, task: Task, actions: list[str] | None = None) -> Trajectory:
     """Play a reference action sequence (default: the env's own) and record it."""
-    t0 = time.perf_counter()
     obs = env.reset(task)
     actions = env.reference(task) if actions is None else actions
     steps, won, reward = [], False, 0.0
@@ -32,13 +30,12 @@ def replay_reference(env: Env, task: Task, actions: list[str] | None = None) -> 
         obs, won, reward = res.observation, won or res.won, max(reward, res.reward)
         if res.done:
             break
-    return _reference(task, obs, steps, won, reward, "walkthrough", t0)
+    return _reference(task, obs, steps, won, reward, "walkthrough")
 
 
 def play_expert(env: Env, task: Task, limit: int) -> Trajectory:
     """The env's searching expert plays the task (its label at each state, see
     `Observation.expert`) until it wins, gives up or has taken `limit` steps."""
-    t0 = time.perf_counter()
     obs = env.reset(task)
     steps, won, reward = [], False, 0.0
     while obs.expert is not None and len(steps) < limit and not won:
@@ -47,7 +44,7 @@ def play_expert(env: Env, task: Task, limit: int) -> Trajectory:
         obs, won, reward = res.observation, res.won, max(reward, res.reward)
         if res.done:
             break
-    return _reference(task, obs, steps, won, reward, "expert", t0)
+    return _reference(task, obs, steps, won, reward, "expert")
 
 
 def _reference_step(obs: Observation, action: str, reward: float) -> StepRecord:
@@ -57,12 +54,12 @@ def _reference_step(obs: Observation, action: str, reward: float) -> StepRecord:
 
 
 def _reference(task: Task, obs: Observation, steps: list[StepRecord], won: bool, reward: float,
-               kind: str, t0: float) -> Trajectory:
+               kind: str) -> Trajectory:
     return Trajectory(
         traj_id=f"ref:{task.task_id}", task_id=task.task_id, env=task.env, split=task.split,
         task_type=task.task_type, goal=obs.goal, steps=steps, reward=reward, won=won,
         n_steps=len(steps), policy_version="reference", source="reference",
-        reference_kind=kind, wall_s=round(time.perf_counter() - t0, 3),
+        reference_kind=kind,
     )
 
 

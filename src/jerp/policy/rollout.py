@@ -16,7 +16,6 @@ step memory with every call; the trajectory records it and who wrote it.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,7 +59,6 @@ class _Slot:
     steps: list[StepRecord] = field(default_factory=list)
     reward: float = 0.0
     won: bool = False
-    t0: float = 0.0
     pending: tuple | None = None  # ("reset", idx) or ("step", Decision) while the env works
 
 
@@ -165,7 +163,6 @@ def _start(slot: _Slot, queue: deque, order: dict[int, int], first_index: int) -
         return
     idx, spec = queue.popleft()
     order[id(slot)] = idx
-    slot.t0 = time.perf_counter()
     slot.spec = spec
     slot.ctx, slot.memory, slot.subgoals, slot.plan = None, None, [], None
     slot.steps, slot.reward, slot.won = [], 0.0, False
@@ -246,7 +243,6 @@ def _finish(slot: _Slot, meta: dict) -> Trajectory:
         rules_shown=slot.rules, subgoals=list(slot.subgoals), episode=spec.episode,
         plan=list(slot.plan.steps) if slot.plan else [],
         plan_source=slot.plan.source if slot.plan else None,
-        wall_s=round(time.perf_counter() - slot.t0, 3),
         trial=spec.trial, notes_shown=list(spec.notes),
         examples_shown=[e.id for e in slot.examples],
         **{k: v for k, v in meta.items() if k != "stage"},
