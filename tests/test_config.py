@@ -91,12 +91,14 @@ def test_update_settings_come_from_params():
     from jerp.stages.finetune import finetune_config
 
     p = parse_params({"finetune": {"rft_weight": 0.5, "grpo_weight": 2.0, "grad_clip": 0.3,
-                                   "max_minutes": 7.0},
+                                   "max_minutes": 7.0, "clip": 0.1, "entropy": 0.01,
+                                   "kl": 0.05, "old_probs": "recompute"},
                       "warmstart": {"grad_clip": 4.0, "batch_sequences": 6},
                       "policy": {"history": 5}})
     f = finetune_config(p, seed=11)
     assert (f.rft_weight, f.grpo_weight, f.grad_clip, f.max_minutes, f.window, f.seed) == (
         0.5, 2.0, 0.3, 7.0, 5, 11)
+    assert (f.clip, f.entropy, f.kl, f.old_probs) == (0.1, 0.01, 0.05, "recompute")
     one = finetune_config(parse_params({"finetune": {"algorithm": "grpo", "rft_weight": 0.5,
                                                      "grpo_weight": 2.0}}), seed=0)
     assert (one.rft_weight, one.grpo_weight) == (1.0, 1.0)
