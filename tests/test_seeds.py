@@ -38,6 +38,18 @@ def test_runs_that_differ_only_in_seed_share_a_group():
     assert seed_groups(params) == [[0, 2, 4], [1], [3], [5]]
 
 
+def test_a_param_added_since_an_older_run_counts_at_its_default():
+    """An older run's params.yaml lacks warmstart.batch_sequences (added later, default 4):
+    it repeats a newer run that sets 4, and differs from one that sets 6."""
+    from jerp.config import WarmstartParams
+
+    default = WarmstartParams.model_fields["batch_sequences"].default
+    older = _p("policy_only", 0)
+    newer = [{**_p("policy_only", s), "warmstart": {"batch_sequences": b}}
+             for s, b in ((1, default), (2, default + 2))]
+    assert seed_groups([older, *newer]) == [[0, 1], [2]]
+
+
 # Iteration 1 of the three seeds: the fixture's run (seed 0) wins g0-g3 of g0-g5 and ranks
 # the reference first at 3 of 4 states; seed 1 loses g3 and ranks 2 of 4 first; seed 2
 # also wins g4 and ranks all 4 first.

@@ -15,6 +15,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from jerp.config import ParamsError, parse_params
+
 
 @dataclass(frozen=True)
 class Spread:
@@ -42,7 +44,14 @@ def fmt_spread(s: Spread, digits: int = 3) -> str:
 
 
 def without_seed(params: dict) -> str:
-    """The params that define an experiment apart from its seed, as a comparable key."""
+    """The params that define an experiment apart from its seed, as a comparable key. They
+    are read through today's schema, defaults filled in, so a param added since an older
+    run (absent from its params.yaml) counts at its default, which is how today's code
+    reads that file; params the schema rejects are compared as written."""
+    try:
+        params = parse_params(params).model_dump(mode="json")
+    except ParamsError:
+        pass
     run = {k: v for k, v in (params.get("run") or {}).items() if k != "seed"}
     return json.dumps({**params, "run": run}, sort_keys=True, default=str)
 
