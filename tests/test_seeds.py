@@ -15,7 +15,7 @@ from jerp import paths
 from jerp.report import experiments
 from jerp.report.build import build
 from jerp.report.load import workspace
-from jerp.report.seeds import Spread, fmt_spread, seed_groups, spread
+from jerp.report.seeds import Spread, fmt_spread, seed_groups, setting_labels, spread
 
 
 def test_spread_by_hand():
@@ -48,6 +48,14 @@ def test_a_param_added_since_an_older_run_counts_at_its_default():
     newer = [{**_p("policy_only", s), "warmstart": {"batch_sequences": b}}
              for s, b in ((1, default), (2, default + 2))]
     assert seed_groups([older, *newer]) == [[0, 1], [2]]
+
+
+def test_a_row_says_which_setting_sets_it_apart():
+    """Ablations of one method (finetune.algorithm) name the knob; methods and seeds don't."""
+    rft = {**_p("jerp", 0), "finetune": {"algorithm": "rft", "epochs": 3.0}}
+    labels = setting_labels([_p("jerp", 0), rft, _p("react", 1)])
+    assert labels == ["", "finetune.algorithm=rft, finetune.epochs=3.0", ""]
+    assert setting_labels([_p("jerp", 0), rft], most=1)[1] == "finetune.algorithm=rft +1"
 
 
 # Iteration 1 of the three seeds: the fixture's run (seed 0) wins g0-g3 of g0-g5 and ranks
@@ -83,7 +91,7 @@ def runs(tmp_path) -> list[experiments.Run]:
 def test_table_two_over_three_seeds(runs):
     header, rows = experiments.table2(runs)
     assert header[:4] == ["method", "run", "iteration", "seeds"]
-    assert [r[0] for r in rows] == ["jerp", "react"]
+    assert [r[0] for r in rows] == ["jerp", "react"]  # they differ in method only
     jerp, react = ({h: v for h, v in zip(header, r, strict=True)} for r in rows)
     assert jerp["run"] == "jerp-seed0, jerp-seed1, jerp-seed2" and jerp["seeds"] == "3"
     # success 4/6, 3/6, 5/6: mean 2/3, sd 1/6

@@ -47,7 +47,7 @@ from jerp.report.load import (
     revision,
     run_params,
 )
-from jerp.report.seeds import fmt_spread, seed_groups, spread
+from jerp.report.seeds import fmt_spread, seed_groups, setting_labels, spread
 
 WORKSPACE = "workspace"
 
@@ -117,14 +117,17 @@ def table2(runs: list[Run], seed: int = 0, at_k: bool = False
               "all (95% CI)", "expert agreement", "expert top-1"] + (
               ["score"] if webshop else []) + [f"success vs {ref}", f"top-1 vs {ref}"]
     rows, paired, first = [], [], []
-    for group in seed_groups([r.params for r in runs]):
+    groups = seed_groups([r.params for r in runs])
+    settings = setting_labels([runs[g[0]].params for g in groups])
+    for group, setting in zip(groups, settings, strict=True):
         paired.append(against_first(runs, group, seed, at_k))
         first.append(group == [0])
         g = [lasts[i] for i in group]
         one = g[0] if len(g) == 1 else None
         top1 = [s.top1["shown"].value for s in g if "shown" in s.top1]
         scores = [s.score.value for s in g if s.score is not None]
-        rows.append([runs[group[0]].method, ", ".join(runs[i].label for i in group),
+        method = runs[group[0]].method + (f" ({setting})" if setting else "")
+        rows.append([method, ", ".join(runs[i].label for i in group),
                      "/".join(sorted({str(s.iteration) for s in g}, key=int)), str(len(g)),
                      *[_cell([s.by_type[t].value for s in g if t in s.by_type], 2)
                        for t in types],

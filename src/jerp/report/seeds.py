@@ -43,17 +43,45 @@ def fmt_spread(s: Spread, digits: int = 3) -> str:
     return f"{s.mean:.{digits}f} ± {s.sd:.{digits}f} ({s.n} seeds)"
 
 
-def without_seed(params: dict) -> str:
-    """The params that define an experiment apart from its seed, as a comparable key. They
-    are read through today's schema, defaults filled in, so a param added since an older
-    run (absent from its params.yaml) counts at its default, which is how today's code
-    reads that file; params the schema rejects are compared as written."""
+def normalized(params: dict) -> dict:
+    """A run's params read through today's schema, defaults filled in, so a param added
+    since an older run (absent from its params.yaml) counts at its default, which is how
+    today's code reads that file; params the schema rejects are kept as written."""
     try:
-        params = parse_params(params).model_dump(mode="json")
+        return parse_params(params).model_dump(mode="json")
     except ParamsError:
-        pass
+        return params
+
+
+def without_seed(params: dict) -> str:
+    """The params that define an experiment apart from its seed, as a comparable key."""
+    params = normalized(params)
     run = {k: v for k, v in (params.get("run") or {}).items() if k != "seed"}
     return json.dumps({**params, "run": run}, sort_keys=True, default=str)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def setting_labels(params: Sequence[dict], most: int = 3) -> list[str]:
+    """What sets each run apart from the first beyond its method and seed, as
+    'key=value, ...' (at most `most`, then '+N'): an ablation row then says which knob it
+    turned (finetune.algorithm=rft) rather than repeating the method's name."""
+    flat = [_flat(normalized(p)) for p in params]
+    labels = []
+    for f in flat:
+        diff = [f"{k}={f[k]}" for k in sorted(f) if k in flat[0] and f[k] != flat[0][k]
+                and k not in ("run.seed", "run.method")]
+        labels.append(", ".join(diff[:most]) + (f" +{len(diff) - most}" if len(diff) > most
+                                                 else ""))
+    return labels
 
 
 def seed_groups(params: Sequence[dict]) -> list[list[int]]:
