@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,14 @@ from jerp.report.load import workspace
 BIN = Path(sys.executable).parent
 
 
+# Both commits carry one date, so refs to them sort by name alone: commits made on
+# either side of a second boundary would otherwise reorder them (a flaky CI failure).
+DATE = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+
+
 def sh(args: list[str], cwd: Path) -> None:
-    subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True)
+    subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True,
+                   env=os.environ | DATE)
 
 
 @pytest.fixture(scope="module")
