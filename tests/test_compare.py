@@ -154,6 +154,12 @@ def test_a_later_commit_keeps_the_latest_experiments(repo):
         assert [(r.label, r.method) for r in runs] == [("react-exp", "jerp"),
                                                          (f"react-exp@{base[:7]}", "react")]
         assert experiments.load_rev(repo, "react-exp").method == "jerp"  # the nearest
+        # an ablation of the workspace's method (another finetune.algorithm) hides nothing
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["finetune"] = {**params.get("finetune", {}), "algorithm": "rft"}
+        refs.append(_exp(repo, "HEAD~1", "jerp-rft", _commit_with_params(repo, params)))
+        runs, _ = experiments.latest_runs(repo, shown=(here,))
+        assert f"jerp-rft@{base[:7]}" in [r.label for r in runs]
     finally:
         for ref in refs:
             sh(["git", "update-ref", "-d", ref], repo)

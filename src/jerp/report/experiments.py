@@ -18,6 +18,7 @@ the same eval games (metrics/references.json) closes the table as the ceiling ro
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,7 +48,7 @@ from jerp.report.load import (
     revision,
     run_params,
 )
-from jerp.report.seeds import fmt_spread, seed_groups, setting_labels, spread
+from jerp.report.seeds import fmt_spread, normalized, seed_groups, setting_labels, spread
 
 WORKSPACE = "workspace"
 
@@ -338,10 +339,11 @@ def eval_set(params: dict) -> tuple:
             int(ev.get("state_games_per_type", 0)))
 
 
-def configuration(params: dict) -> tuple[str, str, int, tuple]:
-    """What a newer run supersedes an older one by: environment, method, seed and eval set."""
-    return (str(params.get("env", {}).get("name")), str(params.get("run", {}).get("method")),
-            int(params.get("run", {}).get("seed", 0)), eval_set(params))
+def configuration(params: dict) -> str:
+    """What a newer run supersedes an older one by: all its params, read through today's
+    schema (seeds.normalized). Method, seed and games alone are too coarse: an ablation
+    (another finetune.algorithm) on a newer commit would hide the plain run."""
+    return json.dumps(normalized(params), sort_keys=True, default=str)
 
 
 def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], list[str]]:
