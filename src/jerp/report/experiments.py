@@ -319,8 +319,8 @@ def latest_experiments(root: Path, depth: int = 100
     try:
         line = git("rev-list", "--first-parent", f"--max-count={depth}", "HEAD").split()
         # oldest first; refs to commits of one date by name (the last --sort is primary)
-        refs = git("for-each-ref", "--sort=refname", "--sort=creatordate", "--format=%(refname) %(objectname)",
-                   "refs/exps")
+        refs = git("for-each-ref", "--sort=refname", "--sort=creatordate",
+                   "--format=%(refname) %(objectname)", "refs/exps")
     except (OSError, subprocess.CalledProcessError):
         return []
     by_base: dict[str, list[tuple[str, str]]] = {}
