@@ -2,7 +2,8 @@
 
 import pytest
 
-from jerp.config import ParamsError, load_params, parse_params
+from jerp import tracking
+from jerp.config import ParamsError, flatten, load_params, parse_params
 
 
 def test_repo_params_validate(root):
@@ -106,3 +107,13 @@ def test_update_settings_come_from_params():
     assert (w.rft_weight, w.grpo_weight, w.grad_clip, w.lr, w.max_minutes) == (
         1.0, 0.0, 4.0, p.warmstart.lr, p.warmstart.max_minutes)
     assert (w.batch_sequences, f.batch_sequences) == (6, p.finetune.batch_sequences)
+
+
+def test_flatten_gives_dotted_keys_and_keeps_leaf_types():
+    """Seed grouping compares leaves as values (0.5 != "0.5"); MLflow stringifies its own."""
+    nested = {"run": {"method": "jerp", "seed": 1}, "finetune": {"lr": 0.5, "tags": ["a"]}}
+    assert flatten(nested) == {"run.method": "jerp", "run.seed": 1, "finetune.lr": 0.5,
+                               "finetune.tags": ["a"]}
+    assert tracking.numeric({"a": {"b": 2, "ok": True, "x": None, "n": float("nan")}}) == {
+        "a.b": 2.0}
+    assert tracking._flatten({"a": {"long": "x" * 600}}) == {"a.long": "x" * 500}

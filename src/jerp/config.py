@@ -416,6 +416,18 @@ def _derived_keys(raw: dict) -> dict:
     return {**raw, "warmstart": ws}
 
 
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dict -> {dotted key: leaf}, the keys `dvc exp run -S` and MLflow params use;
+    leaves keep their type (callers that log them stringify)."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def parse_params(raw: dict) -> Params:
     try:
         return Params.model_validate(_derived_keys(raw or {}))

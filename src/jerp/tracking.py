@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from jerp.config import flatten
+
 EXPERIMENT = "jerp"
 PIPELINE_TAG = "jerp.pipeline"
 DVC_EXP_TAG = "dvc.exp_name"
@@ -39,15 +41,9 @@ MODEL_TRAINING = "custom_model_development"  # (genai_development opens the GenA
 OWNER_TAG = "jerp.owner"  # the stage process that owns a run (crashes.owner_tag)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = str(v)[:500]
-    return out
+def _flatten(d: dict) -> dict[str, str]:
+    """Dotted keys, stringified leaves cut to MLflow's 500-character param limit."""
+    return {k: str(v)[:500] for k, v in flatten(d).items()}
 
 
 def numeric(metrics: dict) -> dict[str, float]:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jerp.config import ParamsError, parse_params
+from jerp.config import ParamsError, flatten, parse_params
 
 
 @dataclass(frozen=True)
@@ -60,21 +60,11 @@ def without_seed(params: dict) -> str:
     return json.dumps({**params, "run": run}, sort_keys=True, default=str)
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def setting_labels(params: Sequence[dict], most: int = 3) -> list[str]:
     """What sets each run apart from the first beyond its method and seed, as
     'key=value, ...' (at most `most`, then '+N'): an ablation row then says which knob it
     turned (finetune.algorithm=rft) rather than repeating the method's name."""
-    flat = [_flat(normalized(p)) for p in params]
+    flat = [flatten(normalized(p)) for p in params]
     labels = []
     for f in flat:
         diff = [f"{k}={f[k]}" for k in sorted(f) if k in flat[0] and f[k] != flat[0][k]
