@@ -1,4 +1,13 @@
-"""Which Running flow runs belong to a dead stage process (jerp.crashes)."""
+"""Which Running flow runs belong to a dead stage process, and a stopped stage stops
+(jerp.crashes)."""
+
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+from stage_project import stage_env
 
 from jerp.crashes import (
     Owner,
@@ -33,3 +42,49 @@ def test_process_alive_tells_a_reused_pid_from_its_first_owner():
     assert process_alive(me)
     assert not process_alive(Owner(me.host, me.pid, me.started - 3600))
     assert not process_alive(Owner(me.host, 2**22 + 7, me.started))
+
+
+STOPPABLE_STAGE = '''
+import sys, time
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
+from jerp.crashes import guard_stage
+from jerp.runtime import configure
+
+@task
+def chunk():
+    print("working", flush=True)
+    time.sleep(600)  # a chunk of work on the runner's worker thread
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+def stage():
+    chunk.submit().result()
+
+configure(__import__("pathlib").Path(sys.argv[1]))
+guard_stage()
+stage()
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_stage_exits_without_waiting_for_its_running_chunk(tmp_path, sig):
+    """Before: the signal reached the main thread, whose unwinding waited for the chunk
+    (DVC waited on the stage meanwhile); the stage now exits within STOP_GRACE seconds,
+    and Prefect's temporary server with it."""
+    script = tmp_path / "stage.py"
+    script.write_text(STOPPABLE_STAGE)
+    env = stage_env(PREFECT_HOME=str(tmp_path / ".prefect"))
+    stage = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert stage.stdout.readline().strip() == "working"
+        family = psutil.Process(stage.pid).children(recursive=True)
+        stage.send_signal(sig)
+        _, err = stage.communicate(timeout=60)  # the chunk alone would take 600 s
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+    assert stage.returncode in (128 + sig, -sig), err[-2000:]
+    assert f"{signal.Signals(sig).name}: stopping this stage" in err
+    _, left = psutil.wait_procs(family, timeout=15)
+    assert [" ".join(p.cmdline()) for p in left] == []

@@ -42,6 +42,11 @@ def test_every_preset_merges_to_a_complete_valid_params_file(root):
     assert sorted(tiny.iterations) == [1] and tiny.eval_iterations == [0, 1]
     assert tiny.env.task_types == ["pick_heat_then_place_in_recep"] and tiny.env.max_steps == 4
     assert tiny.env.eval_split == "eval_out"  # not in tiny.yaml: the base's
+    # one warm-start recipe, the one measured to win games (docs/methods.md): quick's
+    # iteration 0 is standard's warm start, held to 30 steps
+    quick, standard = parse_params(merged["quick"]), parse_params(merged["standard"])
+    assert quick.warmstart == standard.warmstart and quick.warmstart.games_per_type == 25
+    assert (quick.env.max_steps, standard.env.max_steps) == (30, 50)
 
 
 def test_presets_hold_only_what_differs_from_the_base(root):

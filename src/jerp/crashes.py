@@ -15,6 +15,12 @@ remedies, both at the start of every stage (`flows/common.load`):
   gone is set to Crashed by the next stage that starts. A run of a live
   process (a queued experiment's stage running beside this one) is left alone;
   the start time tells a reused pid from its first owner.
+
+A stage that is asked to stop (Ctrl-C, SIGTERM) stops within `STOP_GRACE` seconds
+(`exit_when_stopped`): the flow's chunks run on worker threads, so the signal only
+reaches the main thread, whose unwinding waits for the running chunk (minutes), and
+`dvc repro` waits on the stage meanwhile. Outputs are written whole or not at all
+(temp file, then rename), so cutting a chunk short loses nothing already written.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -32,6 +39,8 @@ from dataclasses import dataclass
 
 OWNER_PREFIX = "jerp.owner:"
 PR_SET_PDEATHSIG = 1
+STOP_GRACE = 5.0  # seconds a stopped stage may take to unwind before it exits hard
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -206,11 +215,39 @@ def mark_orphans_crashed(owner: Owner) -> list[str]:
     return dead
 
 
+def exit_when_stopped(grace: float = STOP_GRACE) -> None:
+    """Exit with 128 + the signal's number `grace` seconds after SIGINT or SIGTERM arrives,
+    unless the process has ended by then. Call from the main thread.
+
+    It watches the signal wakeup fd, which the interpreter writes from its C-level
+    handler whatever Python handler is installed: Prefect swaps SIGTERM's handler in
+    and out around each flow run, so chaining handlers would miss it. Without a Python
+    handler (SIGTERM outside a flow run) the default action ends the process at once.
+    `os._exit` runs no atexit hook: Prefect's temporary server dies with the stage
+    (PR_SET_PDEATHSIG), and its Running flow run is marked Crashed by the next stage."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            got = [b for b in os.read(read_end, 64) if b in STOP_SIGNALS]
+            if got:
+                name = signal.Signals(got[0]).name
+                print(f"{name}: stopping this stage (at most {grace:g} s)", file=sys.stderr,
+                      flush=True)
+                time.sleep(grace)
+                os._exit(128 + got[0])
+
+    threading.Thread(target=watch, name="jerp-stop-watch", daemon=True).start()
+
+
 def guard_stage() -> Owner:
     """Call once, from the main thread, before the stage's flow runs."""
     from prefect.context import TagsContext
 
     owner = this_process()
+    exit_when_stopped()
     start_prefect_server()
     try:
         mark_orphans_crashed(owner)
