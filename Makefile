@@ -88,10 +88,13 @@ lint: install-dev
 	$(BIN)/python -m jerp.deps --check
 
 # Runs the queued DVC experiments one at a time and waits for the last (compare, seeds,
-# ablations).
+# ablations). `queue start` again at each poll: it starts a worker only where none is
+# active, and the worker can die between experiments (kombu's file broker reading a
+# message half written: JSONDecodeError, seen 2026-12-06), leaving the rest queued.
 define RUN_QUEUE
 $(BIN)/dvc queue start --jobs 1
-while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
+while $(BIN)/dvc queue status | grep -qE 'Queued|Running'; do \
+  sleep 30; $(BIN)/dvc queue start --jobs 1 > /dev/null; done
 $(BIN)/dvc queue status
 endef
 
