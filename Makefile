@@ -117,7 +117,8 @@ compare: install params
 # Several seeds of one configuration: params.yaml's method (or each of METHODS) once per seed
 # in SEEDS, as queued DVC experiments; `jerp compare --table` then shows one row per method
 # with the mean ± sd over its seeds (the workspace counts as its own run.seed). A seed equal
-# to the workspace's repeats the workspace: leave it out of SEEDS.
+# to the workspace's repeats the workspace: leave it out of SEEDS. Each seed draws its own
+# games and trains its own warm start (~55 min on 2 cores for quick and standard).
 SEEDS ?= 1 2
 METHODS ?=
 seeds: install params
