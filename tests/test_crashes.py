@@ -74,8 +74,11 @@ def test_a_stopped_stage_exits_without_waiting_for_its_running_chunk(tmp_path, s
     script = tmp_path / "stage.py"
     script.write_text(STOPPABLE_STAGE)
     env = stage_env(PREFECT_HOME=str(tmp_path / ".prefect"))
+    # a terminal's default for SIGINT: a job started in the background (`cmd &`, as CI
+    # may be) inherits it ignored, and an ignored signal never reaches the stage
     stage = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert stage.stdout.readline().strip() == "working"
         family = psutil.Process(stage.pid).children(recursive=True)
