@@ -136,8 +136,10 @@ seeds: install params
 # Where a learning method's gain comes from (issue 29), on the workspace's games and seed:
 # its finetune.algorithm as RFT only and as GRPO only, and a supervised-only control
 # (policy_only: no rules; RFT on the reference successes only, no GRPO, no own wins) held
-# to as many optimizer steps per update as the workspace's finetune@1 took. Run the
-# workspace first (make run) and commit its dvc.lock, so the warm start is shared.
+# to as many optimizer steps per update as the workspace's finetune@1 took; and `dagger`,
+# the workspace plus the expert's label at every rollout state (finetune.dagger: how far a
+# privileged teacher takes the loop). Run the workspace first (make run) and commit its
+# dvc.lock, so the warm start is shared.
 ablations: install params
 	@test -f metrics/train_1.json || { echo "metrics/train_1.json missing: run the \
 	  workspace first (make run); the control matches its finetune@1's optimizer steps"; exit 2; }
@@ -145,7 +147,8 @@ ablations: install params
 	$(BIN)/dvc exp run --queue -n algo-rft -S finetune.algorithm=rft && \
 	$(BIN)/dvc exp run --queue -n algo-grpo -S finetune.algorithm=grpo && \
 	$(BIN)/dvc exp run --queue -n supervised -S run.method=policy_only \
-	  -S finetune.algorithm=rft -S finetune.rft_wins=false -S finetune.optimizer_steps=$$steps
+	  -S finetune.algorithm=rft -S finetune.rft_wins=false -S finetune.optimizer_steps=$$steps && \
+	$(BIN)/dvc exp run --queue -n dagger -S finetune.dagger=true
 	$(RUN_QUEUE)
 	$(BIN)/jerp compare --table
 	$(BIN)/dvc repro --force --single-item report

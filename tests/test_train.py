@@ -284,3 +284,45 @@ def test_batch_schedule_covers_passes_in_shuffled_order():
     # passes: a batch of 64 over 5 windows would train on each ~13 times)
     big = batch_schedule(5, 64, 3, seed=1)
     assert all(sorted(b) == list(range(5)) for b in big)
+
+
+@pytest.mark.parametrize("dagger", [True, False])
+def test_finetune_dagger_learns_the_experts_action_at_rollout_states(model_cache, reference,
+                                                                     tmp_path, dagger):
+    """finetune.dagger: the update also learns the expert's label at every state a
+    rollout reached. A lone failed rollout gives GRPO no advantage, so with DAgger off
+    the update has nothing to learn; on, it learns every labelled state, and the saved
+    adapter ranks the expert's actions higher than the policy it started from."""
+    from jerp import paths
+    from jerp.metrics_schema import TrainRecord, read_record
+    from jerp.policy.experience import dagger_items
+    from jerp.records import StepRecord, write_trajectories
+    from jerp.stages import finetune
+
+    steps = [StepRecord(observation=s.observation, admissible_count=len(s.admissible),
+                        admissible=s.admissible, expert=s.action,
+                        action=next(a for a in s.admissible if a != s.action))
+             for s in reference.steps]
+    rollout = reference.model_copy(update={"traj_id": "roll1:x#0", "source": "rollout",
+                                           "steps": steps, "won": False, "reward": 0.0})
+    write_trajectories(tmp_path / paths.references_file(), [])
+    write_trajectories(tmp_path / paths.rollouts_file(1), [rollout])
+    write_adapter(tmp_path / paths.adapter_dir(0), None,
+                  AdapterManifest(kind="none", base="smollm2", iteration=0))
+    p = parse_params({"run": {"method": "policy_only"}, "iterations": {1: {"prev": 0}},
+                      "eval_iterations": [0, 1],
+                      "policy": {"cache_dir": str(model_cache), "dtype": "float32"},
+                      "finetune": {"algorithm": "grpo", "dagger": dagger, "lr": 1e-3,
+                                   "optimizer_steps": 1, "batch_sequences": 8}})
+    stats = finetune.run(p, tmp_path, 1, 0)
+    record = read_record(tmp_path / paths.train_stats_file(1), TrainRecord)
+    if not dagger:
+        assert stats["decisions"] == 0 and record.dagger_states is None
+        return
+    items = dagger_items([rollout])
+    assert stats["dagger_states"] == record.dagger_states == len(steps) == stats["decisions"]
+    assert record.optimizer_steps == 1
+    cfg = _cfg()
+    before = _batch_loss(_trainable(model_cache), items, cfg)
+    after = _batch_loss(_trainable(model_cache, tmp_path / paths.adapter_dir(1)), items, cfg)
+    assert after < before

@@ -300,6 +300,11 @@ class FinetuneParams(Section):
     optimizer_steps: int | None = Field(
         None, ge=1, description="Optimizer steps per update, whatever the data's size (a "
         "control matched to another run's metrics/train_i.json); None: from epochs.")
+    dagger: bool = Field(
+        False, description="DAgger in the loop: also learn the searching expert's action "
+        "at every state the rollouts reached (the label each rollout step records), as a "
+        "candidate cross-entropy target. A privileged teacher the papers' methods do not "
+        "have: off by default, an ablation of what the loop could learn from it.")
 
 
 class EvalParams(Section):

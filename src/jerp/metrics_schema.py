@@ -174,6 +174,7 @@ class TrainRecord(MetricsRecord):
     identical_group_share: float | None = None
     rft_references: int | None = None
     rft_wins: int | None = None
+    dagger_states: int | None = None  # finetune.dagger: rollout states with the expert's label
     # H2R's policy planner (memory/planner.py): its decisions trained on, and the
     # successes whose realised plan they write (warm start and RFT)
     plan_choices: int | None = None

@@ -5,7 +5,9 @@ reflection used) update adapter i-1 into adapter i:
   a rotating share of the warm-start games') and the agent's wins so far (H2R methods
   whose policy plans: on the planner's decisions that write their realised plans too);
 * grpo: the clipped candidate-softmax objective on the rollouts (policy/grpo.py);
-* rft+grpo: both terms in one loss.
+* rft+grpo: both terms in one loss;
+* finetune.dagger (any algorithm): candidate cross-entropy on the searching expert's
+  action at every rollout state it labelled (DAgger, a privileged teacher: off by default).
 
 Prompts are the ones the agent acted with, working set included; references are
 shown the working set of pool i for methods that use rules, which is the pool
@@ -30,7 +32,7 @@ from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART
 from jerp.methods import parts
 from jerp.metrics_schema import TrainRecord, write_record
-from jerp.policy.experience import grpo_items, success_items
+from jerp.policy.experience import dagger_items, grpo_items, success_items
 from jerp.policy.rft import rotate, successes
 from jerp.records import (
     AdapterManifest,
@@ -96,6 +98,10 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
         if teach is not None:
             data["plan_choices"] = sum(len(it.plan) for it in rft_items)
             data["plans_taught"] = sum(bool(it.plan) for it in rft_items)
+    if fp.dagger:  # the states the policy reached, each with the expert's action there
+        dagger = dagger_items(rollouts)
+        items += dagger
+        data["dagger_states"] = sum(len(it.targets) for it in dagger)
     policy = load_trainable(p, root, adapter=src)
     from jerp.policy.train import train
 
