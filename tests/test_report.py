@@ -66,7 +66,7 @@ def test_competence_verdict_says_whether_gap_shrank(tmp_path):
                                       top1={"shown": analysis.Rate(v), "none": analysis.Rate(0.4)},
                                       mrr={}) for i, v in ((1, 0.3), (3, 0.4))]
     text = analysis.competence_verdict(hurt)
-    assert "never turned positive" in text and "moved" not in text
+    assert "was not positive at either" in text and "moved" not in text
     shown_only = [analysis.IterationSummary(0, analysis.Rate(0), {},
                                             top1={"shown": analysis.Rate(0.5)},
                                             mrr={"shown": analysis.Estimate(0.6)})]

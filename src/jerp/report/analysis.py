@@ -236,8 +236,8 @@ def competence_verdict(rows: list[IterationSummary],
                 f"{g0:+.3f} more often than with no rules (iteration {i0}); one iteration "
                 "measured, so no trend yet.")
     if g0 <= 0 and g1 <= 0:  # nothing in the rules to move into the weights
-        trend = ("never turned positive: the rules did not help at either iteration, so "
-                 "there is no competence in them to move")
+        trend = ("was not positive at either: the rules did not help at the first or the "
+                 "last iteration, so there is no competence in them to move")
     elif g1 < g0:
         trend = "shrank: competence moved from the rules into the weights, as JERP claims"
     elif g1 > g0:
