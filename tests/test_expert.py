@@ -160,8 +160,8 @@ def test_dagger_items_learn_the_label_at_the_states_the_policy_reached():
     from jerp.policy.experience import dagger_items
 
     t = _traj(["look", "go to a", "take x"], ["go to a", "go to a", "inventory"])
-    for s in t.steps:
-        s.admissible = ["look", "go to a", "take x"]
+    for k, s in enumerate(t.steps):
+        s.admissible, s.observation = ["look", "go to a", "take x"], f"o{k}"
     (item,) = dagger_items([t])
     # step 2's label is not among its candidates: no target there
     assert sorted(item.targets) == [0, 1]
@@ -169,3 +169,16 @@ def test_dagger_items_learn_the_label_at_the_states_the_policy_reached():
     assert all(item.targets[k].ce for k in (0, 1))
     assert item.traj.actions == ["look", "go to a", "take x"]  # the history as played
     assert dagger_items([_traj(["look"], [None])]) == []
+
+
+def test_dagger_items_learn_a_state_once_however_often_a_loop_revisits_it():
+    from jerp.policy.experience import dagger_items
+
+    loop = _traj(["look", "look", "look", "go to a"], ["go to a"] * 4)
+    for s, obs in zip(loop.steps, ["o", "o", "o", "p"], strict=True):
+        s.admissible, s.observation = ["look", "go to a"], obs
+    again = loop.model_copy(deep=True)  # the group's second episode, same states
+    other_game = loop.model_copy(deep=True, update={"task_id": "h"})
+    items = dagger_items([loop, again, other_game])
+    assert [(i.traj.task_id, sorted(i.targets)) for i in items] == [("g", [0, 3]),
+                                                                     ("h", [0, 3])]

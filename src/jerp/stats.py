@@ -39,7 +39,6 @@ from collections.abc import Hashable, Sequence
 from statistics import NormalDist
 
 import numpy as np
-from scipy import stats as sps
 
 ALPHA = 0.05
 POWER = 0.8
@@ -56,6 +55,8 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
         raise ValueError(f"wilson: need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return 0.0, 1.0
+    from scipy import stats as sps  # lazily: 1.5 s of every stage's start-up
+
     ci = sps.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -66,6 +67,8 @@ def mcnemar_p(b: int, c: int) -> float:
         raise ValueError(f"mcnemar_p: discordant counts must be >= 0, got b={b}, c={c}")
     if b + c == 0:
         return 1.0
+    from scipy import stats as sps
+
     return float(sps.binomtest(b, b + c, 0.5).pvalue)
 
 
@@ -132,6 +135,8 @@ def _resampled_means(x: np.ndarray, clusters: Sequence[Hashable] | None, resampl
     sums, counts = cluster_sums(x, clusters)
     if sums.size < 2:
         return np.full(resamples, float(x.mean()))
+    from scipy import stats as sps
+
     res = sps.bootstrap((sums, counts), _pooled_mean, paired=True, vectorized=True,
                         n_resamples=resamples, method="percentile", rng=seed)
     return np.asarray(res.bootstrap_distribution)

@@ -129,12 +129,24 @@ def success_items(successes: list[Trajectory], rules_for=None,
 
 
 def dagger_items(trajs: list[Trajectory]) -> list[TrainItem]:
-    """DAgger: every state the policy reached that the expert labelled, with the expert's
-    action as the candidate-CE class; the prompt's history shows what the policy did."""
+    """DAgger: the states the policy reached that the expert labelled, with the expert's
+    action as the candidate-CE class; the prompt's history shows what the policy did.
+
+    Each state (game, observation, label) is learnt once, at its first visit: a policy in
+    a loop revisits one state many times with one label, and those copies outweighed
+    everything else in the update (quick, iteration 1: 424 states, 5 of 12 games won
+    against 7 without DAgger)."""
+    seen: set[tuple[str, str, str]] = set()
     items = []
     for t in trajs:
-        targets = {k: Target(ce=True, label=s.expert) for k, s in enumerate(t.steps)
-                   if s.admissible and s.expert in s.admissible}
+        targets = {}
+        for k, s in enumerate(t.steps):
+            if not (s.admissible and s.expert in s.admissible):
+                continue
+            state = (t.task_id, s.observation, s.expert)
+            if state not in seen:
+                seen.add(state)
+                targets[k] = Target(ce=True, label=s.expert)
         if targets:
             items.append(TrainItem(t, targets))
     return items
