@@ -41,7 +41,7 @@ def run_dir(tmp_path_factory, root, model_cache):
     prepare.run(p, d)
     references.run(p, d)
     warmstart.run(p, d)
-    evaluate.run(p, d, 0)
+    # (no evaluation at 0: nothing downstream reads it, and evaluate@1 plays the same way)
     rollout.run(p, d, 1, 0)
     reflect.run(p, d, 1, 0)
     revise.run(p, d, 1, 0)
@@ -63,7 +63,7 @@ def test_tasks_and_references(run_dir):
 def test_evaluation_reports_score_and_success(run_dir):
     d, m1 = run_dir
     assert {"score", "success", "success_by_type", "expert_top1"} <= set(m1)
-    trajs = read_trajectories(d / paths.eval_file(0))
+    trajs = read_trajectories(d / paths.eval_file(1))
     assert len(trajs) == 2 and all(1 <= t.n_steps <= 5 for t in trajs)
     assert all(t.steps[0].action.startswith("search[") for t in trajs)
 

@@ -33,20 +33,22 @@ from tiny import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 
-# react re-runs every stage that reads run.method (learning nothing); jerp changes only
-# its evaluation's params, so only evaluate@0, evaluate@1 and report run again: the
-# cheapest pair of experiments that still differ in method and overlap in time.
-QUEUED = {"q-react": "react", "q-jerp": "jerp"}
+# Both turn off eval.expert_states, and q-one-trial also sets reflexion.trials to 1
+# (tiny's is 2): evaluation params only, so only evaluate@0, evaluate@1 and report run
+# again in each and the two overlap in time at the least cost (a method switch re-runs 8
+# stages, each starting its own temporary Prefect server; react beside rules_only took
+# ~380 s of the suite on one core). Each one's MLflow runs must carry its own trials.
+QUEUED = {"q-expert-off": ("reflexion.trials", 2), "q-one-trial": ("reflexion.trials", 1)}
 
 
 def test_two_queued_experiments_run_concurrently(project):
-    """`dvc queue start -j 2`: two experiments (react, jerp) at once, each in its own
+    """`dvc queue start -j 2`: two experiments (QUEUED) at once, each in its own
     copy under .dvc/tmp/exps, both reporting to the project's Prefect and MLflow stores."""
     proj = project
     started = time.time()
-    for name, method in QUEUED.items():
-        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"run.method={method}",
-             "-S", "eval.expert_states=false"], proj)  # episodes only (and jerp's one change)
+    for name, (param, value) in QUEUED.items():
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"{param}={value}",
+             "-S", "eval.expert_states=false"], proj)  # episodes only: what is asked here
     marker = uuid.uuid4().hex
     # The queue's workers are daemons: they must not hold this call's pipes open.
     subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=proj, check=True,
@@ -72,36 +74,33 @@ def check_queued(proj: Path, started: float) -> None:
         assert "Success" in line, f"{name}: {line!r}\n{status}\n{logs[name][-4000:]}"
         assert "database is locked" not in logs[name], logs[name][-4000:]
 
-    # Outputs: each experiment's params, metrics and trajectories are its own method's.
+    # Outputs: each experiment's params, metrics and trajectories are its own.
     import dvc.api
 
     rows = {r["Experiment"]: r for r in dvc.api.exp_show(repo=str(proj))
             if r.get("Experiment") in QUEUED}
     assert set(rows) == set(QUEUED), rows.keys()
-    for name, method in QUEUED.items():
+    for name, (param, value) in QUEUED.items():
         row = rows[name]
-        assert row["run.method"] == method, row
-        rollout = json.loads(dvc.api.read("metrics/rollout_1.json", repo=str(proj),
-                                          rev=row["rev"]))
+        assert str(row[param]) == str(value), row
         metrics = json.loads(dvc.api.read("metrics/iter_1.json", repo=str(proj),
                                           rev=row["rev"]))
-        if method == "react":  # no experience, no rules
-            assert rollout["episodes"] == 0 and metrics["rules_in_pool"] == 0, (rollout, metrics)
-        else:
-            assert rollout["episodes"] == 2 and metrics["rules_in_pool"] >= 1, (rollout, metrics)
+        assert metrics["rules_in_pool"] >= 1, metrics
         evals = dvc.api.read("data/iter_1/eval.jsonl", repo=str(proj), rev=row["rev"])
-        assert {json.loads(x)["method"] for x in evals.splitlines()} == {method}
+        assert {json.loads(x)["method"] for x in evals.splitlines()} == {"jerp"}
 
-    # MLflow: one parent run per experiment, every stage run under it of its own method.
-    for name, method in QUEUED.items():
+    # MLflow: one parent run per experiment; every stage run under it carries its own
+    # experiment's value of the param (a run under the other's parent would not).
+    for name, (param, value) in QUEUED.items():
         parents = [r[0] for r in mlflow_query(proj, "select run_uuid from tags where key = "
                                          "'dvc.exp_name' and value = ?", (name,))]
         assert len(parents) == 1, (name, parents)
         children = mlflow_query(proj, "select t.run_uuid, p.value, r.start_time, r.end_time "
                            "from tags t join params p on p.run_uuid = t.run_uuid and "
-                           "p.key = 'run.method' join runs r on r.run_uuid = t.run_uuid "
-                           "where t.key = 'mlflow.parentRunId' and t.value = ?", parents)
-        assert children and {c[1] for c in children} == {method}, (name, children)
+                           "p.key = ? join runs r on r.run_uuid = t.run_uuid "
+                           "where t.key = 'mlflow.parentRunId' and t.value = ?",
+                           (param, parents[0]))
+        assert children and {c[1] for c in children} == {str(value)}, (name, children)
         rows[name]["span"] = (min(c[2] for c in children), max(c[3] or 0 for c in children))
     (a0, a1), (b0, b1) = (rows[n]["span"] for n in QUEUED)
     assert max(a0, b0) < min(a1, b1), "the two experiments did not run at the same time"
