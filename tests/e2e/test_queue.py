@@ -82,7 +82,7 @@ def check_queued(proj: Path, started: float) -> None:
     assert set(rows) == set(QUEUED), rows.keys()
     for name, (param, value) in QUEUED.items():
         row = rows[name]
-        assert str(row[param]) == str(value), row
+        assert float(row[param]) == value, row  # exp_show gives a float column
         metrics = json.loads(dvc.api.read("metrics/iter_1.json", repo=str(proj),
                                           rev=row["rev"]))
         assert metrics["rules_in_pool"] >= 1, metrics
@@ -100,7 +100,7 @@ def check_queued(proj: Path, started: float) -> None:
                            "p.key = ? join runs r on r.run_uuid = t.run_uuid "
                            "where t.key = 'mlflow.parentRunId' and t.value = ?",
                            (param, parents[0]))
-        assert children and {c[1] for c in children} == {str(value)}, (name, children)
+        assert children and {float(c[1]) for c in children} == {value}, (name, children)
         rows[name]["span"] = (min(c[2] for c in children), max(c[3] or 0 for c in children))
     (a0, a1), (b0, b1) = (rows[n]["span"] for n in QUEUED)
     assert max(a0, b0) < min(a1, b1), "the two experiments did not run at the same time"
