@@ -26,8 +26,8 @@ def test_exp_run_without_an_activated_venv(project, prefect_api):
     itself, and the stage reports to a running Prefect server (PREFECT_API_URL, as beside
     `make prefect-ui`). One stage is forced, the report: every stage starts the same way.
 
-    A method switched through every stage is test_queue's (react beside jerp). H2R's
-    pieces are tested on the real engine and model one by one: the slotted warm start
+    No end-to-end test switches run.method any more (test_queue changes evaluation params
+    only); H2R's pieces are tested on the real engine and model one by one: the slotted warm start
     derived from run.method (test_baselines, test_warmstart_slots), subgoal slots in
     episodes (test_memory_slot), hindsight reflection into both levels (test_stages) and
     training on slotted prompts (test_packing). Until 2026-12-06 this test ran jerp_h2r

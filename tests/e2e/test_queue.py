@@ -33,9 +33,10 @@ from tiny import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 
-# Both turn off eval.expert_states, and q-one-trial also sets reflexion.trials to 1
-# (tiny's is 2): evaluation params only, so only evaluate@0, evaluate@1 and report run
-# again in each and the two overlap in time at the least cost (a method switch re-runs 8
+# Both turn off eval.expert_states (so q-expert-off differs from the workspace in that
+# alone), and q-one-trial also sets reflexion.trials to 1 (tiny's is 2): evaluation
+# params only, so only evaluate@0, evaluate@1 and report run again in each and the two
+# overlap in time at the least cost (a method switch re-runs 8
 # stages, each starting its own temporary Prefect server; react beside rules_only took
 # ~380 s of the suite on one core). Each one's MLflow runs must carry its own trials.
 QUEUED = {"q-expert-off": ("reflexion.trials", 2), "q-one-trial": ("reflexion.trials", 1)}
