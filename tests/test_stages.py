@@ -193,3 +193,46 @@ def test_rft_data_without_own_wins_is_the_supervised_control(tmp_path):
     control = rft_data(parse_params({"finetune": {"rft_wins": False}}), tmp_path, 1, [ref])
     assert [t.traj_id for t in both] == [ref.traj_id, win.traj_id]
     assert [t.traj_id for t in control] == [ref.traj_id]
+
+
+def test_rollouts_visit_the_next_warm_start_games_each_iteration():
+    """rollout.warmstart_games k: the train games, then k warm-start games dealt one task
+    type at a time; the next iteration plays the next k, wrapping round; k 0: train only."""
+    from jerp.envs.base import Task
+    from jerp.stages.rollout import rollout_tasks
+
+    def task(ty: str, n: int) -> Task:
+        return Task(f"train/{ty}-{n}", "alfworld", "train", ty, f"{ty}-{n}")
+
+    train = [task("heat", 9)]
+    warm = [task(ty, n) for ty in ("pick", "heat") for n in (2, 0, 1)]  # any order
+    names = [[t.task_id.removeprefix("train/") for t in rollout_tasks(train, warm, 2, i)]
+             for i in (1, 2, 3, 4)]
+    assert names == [["heat-9", "heat-0", "pick-0"], ["heat-9", "heat-1", "pick-1"],
+                     ["heat-9", "heat-2", "pick-2"], ["heat-9", "heat-0", "pick-0"]]
+    assert rollout_tasks(train, warm, 0, 1) == train
+    assert rollout_tasks(train, [], 4, 1) == train
+
+
+def test_rft_data_counts_a_rolled_out_warm_start_game_as_its_own(tmp_path):
+    """A warm-start game the iteration rolled out gives RFT its reference as a rollout
+    task's own, once: not again in the rotating share of the other warm-start games."""
+    from jerp.records import TaskList, write_tasks
+    from jerp.stages.finetune import rft_data
+
+    def task(tid: str) -> dict:
+        return {"task_id": tid, "env": "alfworld", "split": "train",
+                "task_type": "pick_heat_then_place_in_recep", "source": tid}
+
+    def ref(tid: str) -> Trajectory:
+        return _traj(f"ref:{tid}", ["go to a"], True, "reference").model_copy(
+            update={"task_id": tid})
+
+    write_tasks(tmp_path / paths.tasks_file(), TaskList(env="alfworld", seed=0, splits={
+        "train": [task("t")], "warmstart": [task("w1"), task("w2"), task("w3")]}))
+    write_trajectories(tmp_path / paths.wins_file(1), [])
+    refs = [ref(x) for x in ("t", "w1", "w2", "w3")]
+    p = parse_params({"finetune": {"rft_references": 2}})
+    assert [t.task_id for t in rft_data(p, tmp_path, 1, refs)] == ["t", "w1", "w2"]
+    assert [t.task_id for t in rft_data(p, tmp_path, 1, refs, {"t", "w2"})] == [
+        "t", "w2", "w1", "w3"]

@@ -194,6 +194,11 @@ class RolloutParams(Section):
         description="Temperature T of the candidate softmax pi(a|s) = softmax(score(a)/T) "
         "while collecting experience (recorded per step; GRPO trains that same distribution).",
     )
+    warmstart_games: int = Field(
+        0, ge=0, description="Warm-start games also rolled out each iteration, besides the "
+        "train games: the next k of them, every task type in turn, so the iterations visit "
+        "different games (their references and DAgger labels serve as the train games' do). "
+        "0: the train games only.")
 
 
 class LoraParams(Section):

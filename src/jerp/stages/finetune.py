@@ -16,6 +16,7 @@ adapter i will act with. Methods without policy updates copy adapter i-1.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from jerp import paths
@@ -78,7 +79,7 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
         items += g.items
         data.update(g.summary())
     if fp.algorithm.has_rft:
-        rft = rft_data(p, root, iteration, all_refs)
+        rft = rft_data(p, root, iteration, all_refs, {t.task_id for t in rollouts})
         pool = read_snapshot(root / paths.rules_file(iteration)) if method.rules else None
         retrieve = retriever(p, root, pool)
 
@@ -120,16 +121,17 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
     return stats
 
 
-def rft_data(p: Params, root: Path, iteration: int,
-             refs: list[Trajectory]) -> list[Trajectory]:
-    """References of the rollout tasks, a rotating share of the warm-start games', and the
-    agent's own wins up to this iteration (reflect@i wrote them, this iteration's included;
-    none with finetune.rft_wins off)."""
+def rft_data(p: Params, root: Path, iteration: int, refs: list[Trajectory],
+             rolled: Iterable[str] = ()) -> list[Trajectory]:
+    """References of the rollout tasks (the train games and any warm-start games rolled
+    out: `rolled`), a rotating share of the other warm-start games', and the agent's own
+    wins up to this iteration (reflect@i wrote them, this iteration's included; none with
+    finetune.rft_wins off)."""
     tl = read_tasks(root / paths.tasks_file())
-    train_ids = {t.task_id for t in tl.tasks("train")}
+    own_ids = {t.task_id for t in tl.tasks("train")} | set(rolled)
     warm_ids = ({t.task_id for t in tl.tasks(WARMSTART)} if WARMSTART in tl.splits
-                else set())
-    own = [r for r in refs if r.task_id in train_ids]
+                else set()) - own_ids
+    own = [r for r in refs if r.task_id in own_ids]
     warm = sorted((r for r in refs if r.task_id in warm_ids), key=lambda r: r.task_id)
     wins = (read_trajectories(root / paths.wins_file(iteration)) if p.finetune.rft_wins
             else [])

@@ -1,4 +1,5 @@
-"""rollout@i: G episodes per train task with policy i-1 and pool i-1 (sampled actions).
+"""rollout@i: G episodes per train task with policy i-1 and pool i-1 (sampled actions),
+and per game of the iteration's share of the warm-start games (rollout.warmstart_games).
 
 Besides the trajectories it reports whether they can teach: the share of groups
 whose episodes are identical and the distinct actions per episode."""
@@ -10,13 +11,30 @@ from pathlib import Path
 from jerp import paths
 from jerp.agents import policy_version, step_memory_for
 from jerp.config import Params
+from jerp.envs.base import Task
+from jerp.envs.registry import WARMSTART
 from jerp.jobs import AgentSpec, play_episodes
 from jerp.methods import parts
 from jerp.metrics import summarize
 from jerp.metrics_schema import RolloutStats, write_record
 from jerp.policy.experience import rollout_diversity
+from jerp.policy.rft import rotate
 from jerp.policy.rollout import EpisodeSpec
 from jerp.records import Trajectory, read_snapshot, read_tasks, write_trajectories
+
+
+def rollout_tasks(train: list[Task], warm: list[Task], k: int, iteration: int) -> list[Task]:
+    """The train games, then iteration i's k warm-start games. The warm-start games are
+    dealt one task type at a time (each type's games in id order), so consecutive
+    iterations play new games and every type comes round; with k a multiple of the
+    types, every iteration plays each type equally."""
+    by_type: dict[str, list[Task]] = {}
+    for t in sorted(warm, key=lambda t: t.task_id):
+        by_type.setdefault(t.task_type, []).append(t)
+    types = sorted(by_type)
+    dealt = [by_type[ty][n] for n in range(max(map(len, by_type.values()), default=0))
+             for ty in types if n < len(by_type[ty])]
+    return train + rotate(dealt, k, iteration)
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
@@ -26,7 +44,9 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
         write_record(root / paths.rollout_stats_file(iteration),
                      RolloutStats(iteration=iteration, episodes=0, skipped=p.run.method))
         return []
-    tasks = read_tasks(root / paths.tasks_file()).tasks("train")
+    tl = read_tasks(root / paths.tasks_file())
+    warm = tl.tasks(WARMSTART) if WARMSTART in tl.splits else []
+    tasks = rollout_tasks(tl.tasks("train"), warm, p.rollout.warmstart_games, iteration)
     rules_file = root / paths.rules_file(prev)
     pool = read_snapshot(rules_file)
     rules = rules_file if method.rules and pool.rules and p.rules.top_k else None
