@@ -4,7 +4,7 @@ import pytest
 
 from jerp.envs.alfworld import TASK_TYPES, AlfWorldEnv, list_tasks
 from jerp.envs.alfworld_expert import TaskFolderError, TaskParams, task_params
-from jerp.metrics import demo_stats, expert_agreement
+from jerp.metrics import agreement_by_kind, decision_kind, demo_stats, expert_agreement
 from jerp.records import StepRecord, Trajectory
 from jerp.replay import play_expert, replay_reference
 
@@ -143,6 +143,18 @@ def test_expert_agreement_counts_labelled_decisions_only():
     lo, hi = m["expert_agreement_ci"]
     assert 0 < lo < 2 / 3 < hi < 1
     assert expert_agreement([_traj(["look"], [None])]) == {}
+
+
+def test_agreement_splits_by_the_kind_of_the_expert_action():
+    """Counted by what the expert did, whatever the policy did instead: a `take` label
+    answered with `go to b` counts against `take`."""
+    t = _traj(["go to a", "go to c", "go to b", "open d", "look"],
+              ["go to a", "go to b", "take x", "open d", None])
+    w = _traj(["search[red shoes]", "click[b01]"], ["search[red shoes]", "click[b02]"])
+    assert agreement_by_kind([t, t]) == {"go to": (2, 4), "open": (2, 2), "take": (0, 2)}
+    assert agreement_by_kind([w]) == {"click": (0, 1), "search": (1, 1)}
+    assert [decision_kind(a) for a in ("go to sink 1", "move cd 3 to safe 1", "goto")] == [
+        "go to", "move", "goto"]
 
 
 def test_demo_stats_count_fallbacks_per_type():

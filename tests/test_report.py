@@ -409,3 +409,28 @@ def test_paired_states_resample_games():
     assert f"about {r.needed} paired games" in text
     # one game: nothing to resample, no test
     assert analysis.paired_states(ranks([False] * 4)[:3], ranks([True] * 4)[:3]) is None
+
+
+def test_agreement_by_kind_table_sums_each_iteration_games(tmp_path):
+    """The expert section splits agreement by the expert's action: each iteration's first
+    attempts summed over games (three games, two labelled steps and one unlabelled each;
+    at iteration 0 the policy goes elsewhere than the expert)."""
+    from report_fixtures import TYPES, game
+
+    from jerp.records import StepRecord
+
+    write_run(tmp_path)
+    for it in (0, 1):
+        labels = ["go to a" if it else "go to b", "take x 1 from a", None]
+        steps = [StepRecord(observation="o", admissible_count=3, action=a, expert=x)
+                 for a, x in zip(["go to a", "take x 1 from a", "look"], labels, strict=True)]
+        ts = [game(f"g{j}", TYPES[j % 2], j == 0, it).model_copy(update={"steps": steps})
+              for j in range(3)]
+        (tmp_path / paths.eval_file(it)).write_text(
+            "".join(t.model_dump_json() + "\n" for t in ts))
+    [d0, d1] = load_run(workspace(tmp_path), [0, 1])
+    assert analysis.summarize(d1).agreement_by_kind == {"go to": (3, 3), "take": (3, 3)}
+    build(tmp_path, [0, 1], "kinds")
+    md = (tmp_path / paths.REPORTS / "index.md").read_text()
+    assert "| 0 | 0.00 (0/3) | 1.00 (3/3) |" in md
+    assert "| 1 | 1.00 (3/3) | 1.00 (3/3) |" in md

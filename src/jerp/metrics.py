@@ -55,6 +55,29 @@ def expert_agreement(trajs: list[Trajectory]) -> dict:
             "expert_labels": len(labelled)}
 
 
+def decision_kind(action: str) -> str:
+    """What a command does, to break agreement down: its verb ("go to" whole: ALFWorld's
+    search moves), WebShop's `search` or `click`."""
+    a = action.strip()
+    return "go to" if a.startswith("go to ") else a.split("[", 1)[0].split(" ", 1)[0]
+
+
+def agreement_by_kind(trajs: list[Trajectory]) -> dict[str, tuple[int, int]]:
+    """(decisions equal to the expert's, decisions it labelled) per kind of the expert's
+    action, most labelled first. ALFWorld's expert searches receptacles in an order of its
+    own, remembered over the episode; agreement on `go to` measures following that order,
+    on the other kinds handling the objects once found."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for t in trajs:
+        for s in t.steps:
+            if s.expert is not None:
+                c = counts[decision_kind(s.expert)]
+                c[0] += s.action == s.expert
+                c[1] += 1
+    return {k: (a, n) for k, (a, n) in sorted(counts.items(), key=lambda kv: (-kv[1][1],
+                                                                               kv[0]))}
+
+
 def demo_stats(refs: list[Trajectory], asked: str) -> dict:
     """What the train references are: who demonstrated each game, how often the expert was
     asked and fell back to the walkthrough, and the expert's wins and steps per type."""

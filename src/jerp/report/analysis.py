@@ -98,6 +98,8 @@ class IterationSummary:
     score: Estimate | None = None  # mean reward x 100 (the WebShop score), bootstrap CI
     trials: int = 1  # k of `success` when it is Reflexion's success@k; 1: the first attempt
     agreement: Rate | None = None  # policy's decisions = the searching expert's (Wilson)
+    # (agreeing, labelled) first-attempt decisions per kind of the expert's action
+    agreement_by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 SHORT_TYPES = {"pick_and_place_simple": "put", "pick_clean_then_place_in_recep": "clean",
@@ -181,7 +183,19 @@ def summarize(d: IterationData, seed: int = 0, at_k: bool = False) -> IterationS
         top1_by_type=dict(m.expert_top1_by_type or {}) if m is not None else {},
         mrr_by_type=dict(m.expert_mrr_by_type or {}) if m is not None else {},
         score=score, agreement=_agreement(m), trials=m.trials if at_k and m is not None else 1,
+        agreement_by_kind=kind_totals(d.games or []),
     )
+
+
+def kind_totals(games: list[EvalGame]) -> dict[str, tuple[int, int]]:
+    """Agreement by kind of the expert's action summed over games, most labelled first."""
+    tot: dict[str, list[int]] = {}
+    for g in games:
+        for k, (a, n) in g.agreement.items():
+            t = tot.setdefault(k, [0, 0])
+            t[0] += a
+            t[1] += n
+    return {k: (a, n) for k, (a, n) in sorted(tot.items(), key=lambda kv: (-kv[1][1], kv[0]))}
 
 
 CEILING = "searching expert (ceiling)"

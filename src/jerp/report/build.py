@@ -156,6 +156,35 @@ def _expert_blocks(rows: list[IterationSummary]) -> list[Block]:
               [[str(r.iteration), fmt_rate(r.agreement, 3), fmt_rate(r.top1.get("shown"), 3),
                 _est(r.mrr.get("shown")), *[_f(r.top1_by_type.get(t)) for t in types]]
                for r in rows]),
+        *_kind_blocks(rows),
+    ]
+
+
+def _kind_blocks(rows: list[IterationSummary], most: int = 4) -> list[Block]:
+    """Expert agreement split by what the expert did: its `go to` search moves, whose
+    order is its own, against handling the objects it found."""
+    total: dict[str, int] = {}
+    for r in rows:
+        for k, (_, n) in r.agreement_by_kind.items():
+            total[k] = total.get(k, 0) + n
+    if not total:
+        return []
+    kinds = sorted(total, key=lambda k: (-total[k], k))
+    shown, rest = kinds[:most], kinds[most:]
+
+    def cell(pairs: list[tuple[int, int]]) -> str:
+        a, n = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        return f"{a / n:.2f} ({a}/{n})" if n else "-"
+
+    return [
+        Text("Expert agreement by the kind of the expert's action (first attempts: agreeing "
+             "/ labelled decisions). ALFWorld's expert searches receptacles in an order of "
+             "its own, remembered over the episode: `go to` measures following that order, "
+             "the other kinds handling the objects once found."),
+        Table(["iteration", *[f"`{k}`" for k in shown], *(["other"] if rest else [])],
+              [[str(r.iteration), *[cell([r.agreement_by_kind.get(k, (0, 0))]) for k in shown],
+                *([cell([r.agreement_by_kind.get(k, (0, 0)) for k in rest])] if rest else [])]
+               for r in rows]),
     ]
 
 

@@ -15,13 +15,14 @@ report needs and the file lacks fails here, naming the file and the key.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel
 
 from jerp import paths
+from jerp.metrics import agreement_by_kind
 from jerp.metrics_schema import (
     DemoStats,
     EpisodeSummary,
@@ -51,6 +52,8 @@ class EvalGame:
     task_type: str
     won: bool
     reward: float
+    # (agreeing, labelled) decisions per kind of the expert's action (metrics.agreement_by_kind)
+    agreement: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,7 +117,8 @@ def _games(text: str, where: str) -> tuple[list[EvalGame], list[EvalGame] | None
     trajs = _jsonl(text, Trajectory, where)
 
     def games(ts: list[Trajectory]) -> list[EvalGame]:
-        return [EvalGame(t.task_id, t.task_type, t.won, t.reward) for t in ts]
+        return [EvalGame(t.task_id, t.task_type, t.won, t.reward, agreement_by_kind([t]))
+                for t in ts]
     retried = any(t.trial for t in trajs)
     return games(first_trials(trajs)), games(final_trials(trajs)) if retried else None
 
