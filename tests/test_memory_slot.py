@@ -149,6 +149,39 @@ def test_episode_records_subgoals_and_memories(policy_fp32, alf_root):
     assert again.subgoals == traj.subgoals and again.steps[2].memories == ["m2", "m3"]
 
 
+def test_an_episode_shows_the_places_it_has_been(policy_fp32, alf_root):
+    """policy.visited on the real engine and model: each step's recorded slot is the
+    places its earlier `go to` commands reached, rebuilt from the actions alone; the
+    memory pickles (chunks carry it to worker processes and into their cache key)."""
+    import pickle
+
+    from jerp.memory.visited import VisitedMemory, visited_places
+
+    task = list_tasks(alf_root, "eval_out")[1]
+    make_env = env_factory(EnvParams(max_steps=50), alf_root)
+    # per-token mean scores: the base model's summed choice is `look` everywhere
+    agent = Agent(policy_fp32, PolicyParams(history=2, score="mean"))
+    memory = pickle.loads(pickle.dumps(VisitedMemory()))
+    (traj,) = play([EpisodeSpec(task)], make_env, agent, 6, 1, {}, env_workers=0,
+                   step_memory=memory)
+    actions = [s.action for s in traj.steps]
+    assert any(a.startswith("go to ") for a in actions[:-1]), actions
+    for t, s in enumerate(traj.steps):
+        assert s.slot == render_slot("", [], visited_places(actions[:t]))
+    assert traj.steps[0].slot == "" and traj.subgoals == []
+
+
+def test_visited_places_are_the_go_to_targets_once_each():
+    from jerp.memory.visited import visited_places
+
+    assert visited_places(["go to desk 1", "open drawer 1", "go to bed 1", "go to desk 1",
+                           "take pen 1 from desk 1"]) == ("desk 1", "bed 1")
+    assert visited_places(["look", "inventory"]) == ()
+    assert render_slot("", [], ("desk 1", "bed 1")) == "Places visited: desk 1, bed 1\n"
+    assert render_slot("find a pen", [], ("desk 1",)) == (
+        "Current subgoal: find a pen\nPlaces visited: desk 1\n")
+
+
 def test_subgoal_sequence_and_bad_step_memory(policy_fp32, alf_root):
     """A subgoal that comes back after another counts again; "" is no subgoal; a
     step memory that returns something else than a MemorySlot is named in the error."""

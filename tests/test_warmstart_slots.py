@@ -1,6 +1,6 @@
 """The slotted warm start (H2R methods; jerp.methods.warmstart_settings): it learns the
-prompts H2R's executor shows (each step's current subgoal in the memory slot), on a real
-walkthrough."""
+prompts H2R's executor shows (each step's current subgoal in the memory slot), and with
+policy.visited the places visited, on a real walkthrough."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ import pytest
 from jerp.config import parse_params
 from jerp.envs.alfworld import AlfWorldEnv, list_tasks
 from jerp.envs.registry import action_abstraction
+from jerp.memory.base import with_slots
 from jerp.memory.segment import subgoal_sequence
 from jerp.policy.experience import success_items
 from jerp.policy.train import pack_items
+from jerp.records import WarmstartSettings
 from jerp.replay import replay_reference
-from jerp.stages.warmstart import with_subgoal_slots
+from jerp.stages.warmstart import slot_memory
+
+
+def with_subgoal_slots(p, refs, tasks, subgoal_slots=True):
+    """The references as the warm start trains them (stages/warmstart.py)."""
+    return with_slots(refs, slot_memory(p, WarmstartSettings(subgoal_slots=subgoal_slots)),
+                      tasks)
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +69,24 @@ def test_the_packed_training_prompts_carry_the_slot(walkthrough, policy_fp32):
     first = slotted.steps[0].subgoal
     assert any(f"Current subgoal: {first}" in t for t in with_slots)
     assert len(with_slots) > len(plain)  # a window splits where the subgoal changes
+
+
+def test_each_step_shows_the_places_visited_before_it(walkthrough):
+    """policy.visited: a step's slot lists the `go to` targets of the steps before it, in
+    the order first reached; after H2R's subgoal line where there is one."""
+    task, ref = walkthrough
+    p = parse_params({"policy": {"visited": True}})
+    [slotted] = with_subgoal_slots(p, [ref], {task.task_id: task}, subgoal_slots=False)
+    gone: list[str] = []
+    for s in slotted.steps:
+        assert s.slot == ("Places visited: " + ", ".join(gone) + "\n" if gone else "")
+        assert s.subgoal == "" and s.memories == []
+        if s.action.startswith("go to ") and s.action[6:] not in gone:
+            gone.append(s.action[6:])
+    assert len(gone) >= 2  # a walkthrough goes to the object, then to where it goes
+    [both] = with_subgoal_slots(p, [ref], {task.task_id: task})
+    last = both.steps[-1]
+    assert last.slot.startswith(f"Current subgoal: {last.subgoal}\n")
+    assert last.slot.endswith(slotted.steps[-1].slot) and slotted.steps[-1].slot
+    # Off (the default): no slot at all.
+    assert slot_memory(parse_params({}), WarmstartSettings(subgoal_slots=False)) is None

@@ -76,17 +76,25 @@ def retriever(p: Params, root: Path, pool: RuleSnapshot | None) -> Retrieve | No
 
 
 def step_memory_for(p: Params, pool: RuleSnapshot | None):
-    """The executor's per-step memory slot (H2R methods), or None: the subgoal of each
-    decision and its execution memories (memory/executor.py); pass it to the rollout as
-    `step_memory`. Without execution memories yet it still tracks the subgoal (from the
-    environment's default plan). None too with rules.subgoal_slot off (the ablation)."""
+    """The per-step memory slot, or None (no slot); pass it to the rollout as
+    `step_memory`. H2R's executor (H2R methods): the subgoal of each decision and its
+    execution memories (memory/executor.py); without execution memories yet it still
+    tracks the subgoal (from the environment's default plan); none with
+    rules.subgoal_slot off (the ablation). With policy.visited, any method: the places
+    visited too (memory/visited.py)."""
     from jerp.methods import parts
 
-    if pool is None or not parts(p.run.method).hierarchy or not p.rules.subgoal_slot:
-        return None
-    from jerp.memory.executor import SubgoalMemory
+    executor = None
+    if pool is not None and parts(p.run.method).hierarchy and p.rules.subgoal_slot:
+        from jerp.memory.executor import SubgoalMemory
 
-    return SubgoalMemory(pool, p.env.name, p.rules.execution_top_k, p.rules.subgoal_budget)
+        executor = SubgoalMemory(pool, p.env.name, p.rules.execution_top_k,
+                                 p.rules.subgoal_budget)
+    if p.policy.visited:
+        from jerp.memory.visited import VisitedMemory
+
+        return VisitedMemory(executor)
+    return executor
 
 
 def planner_for(p: Params, root: Path, agent: Agent, step_memory) -> Planner | None:
@@ -97,7 +105,9 @@ def planner_for(p: Params, root: Path, agent: Agent, step_memory) -> Planner | N
     from jerp.envs.registry import SPECS
     from jerp.memory.executor import SubgoalMemory
     from jerp.memory.planner import EpisodePlanner
+    from jerp.memory.visited import executor_of
 
+    step_memory = executor_of(step_memory)
     if not isinstance(step_memory, SubgoalMemory):
         return None
     spec = SPECS[step_memory.env]
@@ -119,8 +129,9 @@ def planner_teacher(p: Params, pool: RuleSnapshot | None):
     options (`EpisodePlanner.realised_choices`); None for every other run."""
     from jerp.envs.registry import SPECS
     from jerp.memory.planner import EpisodePlanner
+    from jerp.memory.visited import executor_of
 
-    memory = step_memory_for(p, pool)
+    memory = executor_of(step_memory_for(p, pool))
     if memory is None or p.rules.planner != "policy":
         return None
     spec = SPECS[memory.env]

@@ -82,6 +82,10 @@ class PolicyParams(Section):
         "action) pairs, the oldest h dropped at once, so the cached prompt is rebuilt once "
         "per h steps; 0 = none.",
     )
+    visited: bool = Field(
+        False, description="Show the places the episode's `go to` commands reached in the "
+        "per-step memory slot (memory/visited.py): the searching expert's next `go to` "
+        "depends on them, and the history window drops them.")
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         "auto", description="auto: bf16 where the device has native bf16, else fp32."
     )

@@ -20,6 +20,7 @@ from jerp.config import Params
 from jerp.envs.base import Observation, Task
 from jerp.envs.registry import make_env
 from jerp.memory.base import StepMemory
+from jerp.memory.visited import without_executor
 from jerp.policy.agent import Agent
 from jerp.policy.prompts import EpisodeContext
 from jerp.policy.rollout import EpisodeSpec, Examples, Retrieve, play
@@ -172,6 +173,9 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
     retrieve = job_retriever(job)
     examples = example_retriever(job)
     conds = CONDITIONS if retrieve else CONDITIONS[:1]
+    # The slot: all of it where experience is shown, else only where the policy has been.
+    slots = {c: job.step_memory if c == "shown" else without_executor(job.step_memory)
+             for c in conds}
     out: list[StateRank] = []
     for ref in refs:
         task = Task(ref.task_id, ref.env, ref.split, ref.task_type, "")
@@ -187,9 +191,8 @@ def rank_states(job: Job, refs: list[Trajectory], wrong: dict[str, str]) -> list
                                  initial=ref.initial_observation,
                                  examples=shown_examples if cond == "shown" else [])
             for k, s in enumerate(ref.steps):
-                if job.step_memory is not None and cond == "shown":
-                    m = job.step_memory(task, ref.goal, ref.steps[:k], plan)
-                    ctx.slot = m.text
+                if (memory := slots[cond]) is not None:
+                    ctx.slot = memory(task, ref.goal, ref.steps[:k], plan).text
                 if s.admissible:
                     ob = Observation(s.observation, s.admissible, ref.goal, ref.task_type)
                     ranks[k][cond] = ag.expert_rank(ctx, ob, s.action)

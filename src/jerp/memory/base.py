@@ -31,13 +31,16 @@ def really_won(t: Trajectory) -> bool:
     return t.won and t.reward >= 1.0 and bool(t.actions)
 
 
-def render_slot(subgoal: str, memories: list[str]) -> str:
+def render_slot(subgoal: str, memories: list[str], visited: tuple[str, ...] = ()) -> str:
     """The memory slot's text: the current subgoal and the execution memories shown for
-    it, each on its own line(s); "" when there is neither (the prompt then has no slot).
-    Ends with a newline so the history's first "Observation:" starts a line."""
+    it, each on its own line(s), then the places visited (memory/visited.py); "" when
+    there is none of them (the prompt then has no slot). Ends with a newline so the
+    history's first "Observation:" starts a line."""
     text = f"Current subgoal: {subgoal}\n" if subgoal else ""
     if memories:
         text += "Useful experience:\n" + "".join(f"- {m}\n" for m in memories)
+    if visited:
+        text += "Places visited: " + ", ".join(visited) + "\n"
     return text
 
 
@@ -48,17 +51,34 @@ class MemorySlot:
 
     subgoal: str  # "" = none
     shown: list[RuleShown]  # execution memories shown at this step
+    visited: tuple[str, ...] = ()  # places the episode has been (policy.visited)
 
     @property
     def text(self) -> str:
         """The slot as the prompt shows it (render_slot)."""
-        return render_slot(self.subgoal, [r.text for r in self.shown])
+        return render_slot(self.subgoal, [r.text for r in self.shown], self.visited)
 
 
 # (task, goal, steps so far, the episode's plan or None) -> the slot for the next
 # decision. Jobs carry it to worker processes, so it must pickle (a module-level class or
 # function, plain data inside).
 StepMemory = Callable[[Task, str, list[StepRecord], list[str] | None], MemorySlot]
+
+
+def with_slots(trajs: list[Trajectory], memory: StepMemory, tasks: dict[str, Task]
+               ) -> list[Trajectory]:
+    """Each step with the slot `memory` shows before it (its subgoal, memories shown and
+    text), as if the trajectory had been played with that memory: so a reference trains
+    the prompt the policy acts with."""
+    out = []
+    for r in trajs:
+        steps = []
+        for t, s in enumerate(r.steps):
+            m = memory(tasks[r.task_id], r.goal, r.steps[:t], None)
+            steps.append(s.model_copy(update={
+                "subgoal": m.subgoal, "memories": [x.id for x in m.shown], "slot": m.text}))
+        out.append(r.model_copy(update={"steps": steps}))
+    return out
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
         data.update(g.summary())
     if fp.algorithm.has_rft:
         rft = rft_data(p, root, iteration, all_refs, {t.task_id for t in rollouts})
+        if p.policy.visited:  # references show the places visited, as the policy acts
+            rft = visited_slots(rft)
         pool = read_snapshot(root / paths.rules_file(iteration)) if method.rules else None
         retrieve = retriever(p, root, pool)
 
@@ -119,6 +121,17 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> dict:
     write_record(root / paths.train_stats_file(iteration),
                  TrainRecord(**stats, loss_curve=st.history))
     return stats
+
+
+def visited_slots(trajs: list[Trajectory]) -> list[Trajectory]:
+    """References with each step's places-visited slot (a win has the one it acted with)."""
+    from jerp.memory.base import with_slots
+    from jerp.memory.visited import VisitedMemory
+
+    refs = [t for t in trajs if t.source == "reference"]
+    tasks = {t.task_id: Task(t.task_id, t.env, t.split, t.task_type, "") for t in refs}
+    slotted = iter(with_slots(refs, VisitedMemory(), tasks))
+    return [next(slotted) if t.source == "reference" else t for t in trajs]
 
 
 def rft_data(p: Params, root: Path, iteration: int, refs: list[Trajectory],

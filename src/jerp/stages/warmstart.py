@@ -26,6 +26,7 @@ from jerp.adapters import load_trainable, warmstart_config, write_adapter
 from jerp.config import Params
 from jerp.envs.base import Task
 from jerp.envs.registry import WARMSTART, env_spec
+from jerp.memory.base import StepMemory, with_slots
 from jerp.metrics_schema import TrainRecord, write_record
 from jerp.policy.experience import dagger_items, success_items
 from jerp.records import (
@@ -52,8 +53,9 @@ def run(p: Params, root: Path) -> dict:
     refs = [r for r in read_trajectories(root / paths.references_file())
             if r.task_id in ids and r.won]
     settings = read_model(root / paths.warmstart_settings_file(), WarmstartSettings)
-    if settings.subgoal_slots:
-        refs = with_subgoal_slots(p, refs, {t.task_id: t for t in tl.tasks(WARMSTART)})
+    memory = slot_memory(p, settings)
+    if memory is not None:
+        refs = with_slots(refs, memory, {t.task_id: t for t in tl.tasks(WARMSTART)})
     policy = load_trainable(p, root, adapter=None)
     from jerp.policy.train import train
 
@@ -70,7 +72,7 @@ def run(p: Params, root: Path) -> dict:
     if p.warmstart.dagger_rounds and env_spec(p.env.name).expert:
         games = tl.tasks(WARMSTART)
         for k in range(1, p.warmstart.dagger_rounds + 1):
-            played = dagger_play(p, root, policy, games, k)
+            played = dagger_play(p, root, policy, games, k, memory)
             items += dagger_items(played)
             st = train(policy, items, replace(cfg, seed=p.run.seed + k),
                        desc=f"warmstart dagger {k}")
@@ -83,9 +85,11 @@ def run(p: Params, root: Path) -> dict:
     return stats
 
 
-def dagger_play(p: Params, root: Path, policy, games: list[Task], k: int) -> list[Trajectory]:
+def dagger_play(p: Params, root: Path, policy, games: list[Task], k: int,
+                memory: StepMemory | None = None) -> list[Trajectory]:
     """The policy in training plays each warm-start game once, greedy, in this process
-    (its weights are not on disk yet); every step keeps the expert's label."""
+    (its weights are not on disk yet), with the memory slot it learnt on; every step
+    keeps the expert's label."""
     from jerp.envs.registry import make_env
     from jerp.policy.agent import Agent
     from jerp.policy.rollout import EpisodeSpec, play
@@ -97,7 +101,7 @@ def dagger_play(p: Params, root: Path, policy, games: list[Task], k: int) -> lis
         return play([EpisodeSpec(t) for t in games], make_env(p, root), agent,
                     p.env.max_steps, p.policy.batch_envs,
                     {"stage": "dagger", "iteration": 0, "seed": p.run.seed},
-                    desc=f"dagger {k}", env_workers=0)
+                    desc=f"dagger {k}", env_workers=0, step_memory=memory)
     finally:
         policy.model.train()
 
@@ -123,23 +127,16 @@ def planner_teacher(p: Params):
     return EpisodePlanner(empty, spec.actions, spec.task_types, k=0).realised_choices
 
 
-def with_subgoal_slots(p: Params, refs: list[Trajectory], tasks: dict[str, Task]
-                       ) -> list[Trajectory]:
-    """Each reference step with the memory slot H2R's executor shows at iteration 0
-    (an empty memory: the current subgoal of the environment's default plan, moving on
-    as the walkthrough closes subgoals), so the warm start learns the prompts it will
-    act with."""
+def slot_memory(p: Params, settings: WarmstartSettings) -> StepMemory | None:
+    """The memory slot the warm start's prompts show, as the policy will act at iteration 0:
+    with `subgoal_slots` (h2r and jerp_h2r) H2R's executor over an empty memory (the
+    current subgoal of the environment's default plan, moving on as the reference closes
+    subgoals); with policy.visited the places visited too; None: no slot."""
     from jerp.memory.executor import SubgoalMemory
+    from jerp.memory.visited import VisitedMemory
 
-    memory = SubgoalMemory(RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]),
-                           p.env.name, p.rules.execution_top_k, p.rules.subgoal_budget)
-    out = []
-    for r in refs:
-        steps = []
-        for t, s in enumerate(r.steps):
-            m = memory(tasks[r.task_id], r.goal, r.steps[:t])
-            steps.append(s.model_copy(update={
-                "subgoal": m.subgoal, "memories": [x.id for x in m.shown],
-                "slot": m.text}))
-        out.append(r.model_copy(update={"steps": steps}))
-    return out
+    executor = None
+    if settings.subgoal_slots:
+        executor = SubgoalMemory(RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]),
+                                 p.env.name, p.rules.execution_top_k, p.rules.subgoal_budget)
+    return VisitedMemory(executor) if p.policy.visited else executor
