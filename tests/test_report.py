@@ -434,3 +434,57 @@ def test_agreement_by_kind_table_sums_each_iteration_games(tmp_path):
     md = (tmp_path / paths.REPORTS / "index.md").read_text()
     assert "| 0 | 0.00 (0/3) | 1.00 (3/3) |" in md
     assert "| 1 | 1.00 (3/3) | 1.00 (3/3) |" in md
+
+
+def _stage(params=None, deps=(), outs=()):
+    return {"cmd": "x", "params": {"params.yaml": params} if params else {},
+            "deps": [{"path": d} for d in deps], "outs": [{"path": o} for o in outs]}
+
+
+# A run's dvc.lock in miniature: iteration 1 and 2 of rollout -> finetune -> evaluate.
+LOCK = {"stages": {
+    "rollout@1": _stage({"rollout.k": 12}, outs=["data/iter_1/rollouts.jsonl"]),
+    "finetune@1": _stage(deps=["data/iter_1/rollouts.jsonl"], outs=["data/iter_1/adapter"]),
+    "evaluate@1": _stage({"env": {"max_steps": 30}}, deps=["data/iter_1/adapter"],
+                         outs=["metrics/iter_1.json"]),
+    "rollout@2": _stage({"rollout.k": 0}, deps=["data/iter_1/adapter"],
+                        outs=["data/iter_2/rollouts.jsonl"]),
+    "finetune@2": _stage(deps=["data/iter_2/rollouts.jsonl"], outs=["data/iter_2/adapter"]),
+    "evaluate@2": _stage({"env": {"max_steps": 30}}, deps=["data/iter_2/adapter/adapter.json"],
+                         outs=["metrics/iter_2.json"]),
+}}
+
+
+def test_stale_stages_are_those_run_under_other_params_and_what_follows_them():
+    """`dvc exp run -S rollout.k=12 evaluate@1`: iteration 2 keeps the parent's rollout.k
+    (0), so it and everything after it is stale; a file inside a stale folder counts."""
+    from jerp.report.load import stale_stages
+
+    assert stale_stages(LOCK, {"rollout": {"k": 12}, "env": {"max_steps": 30}}) == {
+        "rollout@2", "finetune@2", "evaluate@2"}
+    everything = {"rollout": {"k": 0}, "env": {"max_steps": 30}}  # iteration 1 is the stale one
+    assert stale_stages(LOCK, everything) == set(LOCK["stages"])
+    assert stale_stages(LOCK, {"rollout": {"k": 12}, "env": {"max_steps": 50}}) == {
+        "evaluate@1", "rollout@2", "finetune@2", "evaluate@2"}
+    assert stale_stages({}, everything) == set()
+
+
+def test_a_partial_experiment_is_read_only_where_it_ran_under_its_params(tmp_path):
+    """Its parent's later metrics are not its own: `jerp compare` reads the iterations its
+    params produced, Table II (complete=True) leaves it out with the reason."""
+    import yaml
+
+    from jerp.report import experiments
+
+    write_run(tmp_path)
+    lock = {"stages": {f"evaluate@{i}": _stage({"rollout.k": k}, outs=[f"metrics/iter_{i}.json"])
+                       for i, k in ((0, 12), (1, 0))}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"rollout": {"k": 12},
+                                                          "eval_iterations": [0, 1]}))
+    run = experiments.load(workspace(tmp_path), "partial")
+    assert [d.iteration for d in run.data] == [0]
+    with pytest.raises(ValueError, match=r"iterations \[1\] were not evaluated under its"):
+        experiments.load(workspace(tmp_path), "partial", complete=True)
+    (tmp_path / "dvc.lock").unlink()  # nothing to tell by: every iteration
+    assert [d.iteration for d in experiments.load(workspace(tmp_path), "x").data] == [0, 1]

@@ -43,6 +43,7 @@ from jerp.report.load import (
     References,
     Source,
     evaluated_iterations,
+    fresh_iterations,
     load_references,
     load_run,
     revision,
@@ -81,12 +82,23 @@ class Run:
         return str(self.params.get("env", {}).get("name", "?"))
 
 
-def load(read: Source, label: str, params: dict | None = None) -> Run:
-    """`params`: the run's params.yaml when the caller has read it already."""
+def load(read: Source, label: str, params: dict | None = None, complete: bool = False
+         ) -> Run:
+    """`params`: the run's params.yaml when the caller has read it already. Only the
+    iterations evaluated under the run's own params (an experiment that re-ran part of
+    the pipeline holds its parent's later metrics); `complete`: a ValueError instead where
+    that leaves some out."""
     its = evaluated_iterations(read)
     if not its:
         raise FileNotFoundError(f"{label}: no metrics/iter_<i>.json found (not a jerp run, or "
                                 "an unknown revision / experiment name)")
+    fresh = fresh_iterations(read, its)
+    if not fresh or (complete and fresh != its):
+        raise ValueError(f"{label}: iterations {sorted(set(its) - set(fresh))} were not "
+                         f"evaluated under its params (a `dvc exp run` of part of the "
+                         f"pipeline keeps its parent's later outputs); evaluated under them: "
+                         f"{fresh or 'none'}")
+    its = fresh
     return Run(label, run_params(read) if params is None else params, load_run(read, its),
                load_references(read, games=False))
 
@@ -349,7 +361,8 @@ def configuration(params: dict) -> str:
 def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], list[str]]:
     """The newest run of every configuration among the experiments of HEAD's first-parent
     line, loaded, and a line for each that could not be (an experiment that never
-    finished). Every experiment of HEAD is kept; an earlier commit's only where no newer
+    finished, or that re-ran only part of the pipeline, whose later iterations are its
+    parent's: `load(complete=True)`). Every experiment of HEAD is kept; an earlier commit's only where no newer
     experiment (nor a run in `shown`, such as the workspace) has its configuration, and
     then labelled NAME@COMMIT, as its code may be older. Runs on the environment of
     `shown` come first."""
@@ -367,7 +380,7 @@ def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], lis
                 key = configuration(params)
                 if at and key in seen:
                     continue
-                runs.append(load(read, name + at, params))
+                runs.append(load(read, name + at, params, complete=True))
                 found.add(key)
             except (FileNotFoundError, ValueError) as e:
                 skipped.append(f"experiment {name}{at} left out: {e}")

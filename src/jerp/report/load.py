@@ -178,6 +178,58 @@ def load_run(read: Source, iterations: list[int]) -> list[IterationData]:
     return [load_iteration(read, i) for i in iterations]
 
 
+_MISSING = object()
+
+
+def _param(params: dict, dotted: str) -> object:
+    node: object = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def stale_stages(lock: dict, params: dict) -> set[str]:
+    """The stages of a dvc.lock that did not run under `params` (params.yaml's), and every
+    stage downstream of one: what a `dvc exp run` of part of the pipeline (`dvc exp run
+    -S ... evaluate@1`) keeps of its parent, whose later outputs its metrics files then
+    still hold."""
+    stages = lock.get("stages") or {}
+    made = {o["path"].rstrip("/"): name for name, st in stages.items()
+            for o in st.get("outs", [])}
+
+    def producer(path: str) -> str | None:
+        path = path.rstrip("/")
+        return next((n for out, n in made.items() if path == out or
+                     path.startswith(out + "/")), None)
+
+    stale = {name for name, st in stages.items()
+             if any(_param(params, key) != value
+                    for kv in (st.get("params") or {}).values() for key, value in kv.items())}
+    grew = True
+    while grew:
+        grew = False
+        for name, st in stages.items():
+            if name not in stale and any(producer(d["path"]) in stale
+                                         for d in st.get("deps", [])):
+                stale.add(name)
+                grew = True
+    return stale
+
+
+def fresh_iterations(read: Source, its: list[int]) -> list[int]:
+    """Those of `its` whose evaluation ran under the source's own params (all of them
+    where there is no dvc.lock to tell)."""
+    import yaml
+
+    lock, params = read("dvc.lock"), read("params.yaml")
+    if not lock or not params:
+        return its
+    stale = stale_stages(yaml.safe_load(lock) or {}, yaml.safe_load(params) or {})
+    return [i for i in its if f"evaluate@{i}" not in stale]
+
+
 def evaluated_iterations(read: Source, limit: int = 1000) -> list[int]:
     """Iterations with metrics at this source: params' eval_iterations, else probed 0, 1, ..."""
     import yaml
