@@ -81,7 +81,8 @@ def test_dagger_plays_warm_start_games_only(project, monkeypatch):
     monkeypatch.setattr(warmstart, "load_trainable", lambda *a, **k: Policy())
     monkeypatch.setattr("jerp.policy.train.train", lambda *a, **k: TrainStats())
 
-    def fake_play(p_, root_, policy, games, k):
+    def fake_play(p_, root_, policy, games, k, memory=None):
+        assert memory is None  # policy.visited off, not an H2R method: no slot
         played.append([g.task_id for g in games])
         return []
 
