@@ -183,15 +183,16 @@ def summarize(d: IterationData, seed: int = 0, at_k: bool = False) -> IterationS
         top1_by_type=dict(m.expert_top1_by_type or {}) if m is not None else {},
         mrr_by_type=dict(m.expert_mrr_by_type or {}) if m is not None else {},
         score=score, agreement=_agreement(m), trials=m.trials if at_k and m is not None else 1,
-        agreement_by_kind=kind_totals(d.games or []),
+        agreement_by_kind=kind_totals([g.agreement for g in d.games or []]),
     )
 
 
-def kind_totals(games: list[EvalGame]) -> dict[str, tuple[int, int]]:
-    """Agreement by kind of the expert's action summed over games, most labelled first."""
+def kind_totals(counts: list[dict[str, tuple[int, int]]]) -> dict[str, tuple[int, int]]:
+    """(agreeing, labelled) per kind of the expert's action summed over games or
+    iterations, most labelled first."""
     tot: dict[str, list[int]] = {}
-    for g in games:
-        for k, (a, n) in g.agreement.items():
+    for c in counts:
+        for k, (a, n) in c.items():
             t = tot.setdefault(k, [0, 0])
             t[0] += a
             t[1] += n

@@ -30,6 +30,7 @@ from jerp.report.analysis import (
     fmt_estimate,
     fmt_rate,
     headline,
+    kind_totals,
     short_type,
     summarize,
 )
@@ -163,13 +164,9 @@ def _expert_blocks(rows: list[IterationSummary]) -> list[Block]:
 def _kind_blocks(rows: list[IterationSummary], most: int = 4) -> list[Block]:
     """Expert agreement split by what the expert did: its `go to` search moves, whose
     order is its own, against handling the objects it found."""
-    total: dict[str, int] = {}
-    for r in rows:
-        for k, (_, n) in r.agreement_by_kind.items():
-            total[k] = total.get(k, 0) + n
-    if not total:
+    kinds = list(kind_totals([r.agreement_by_kind for r in rows]))
+    if not kinds:
         return []
-    kinds = sorted(total, key=lambda k: (-total[k], k))
     shown, rest = kinds[:most], kinds[most:]
 
     def cell(pairs: list[tuple[int, int]]) -> str:

@@ -362,8 +362,9 @@ def latest_runs(root: Path, shown: tuple[Run, ...] = ()) -> tuple[list[Run], lis
     """The newest run of every configuration among the experiments of HEAD's first-parent
     line, loaded, and a line for each that could not be (an experiment that never
     finished, or that re-ran only part of the pipeline, whose later iterations are its
-    parent's: `load(complete=True)`). Every experiment of HEAD is kept; an earlier commit's only where no newer
-    experiment (nor a run in `shown`, such as the workspace) has its configuration, and
+    parent's: `load(complete=True)`). Every experiment of HEAD is kept; an earlier
+    commit's only where no newer experiment (nor a run in `shown`, such as the workspace)
+    has its configuration, and
     then labelled NAME@COMMIT, as its code may be older. Runs on the environment of
     `shown` come first."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
