@@ -90,3 +90,8 @@ def test_rules_per_level(h2r_workspace, capsys):
     assert json.loads(capsys.readouterr().out) == []
     with pytest.raises(SystemExit):
         main(["rules", "show", "--level", "plans"])
+
+
+def test_tune_with_a_missing_adapter_is_a_clear_error(workspace):
+    with pytest.raises(SystemExit, match="jerp tune: no adapter folder at .*nowhere"):
+        main(["tune", "--episodes", "--adapter", "nowhere", "--history", "1", "3"])

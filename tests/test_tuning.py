@@ -6,7 +6,18 @@ import pytest
 
 from jerp.config import parse_params
 from jerp.envs.alfworld import list_tasks
-from jerp.tuning import TUNING_SPLIT, Tuning, grid_cells, rank_rows, tune, tuning_games
+from jerp.records import StepRecord, Trajectory
+from jerp.tuning import (
+    TUNING_SPLIT,
+    EpisodeTuning,
+    Tuning,
+    episode_cells,
+    grid_cells,
+    rank_rows,
+    tune,
+    tune_episodes,
+    tuning_games,
+)
 
 TYPE = "pick_and_place_simple"
 
@@ -79,3 +90,52 @@ def test_tune_measures_every_history_and_scoring(alf_root, model_cache, tmp_path
     # one game: nothing to resample, the interval is the figure itself
     assert all(c.low == c.top1 == c.high for c in t.cells)
     assert t.configured == {"history": p.policy.history, "score": p.policy.score}
+
+
+def _episode(game: str, won: bool, agree: list[bool]) -> Trajectory:
+    """A hand-made greedy episode: one step per entry, agreeing with the expert or not."""
+    steps = [StepRecord(observation="o", admissible_count=2, action="go to a",
+                        admissible=["go to a", "go to b"], expert="go to a" if a else "go to b")
+             for a in agree]
+    return Trajectory(traj_id=f"{game}#0", task_id=game, env="alfworld", split="eval_in",
+                      task_type=TYPE, goal="g", steps=steps, reward=float(won), won=won,
+                      n_steps=len(steps))
+
+
+def test_episode_cells_pair_games_against_the_configured_history():
+    """History 3 (configured) wins a, b; history 1 wins b, c, d: 1 game only there, 2 only
+    here. Agreement pools the labelled decisions; its interval resamples whole games."""
+    h3 = [_episode("a", True, [True, True]), _episode("b", True, [True]),
+          _episode("c", False, [False]), _episode("d", False, [False, False])]
+    h1 = [_episode("a", False, [False]), _episode("b", True, [True]),
+          _episode("c", True, [True]), _episode("d", True, [True])]
+    cells = {c.history: c for c in episode_cells({3: h3, 1: h1}, configured=3)}
+    c3, c1 = cells[3], cells[1]
+    assert (c3.won, c3.games, c3.only_here, c3.p) == (2, 4, None, None)
+    assert (c1.won, c1.only_here, c1.only_configured) == (3, 2, 1) and c1.p == 1.0
+    assert c3.agreement == 0.5 and c1.agreement == 0.75
+    assert c3.low < 0.5 < c3.high and c3.agreement_low < 0.5 < c3.agreement_high
+    assert (c3.mean_steps, c1.mean_steps) == (1.5, 1.0)
+    t = EpisodeTuning("eval_in", "none", 30, list("abcd"), 3, list(cells.values()))
+    assert t.best().history == 1
+    marks = {r[0]: (r[-2], r[-1]) for r in t.table()[1]}
+    assert marks == {"3": ("-", "configured"), "1": ("+2 / -1, p = 1", "best")}
+    with pytest.raises(ValueError, match="configured history 5 was not played"):
+        episode_cells({3: h3}, configured=5)
+    with pytest.raises(ValueError, match="history 1: its episodes are not"):
+        episode_cells({3: h3, 1: h1[::-1]}, configured=3)
+
+
+@pytest.mark.slow
+def test_tune_episodes_plays_each_history_on_the_tuning_games(alf_root, model_cache, tmp_path):
+    """On the real engine and model: the configured history is played even when not asked
+    for, every history plays the same valid_seen games, and the step limit reaches them."""
+    p = _params(alf_root, model_cache, history=2)
+    p = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": 3})})
+    t = tune_episodes(p, tmp_path, None, [1], per_type=1)
+    assert [c.history for c in t.cells] == [1, 2] and t.configured == 2
+    assert t.games == [g.task_id for g in tuning_games(p, tmp_path, 1)] and len(t.games) == 1
+    assert all(c.games == 1 and 1 <= c.mean_steps <= 3 for c in t.cells)
+    # the searching expert labels every step, so agreement is measured on each history
+    assert all(c.agreement is not None and 0 <= c.agreement <= 1 for c in t.cells)
+    assert t.cells[1].p is None and t.cells[0].p is not None

@@ -122,19 +122,29 @@ def cmd_tune(args) -> None:
     from dataclasses import asdict
 
     from jerp.records import write_json
-    from jerp.tuning import tune
+    from jerp.tuning import tune, tune_episodes
 
     p = _params(args)
     adapter = Path(args.adapter).resolve() if args.adapter else None
+    if adapter and not adapter.is_dir():
+        sys.exit(f"jerp tune: no adapter folder at {adapter}")
+    histories = args.history or [p.policy.history]
     try:
-        t = tune(p, args.root, adapter, args.history or [p.policy.history], args.games_per_type)
+        t = (tune_episodes if args.episodes else tune)(p, args.root, adapter, histories,
+                                                        args.games_per_type)
     except ValueError as e:
         sys.exit(f"jerp tune: {e}")
     _print_table(*t.table())
     b = t.best()
-    print(f"On {len(t.games)} {t.split} (valid_seen) games: best history {b.history}, score "
-          f"{b.score}; params.yaml has history {p.policy.history}, score {p.policy.score}. "
-          "Choices whose intervals overlap are not told apart by these games.")
+    if args.episodes:
+        print(f"On {len(t.games)} {t.split} (valid_seen) games, greedy, {t.max_steps} steps: "
+              f"best history {b.history}; params.yaml has {p.policy.history}. A difference in "
+              "games won is told apart only where McNemar's p is below 0.05.")
+    else:
+        print(f"On {len(t.games)} {t.split} (valid_seen) games: best history {b.history}, "
+              f"score {b.score}; params.yaml has history {p.policy.history}, score "
+              f"{p.policy.score}. Choices whose intervals overlap are not told apart by "
+              "these games.")
     if args.json:
         write_json(Path(args.json), asdict(t))
 
@@ -222,12 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     tu = sub.add_parser("tune", help="measure policy.score and policy.history on valid_seen "
-                        "(eval_in) reference states, never on the reported split")
+                        "(eval_in) reference states, or episodes with --episodes; never on "
+                        "the reported split")
     _add_common(tu)
     tu.add_argument("--adapter", default=None, help="LoRA adapter folder (default: the base)")
     tu.add_argument("--history", type=int, nargs="+", default=None,
                     help="history windows to compare (default: params' policy.history)")
     tu.add_argument("--games-per-type", type=int, default=2, help="valid_seen games per type")
+    tu.add_argument("--episodes", action="store_true",
+                    help="play greedy episodes per history and measure success and expert "
+                    "agreement (an evaluation per choice) instead of ranking walkthrough states")
     tu.add_argument("--json", default=None, help="also write the figures here")
     tu.set_defaults(func=cmd_tune)
 

@@ -9,6 +9,12 @@ the value the candidate softmax ranks by differs. Top-1's 95% interval resamples
 games, since states of one game are correlated.
 
     .venv/bin/jerp tune --adapter data/iter_0/adapter --history 1 3 5 --json tuning.json
+
+Reference states only ask what the policy does where the walkthrough went, an oracle
+plan that never searches. `--episodes` plays greedy episodes on the same games instead,
+one set per history, and measures what the results report: success (paired against
+the configured history, exact McNemar) and expert agreement on the states the policy
+reaches (interval over resampled games). It costs an evaluation per choice.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from pathlib import Path
 from jerp.config import Params
 from jerp.envs.base import Observation, Task
 from jerp.envs.registry import data_root, sample_split
-from jerp.jobs import AgentSpec, Job, agent
+from jerp.jobs import AgentSpec, Job, agent, play_episodes
 from jerp.policy.prompts import EpisodeContext
+from jerp.policy.rollout import EpisodeSpec
 from jerp.policy.scoring import SCORINGS, candidate_values, rank_of
 from jerp.records import Trajectory
 from jerp.replay import REPLAY_LIMIT, play_references
-from jerp.stats import bootstrap_mean
+from jerp.stats import bootstrap_mean, discordant, mcnemar_p, wilson
 
 TUNING_SPLIT = "eval_in"  # valid_seen
 SEED_OFFSET = 3  # train games use run.seed, the warm start +1, the state games +2
@@ -137,3 +144,115 @@ def tune(p: Params, root: Path, adapter: Path | None, histories: list[int],
                   games=[r.task_id for r in refs],
                   configured={"history": p.policy.history, "score": p.policy.score},
                   cells=grid_cells(rows, seed=p.run.seed))
+
+
+@dataclass(frozen=True)
+class EpisodeCell:
+    """One history's greedy episodes: success with its Wilson interval, expert agreement
+    with its interval over resampled games, and the games won only here and only with
+    the configured history (exact McNemar p; None for the configured history itself)."""
+
+    history: int
+    won: int
+    games: int
+    low: float
+    high: float
+    agreement: float | None
+    agreement_low: float | None
+    agreement_high: float | None
+    mean_steps: float
+    only_here: int | None
+    only_configured: int | None
+    p: float | None
+
+
+@dataclass
+class EpisodeTuning:
+    """What `jerp tune --episodes` measured, as written to its JSON."""
+
+    split: str
+    adapter: str
+    max_steps: int
+    games: list[str]
+    configured: int  # the params file's policy.history
+    cells: list[EpisodeCell]
+
+    def best(self) -> EpisodeCell:
+        """The choice with the most games won (expert agreement breaks ties)."""
+        return max(self.cells, key=lambda c: (c.won, c.agreement or 0.0))
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """(header, rows): a row per history, the configured one and the best marked."""
+        best = self.best()
+
+        def vs(c: EpisodeCell) -> str:
+            return ("-" if c.p is None else
+                    f"+{c.only_here} / -{c.only_configured}, p = {c.p:.3g}")
+
+        def agree(c: EpisodeCell) -> str:
+            return ("-" if c.agreement is None else
+                    f"{c.agreement:.3f} ({c.agreement_low:.3f}-{c.agreement_high:.3f})")
+
+        rows = [[str(c.history), f"{c.won}/{c.games} ({c.low:.2f}-{c.high:.2f})", agree(c),
+                 f"{c.mean_steps:.1f}", vs(c),
+                 " ".join(m for m, on in (("best", c == best),
+                                          ("configured", c.history == self.configured))
+                          if on)]
+                for c in self.cells]
+        return ["history", "success (95% CI)", "expert agreement (95% CI, games resampled)",
+                "mean steps", "vs configured (games won only here / only there, McNemar)",
+                ""], rows
+
+
+def episode_cells(trajs_by_history: dict[int, list[Trajectory]], configured: int,
+                  seed: int = 0) -> list[EpisodeCell]:
+    """A cell per history from its episodes, one per game in the same game order for
+    every history (paired), the configured history among them."""
+    if configured not in trajs_by_history:
+        raise ValueError(f"the configured history {configured} was not played: pairing "
+                         f"needs it (played: {sorted(trajs_by_history)})")
+    order = [t.task_id for t in trajs_by_history[configured]]
+    base = [t.won for t in trajs_by_history[configured]]
+    cells = []
+    for h, trajs in sorted(trajs_by_history.items()):
+        if [t.task_id for t in trajs] != order:
+            raise ValueError(f"history {h}: its episodes are not the configured history's "
+                             "games in the same order, so they cannot be paired")
+        won = [t.won for t in trajs]
+        labelled = [(t.task_id, float(s.action == s.expert)) for t in trajs for s in t.steps
+                    if s.expert is not None]
+        agree = (bootstrap_mean([v for _, v in labelled], seed=seed,
+                                clusters=[g for g, _ in labelled]) if labelled
+                 else (None, None, None))
+        b, c = discordant(won, base)
+        mine = h == configured
+        cells.append(EpisodeCell(
+            h, sum(won), len(won), *(round(x, 4) for x in wilson(sum(won), len(won))),
+            *(None if x is None else round(x, 4) for x in agree),
+            round(sum(t.n_steps for t in trajs) / max(len(trajs), 1), 2),
+            None if mine else b, None if mine else c,
+            None if mine else round(mcnemar_p(b, c), 4)))
+    return cells
+
+
+def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[int],
+                  per_type: int) -> EpisodeTuning:
+    """Play the tuning games greedily once per history (the configured one added when
+    missing: the others are paired against it), with no rules shown."""
+    from jerp.agents import policy_version, step_memory_for
+
+    games = tuning_games(p, root, per_type)
+    if not games:
+        raise ValueError("no valid_seen games to play: check env.task_types")
+    played = {}
+    for h in sorted({*histories, p.policy.history}):
+        q = p.model_copy(update={"policy": p.policy.model_copy(update={"history": h})})
+        meta = dict(stage="tune", method=p.run.method, seed=p.run.seed,
+                    policy_version=policy_version(adapter), pool_version="none")
+        played[h] = play_episodes(q, root, AgentSpec(adapter, seed=p.run.seed),
+                                  [EpisodeSpec(t) for t in games], meta, None,
+                                  desc=f"tune history {h}", step_memory=step_memory_for(q, None))
+    return EpisodeTuning(split=TUNING_SPLIT, adapter=str(adapter or "none"),
+                         max_steps=p.env.max_steps, games=[t.task_id for t in games],
+                         configured=p.policy.history,
+                         cells=episode_cells(played, p.policy.history, seed=p.run.seed))
