@@ -95,3 +95,38 @@ def test_rules_per_level(h2r_workspace, capsys):
 def test_tune_with_a_missing_adapter_is_a_clear_error(workspace):
     with pytest.raises(SystemExit, match="jerp tune: no adapter folder at .*nowhere"):
         main(["tune", "--episodes", "--adapter", "nowhere", "--history", "1", "3"])
+
+
+@pytest.mark.slow
+def test_evaluate_draws_games_per_type_and_pairs_against_an_earlier_evaluation(
+        workspace, alf_root, model_cache, capsys):
+    """On the real engine and model: --games-per-type draws as prepare draws (by run.seed),
+    --out keeps the episodes, and --against pairs a second evaluation of the same games
+    with the first (the same greedy policy: no game changes side)."""
+    import yaml
+
+    from jerp.config import load_params
+    from jerp.envs.registry import sample_split
+    from jerp.records import read_trajectories
+
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["env"] |= {"data_dir": str(alf_root), "max_steps": 1,
+                      "task_types": ["pick_and_place_simple"]}
+    params["policy"] |= {"cache_dir": str(model_cache)}
+    params["runner"] = {"kind": "local"}
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    p = load_params(workspace / "params.yaml")
+    drawn = [t.task_id for t in sample_split(p.env, alf_root, "eval_out", p.run.seed, per_type=2)]
+
+    main(["evaluate", "--games-per-type", "2", "--out", "a.jsonl"])
+    first = read_trajectories(workspace / "a.jsonl")
+    assert [t.task_id for t in first] == drawn and all(t.n_steps == 1 for t in first)
+    capsys.readouterr()
+    main(["evaluate", "--games-per-type", "2", "--against", "a.jsonl"])
+    out = capsys.readouterr().out
+    assert "eval success (exact McNemar): a.jsonl" in out and "+0.000" in out
+    assert "expert agreement per game (paired bootstrap): a.jsonl" in out
+    with pytest.raises(SystemExit, match="a.jsonl holds other games than this evaluation's 1"):
+        main(["evaluate", "--games-per-type", "1", "--against", "a.jsonl"])
+    with pytest.raises(SystemExit, match="give --all or --games-per-type, not both"):
+        main(["evaluate", "--all", "--games-per-type", "1"])

@@ -84,9 +84,10 @@ def test_table_two_has_methods_as_rows(repo):
     assert rows[0][header.index("put")] == "0.67"  # g0, g2 of g0, g2, g4
     # paired against the first row: games g4, g5 flip to won -> McNemar p = 0.5; state 3
     # becomes ranked 1st (3/4 -> 4/4)
-    assert header[-2:] == ["success vs HEAD~1", "top-1 vs HEAD~1"]
-    assert rows[0][-2:] == ["(reference)", "(reference)"]
-    assert rows[1][-2] == "+0.333 (p = 0.5)"
+    assert header[-3:] == ["success vs HEAD~1", "agreement vs HEAD~1", "top-1 vs HEAD~1"]
+    assert rows[0][-3:] == ["(reference)"] * 3
+    assert rows[1][-3] == "+0.333 (p = 0.5)"
+    assert rows[1][-2] == "-"  # these games' steps carry no expert labels
     assert rows[1][-1].startswith("+0.250 (p ") and "*" not in rows[1][-1]
 
 
@@ -94,7 +95,7 @@ def test_table_two_pairs_only_runs_of_the_same_seed(repo):
     a, b = (experiments.load_rev(repo, r) for r in ("HEAD~1", "HEAD"))
     b.params = b.params | {"run": {"method": "jerp", "seed": 1}}  # other games and states
     header, rows = experiments.table2([a, b])
-    assert [r[0] for r in rows] == ["react", "jerp"] and rows[1][-2:] == ["-", "-"]
+    assert [r[0] for r in rows] == ["react", "jerp"] and rows[1][-3:] == ["-"] * 3
 
 
 def test_score_column_only_for_webshop_runs(repo):
@@ -265,9 +266,10 @@ def test_ceiling_row_only_where_references_were_recorded(tmp_path):
     top = dict(zip(header, rows[-1], strict=True))
     assert top["run"] == "a" and top["all (95% CI)"] == "5/6 = 0.83 (0.44-0.97)"
     assert (top["put"], top["heat"]) == ("1.00", "0.67")  # per type: rates, no counts
-    assert rows[-1][-2:] == ["-", "-"] and top["expert top-1"] == "-"
+    assert rows[-1][-3:] == ["-"] * 3 and top["expert top-1"] == "-"
     # the first row stays the one every run is paired against
-    assert header[-2:] == ["success vs b", "top-1 vs b"] and rows[0][-2:] == ["(reference)"] * 2
+    assert header[-3:] == ["success vs b", "agreement vs b", "top-1 vs b"]
+    assert rows[0][-3:] == ["(reference)"] * 3
     _, rows = experiments.table2([plain])
     assert [r[0] for r in rows] == ["react"]
     # runs on the same games at the same step limit share one ceiling row
@@ -332,10 +334,10 @@ def test_table_compares_success_at_1_and_labels_reflexion_success_at_k(tmp_path)
     col = header.index("all (95% CI)")
     assert rows[0][col] == "2/6 = 0.33 (0.10-0.70)"
     # policy_only's fixture run wins g0-g3 at iteration 1: +2 games against Reflexion@1
-    assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-2].startswith("+0.333")
+    assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-3].startswith("+0.333")
     header, rows = experiments.table2(runs, at_k=True)
     assert rows[0][col] == "4/6 = 0.67 (0.30-0.90) (success@2)"
-    assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-2].startswith("+0.000")
+    assert rows[1][col] == "4/6 = 0.67 (0.30-0.90)" and rows[1][-3].startswith("+0.000")
 
 
 def _paired(p: float, diff: float = 0.1) -> analysis.PairedResult:
@@ -343,18 +345,18 @@ def _paired(p: float, diff: float = 0.1) -> analysis.PairedResult:
 
 
 def test_table_two_marks_the_differences_that_survive_holm():
-    # four tests in the table: p 0.01, 0.04 (row 1) and 0.012, 0.3 (row 2); Holm multiplies
-    # the sorted 0.01, 0.012, 0.04, 0.3 by 4, 3, 2, 1: 0.04, 0.036, 0.08, 0.3 -> the first
-    # two survive, 0.04 is significant alone but not after the correction
-    rows = experiments.paired_cells([None, [_paired(0.01), _paired(0.04)],
-                                     [_paired(0.012, -0.2), _paired(0.3)], None],
+    # four tests in the table: p 0.01, 0.04 (row 1) and 0.012, 0.3 (row 2), agreement not
+    # paired; Holm multiplies the sorted 0.01, 0.012, 0.04, 0.3 by 4, 3, 2, 1: 0.04, 0.036,
+    # 0.08, 0.3 -> the first two survive, 0.04 is significant alone but not after the correction
+    rows = experiments.paired_cells([None, [_paired(0.01), None, _paired(0.04)],
+                                     [_paired(0.012, -0.2), None, _paired(0.3)], None],
                                     [True, False, False, False])
     h = analysis.HOLM
-    assert rows == [["(reference)", "(reference)"],
-                    [f"+0.100 (p = 0.01) * {h}", "+0.100 (p = 0.04) *"],
-                    [f"-0.200 (p = 0.012) * {h}", "+0.100 (p = 0.3)"], ["-", "-"]]
+    assert rows == [["(reference)"] * 3,
+                    [f"+0.100 (p = 0.01) * {h}", "-", "+0.100 (p = 0.04) *"],
+                    [f"-0.200 (p = 0.012) * {h}", "-", "+0.100 (p = 0.3)"], ["-"] * 3]
     # a missing test is not counted: alone, 0.04 survives
-    assert experiments.paired_cells([None, [None, _paired(0.04)]], [True, False])[1] == [
-        "-", f"+0.100 (p = 0.04) * {h}"]
+    assert experiments.paired_cells([None, [None, None, _paired(0.04)]], [True, False])[1] == [
+        "-", "-", f"+0.100 (p = 0.04) * {h}"]
     # the first run in a seed group: not paired, and not the reference row either
-    assert experiments.paired_cells([None], [False]) == [["-", "-"]]
+    assert experiments.paired_cells([None], [False]) == [["-"] * 3]

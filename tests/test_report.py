@@ -488,3 +488,41 @@ def test_a_partial_experiment_is_read_only_where_it_ran_under_its_params(tmp_pat
         experiments.load(workspace(tmp_path), "partial", complete=True)
     (tmp_path / "dvc.lock").unlink()  # nothing to tell by: every iteration
     assert [d.iteration for d in experiments.load(workspace(tmp_path), "x").data] == [0, 1]
+
+
+def test_top1_and_agreement_intervals_resample_games_not_states():
+    """Four games, three identical states (and three identical decisions) each: resampling
+    games must give exactly the interval of one value per game, which is wider than
+    Wilson's over the 12 states as if they were independent."""
+    from jerp.report.load import EvalGame
+
+    per_game = {"a": True, "b": True, "c": False, "d": False}
+    states = [StateRank(task_id=g, step=k, rank={"shown": 1 if won else 2})
+              for g, won in per_game.items() for k in range(3)]
+    games = [EvalGame(g, "pick_and_place_simple", won, float(won),
+                      {"go to": (3 if won else 0, 3)}) for g, won in per_game.items()]
+    s = analysis.summarize(analysis.IterationData(0, None, games=games, states=states))
+    _, lo, hi = stats.bootstrap_mean([1.0, 1.0, 0.0, 0.0], seed=0)
+    for rate in (s.top1["shown"], s.agreement):
+        assert (rate.k, rate.n, rate.value) == (6, 12, 0.5)
+        assert (rate.low, rate.high) == (lo, hi)
+    w_lo, w_hi = stats.wilson(6, 12)
+    assert lo < w_lo and hi > w_hi
+
+
+def test_agreement_is_paired_per_game():
+    """Each game's share of decisions equal to the expert's, paired on the games both
+    evaluated with labels (a game without labels is left out)."""
+    from jerp.report.load import EvalGame
+
+    def games(shares: dict[str, tuple[int, int]]) -> list[EvalGame]:
+        return [EvalGame(g, "t", False, 0.0, {"go to": c} if c[1] else {})
+                for g, c in shares.items()]
+
+    a = games({"x": (1, 4), "y": (2, 4), "z": (0, 0)})
+    b = games({"x": (3, 4), "y": (2, 2), "z": (1, 1)})
+    r = analysis.paired_agreement(a, b)
+    assert (r.pairs, r.unit, r.a, r.b) == (2, "games", 0.375, 0.875)
+    assert r.diff == pytest.approx(0.5) and r.b_only is None
+    assert "expert agreement per game" in r.sentence("A", "B")
+    assert analysis.paired_agreement(a[:1], b[:1]) is None  # one game: nothing to resample

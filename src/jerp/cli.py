@@ -31,18 +31,20 @@ def _params(args):
         sys.exit(f"{args.params}: {e}")
 
 
-def _tasks_for(p, root: Path, split: str, all_games: bool):
+def _tasks_for(p, root: Path, split: str, all_games: bool, per_type: int | None = None):
+    """The run's games of `split` (data/tasks.json), every game of it (`all_games`), or
+    `per_type` games per type drawn by the run's seed as prepare draws them (8 gives
+    the standard preset's 48 eval games, whatever preset params.yaml is)."""
     from jerp import paths
     from jerp.envs.registry import data_root, sample_split
     from jerp.records import read_tasks
 
-    if not all_games and (root / paths.tasks_file()).exists():
+    if not all_games and per_type is None and (root / paths.tasks_file()).exists():
         return read_tasks(root / paths.tasks_file()).tasks(split)
     droot = data_root(p.env, os.environ, root)
     if all_games:
-        p = p.model_copy(update={"env": p.env.model_copy(
-            update={"train_per_type": 10**6, "eval_per_type": 10**6})})
-    return sample_split(p.env, droot, split, p.run.seed)
+        per_type = 10**6
+    return sample_split(p.env, droot, split, p.run.seed, per_type=per_type)
 
 
 def cmd_tasks(args) -> None:
@@ -97,25 +99,54 @@ def cmd_play(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from jerp.agents import policy_version
+    from jerp.agents import policy_version, step_memory_for
     from jerp.jobs import AgentSpec, play_episodes
     from jerp.metrics import summarize
     from jerp.policy.rollout import EpisodeSpec
-    from jerp.records import read_snapshot, write_trajectories
+    from jerp.records import RuleSnapshot, read_snapshot, read_trajectories, write_trajectories
 
     p = _params(args)
-    tasks = _tasks_for(p, args.root, args.split, all_games=args.all)[: args.limit]
-    rules = None
-    if args.rules and read_snapshot(args.rules).rules and p.rules.top_k:
-        rules = Path(args.rules).resolve()
+    if args.all and args.games_per_type is not None:
+        sys.exit("jerp evaluate: give --all or --games-per-type, not both")
+    try:
+        tasks = _tasks_for(p, args.root, args.split, all_games=args.all,
+                           per_type=args.games_per_type)[: args.limit]
+        against = read_trajectories(Path(args.against)) if args.against else None
+        # no --rules: an empty pool, as at iteration 0 (H2R's executor still tracks subgoals)
+        pool = (read_snapshot(args.rules) if args.rules else
+                RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]))
+    except (OSError, ValueError) as e:
+        sys.exit(f"jerp evaluate: {e}")
+    if against is not None and sorted(t.task_id for t in against) != sorted(
+            t.task_id for t in tasks):
+        sys.exit(f"jerp evaluate: {args.against} holds other games than this evaluation's "
+                 f"{len(tasks)}: pass the --split, --games-per-type, --all and --limit it "
+                 "was played with")
+    rules = Path(args.rules).resolve() if pool.rules and p.rules.top_k else None
     adapter = Path(args.adapter).resolve() if args.adapter else None
+    if adapter and not adapter.is_dir():
+        sys.exit(f"jerp evaluate: no adapter folder at {adapter}")
     meta = dict(stage="cli", method=p.run.method, seed=p.run.seed,
                 policy_version=policy_version(adapter), pool_version=str(args.rules or "none"))
     trajs = play_episodes(p, args.root, AgentSpec(adapter, seed=p.run.seed),
-                          [EpisodeSpec(t) for t in tasks], meta, rules, desc="evaluate")
+                          [EpisodeSpec(t) for t in tasks], meta, rules, desc="evaluate",
+                          step_memory=step_memory_for(p, pool))
     if args.out:
         write_trajectories(args.out, trajs)
     print(json.dumps(summarize(trajs), indent=2))
+    if against is not None:
+        print("\n".join(paired_against(against, trajs, args.against, p.run.seed)))
+
+
+def paired_against(before: list, after: list, label: str, seed: int) -> list[str]:
+    """Paired sentences, this evaluation against an earlier one's trajectories on the
+    same games: exact McNemar on success, paired bootstrap on each game's agreement."""
+    from jerp.report.analysis import paired_agreement, paired_success
+    from jerp.report.load import eval_games
+
+    a, b = eval_games(before), eval_games(after)
+    tests = [paired_success(a, b), paired_agreement(a, b, seed=seed)]
+    return [r.sentence(label, "this evaluation") for r in tests if r is not None]
 
 
 def cmd_tune(args) -> None:
@@ -183,9 +214,9 @@ def cmd_compare(args) -> None:
         print(("Success: Reflexion after its retries (success@k, so labelled), every other "
                "method's first attempt." if at_k else "Success: every method's first attempt "
                "(success@1; Reflexion's success@k with --success-at-k).")
-              + f" The last two columns: this run minus {runs[0].label} on the same games "
-              "(exact McNemar) and reference states (paired bootstrap), p-value; "
-              f"{MARKS}.")
+              + f" The last three columns: this run minus {runs[0].label} on the same games "
+              "(success: exact McNemar; each game's expert agreement: paired bootstrap) and "
+              f"reference states (paired bootstrap), p-value; {MARKS}.")
         for games, group in more:
             print(f"\nOn other games or states ({games}), paired against {group[0].label}:")
             _print_table(*ex.table2(group, seed=args.seed, at_k=at_k))
@@ -225,10 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ev)
     ev.add_argument("--split", default="eval_out", choices=splits)
     ev.add_argument("--all", action="store_true", help="every game of the split")
+    ev.add_argument("--games-per-type", type=int, default=None,
+                    help="N games per task type drawn by run.seed, as prepare draws eval "
+                    "games (8: standard's 48), instead of the run's games")
     ev.add_argument("--limit", type=int, default=None, help="first N tasks only")
     ev.add_argument("--adapter", default=None)
     ev.add_argument("--rules", default=None, help="a rules.json snapshot to retrieve from")
     ev.add_argument("--out", default=None, help="write trajectories here (JSON Lines)")
+    ev.add_argument("--against", default=None,
+                    help="an earlier --out of the same games: paired tests against it")
     ev.set_defaults(func=cmd_evaluate)
 
     tu = sub.add_parser("tune", help="measure policy.score and policy.history on valid_seen "

@@ -8,14 +8,17 @@
 - reference-state accuracy (the reference action ranked first) and mean
   reciprocal rank, under the prompt the method acts with ("shown") and, for
   methods that show rules, with no rules ("none") and another task type's
-  rules ("wrong"): Wilson intervals for top-1, bootstrap intervals for MRR
-  (resampling games: the states of one game are correlated);
+  rules ("wrong");
+- every interval over units inside games (agreement's decisions, top-1's and
+  MRR's states) resamples whole games: the units of one game are correlated, and
+  a Wilson interval over them would be too narrow;
 - the competence verdict: did the with-rules minus no-rules gap shrink?
   (JERP's claim: stable behaviours move from the pool into the weights);
 - the paired comparison of two iterations (or runs) on the same games and
-  states: exact McNemar on success, paired bootstrap on state accuracy that
-  resamples games (each state's task id), with the number of pairs (games, for
-  states) that would make the observed difference significant.
+  states: exact McNemar on success, paired bootstrap on each game's expert
+  agreement and on state accuracy that resamples games (each state's task id),
+  with the number of pairs (games, for states) that would make the observed
+  difference significant.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from jerp.report.load import EvalGame, IterationData, References
 ALPHA = stats.ALPHA
 HOLM = "\N{DAGGER}"
 MARKS = (f"* where significant at the 5% level, {HOLM} where still so after Holm's "
-         "correction across all the paired differences of the table; reference states are "
-         "resampled by game")
+         "correction across all the paired differences of the table; agreement and "
+         "reference states are resampled by game")
 
 
 @dataclass
@@ -51,6 +54,13 @@ class Rate:
     def of(cls, k: int, n: int) -> Rate:
         lo, hi = stats.wilson(k, n)
         return cls(k / n if n else 0.0, k, n, lo, hi)
+
+    @classmethod
+    def clustered(cls, hits: list[bool], games: list[Hashable], seed: int = 0) -> Rate:
+        """k of n units (states, decisions) with a percentile interval that resamples whole
+        games: one game's units are not independent, so Wilson over units is too narrow."""
+        _, lo, hi = stats.bootstrap_mean([float(h) for h in hits], seed=seed, clusters=games)
+        return cls(sum(hits) / len(hits), sum(hits), len(hits), lo, hi)
 
 
 def fmt_rate(r: Rate | None, digits: int = 2) -> str:
@@ -97,7 +107,7 @@ class IterationSummary:
     mrr_by_type: dict[str, float] = field(default_factory=dict)
     score: Estimate | None = None  # mean reward x 100 (the WebShop score), bootstrap CI
     trials: int = 1  # k of `success` when it is Reflexion's success@k; 1: the first attempt
-    agreement: Rate | None = None  # policy's decisions = the searching expert's (Wilson)
+    agreement: Rate | None = None  # policy's decisions = the searching expert's
     # (agreeing, labelled) first-attempt decisions per kind of the expert's action
     agreement_by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -137,12 +147,28 @@ def _rate(value: float, ci: list | None, n: int | None = None) -> Rate:
     return Rate(value, k, n or None, low, high)
 
 
-def _agreement(m: EpisodeSummary | None) -> Rate | None:
-    """Expert agreement from the metrics (None: not recorded, an older run or WebShop)."""
+def _agreement(games: list[EvalGame] | None, m: EpisodeSummary | None, seed: int
+               ) -> Rate | None:
+    """Expert agreement over the eval games' labelled decisions, its interval resampling
+    games; from the metrics (Wilson over decisions) where per-game counts are missing.
+    None: not recorded (an older run)."""
+    hits: list[bool] = []
+    owners: list[str] = []
+    for g in games or []:
+        agree, labelled = game_agreement(g)
+        hits += [True] * agree + [False] * (labelled - agree)
+        owners += [g.task_id] * labelled
+    if hits:
+        return Rate.clustered(hits, owners, seed)
     if m is None or m.expert_agreement is None:
         return None
     n = m.expert_labels
     return _rate(m.expert_agreement, m.expert_agreement_ci, n or None)
+
+
+def game_agreement(g: EvalGame) -> tuple[int, int]:
+    """(decisions equal to the expert's, decisions it labelled) in one game."""
+    return (sum(a for a, _ in g.agreement.values()), sum(n for _, n in g.agreement.values()))
 
 
 def _expert(states: list[StateRank] | None, m: EvalMetrics | None, seed: int
@@ -153,9 +179,10 @@ def _expert(states: list[StateRank] | None, m: EvalMetrics | None, seed: int
         for p in PROMPTS:
             ranks = [s.rank[p] for s in states if p in s.rank]
             if len(ranks) == len(states):
-                top1[p] = Rate.of(sum(r == 1 for r in ranks), len(ranks))
-                mrr[p] = Estimate(*stats.bootstrap_mean(
-                    [1 / r for r in ranks], seed=seed, clusters=[s.task_id for s in states]))
+                games = [s.task_id for s in states]
+                top1[p] = Rate.clustered([r == 1 for r in ranks], games, seed)
+                mrr[p] = Estimate(*stats.bootstrap_mean([1 / r for r in ranks], seed=seed,
+                                                        clusters=games))
         return top1, mrr
     for p in PROMPTS if m is not None else ():
         if (v := m.top1(p)) is not None:
@@ -182,7 +209,8 @@ def summarize(d: IterationData, seed: int = 0, at_k: bool = False) -> IterationS
         iteration=d.iteration, success=success, by_type=by_type, top1=top1, mrr=mrr,
         top1_by_type=dict(m.expert_top1_by_type or {}) if m is not None else {},
         mrr_by_type=dict(m.expert_mrr_by_type or {}) if m is not None else {},
-        score=score, agreement=_agreement(m), trials=m.trials if at_k and m is not None else 1,
+        score=score, agreement=_agreement(d.games, m, seed),
+        trials=m.trials if at_k and m is not None else 1,
         agreement_by_kind=kind_totals([g.agreement for g in d.games or []]),
     )
 
@@ -348,6 +376,20 @@ def paired_success(a: list[EvalGame], b: list[EvalGame]) -> PairedResult | None:
     )
 
 
+def paired_agreement(a: list[EvalGame], b: list[EvalGame], seed: int = 0
+                     ) -> PairedResult | None:
+    """Paired bootstrap on each game's expert agreement (its decisions equal to the
+    expert's over those labelled), on the games both runs played with labels. The
+    decisions themselves are not paired: two policies reach different states, so the
+    game is the unit."""
+    def shares(games: list[EvalGame]) -> dict[str, float]:
+        counts = {g.task_id: game_agreement(g) for g in games}
+        return {t: a / n for t, (a, n) in counts.items() if n}
+
+    return _paired_bootstrap("expert agreement per game (paired bootstrap)", "games",
+                             shares(a), shares(b), seed)
+
+
 def paired_states(a: list[StateRank], b: list[StateRank], prompt: str = "shown",
                   seed: int = 0) -> PairedResult | None:
     """Paired bootstrap on reference-state top-1, states matched by (task id, step) and
@@ -392,6 +434,8 @@ def compare_iterations(a: IterationData, b: IterationData, seed: int = 0
                        ) -> list[PairedResult]:
     out = []
     if a.games and b.games and (r := paired_success(a.games, b.games)):
+        out.append(r)
+    if a.games and b.games and (r := paired_agreement(a.games, b.games, seed=seed)):
         out.append(r)
     partial = any(0 < g.reward < 1 for g in (*a.games, *b.games)) if a.games and b.games else False
     if partial and (r := paired_score(a.games, b.games, seed=seed)):

@@ -282,7 +282,7 @@ def _paired_blocks(data: list[IterationData], seed: int) -> list[Block]:
                               "(expert_states.json) are missing, so no paired test.")]
     for r in results:
         blocks.append(Text(r.sentence(la, lb)))
-    if not any(r.b_only is None for r in results):
+    if not any(r.what.startswith("reference action") for r in results):
         blocks.append(Text("Per-state ranks (expert_states.json) were not recorded: no paired "
                            "test on reference-state accuracy."))
     return blocks
@@ -294,8 +294,9 @@ def table2_blocks(table: list[list[str]] | None, header: list[str] | None) -> li
     return [Heading("Methods compared (DVC experiments, last iteration)"),
             Figure("methods.png", "every method per iteration on the same games and states"),
             Table(header, table, left=(0, 1)),
-            Text(f"The last two columns pair each run with the first row on the same games "
-                 f"(exact McNemar) and reference states (paired bootstrap): the difference, "
+            Text(f"The last three columns pair each run with the first row on the same "
+                 f"games (success: exact McNemar; each game's expert agreement: paired "
+                 f"bootstrap) and reference states (paired bootstrap): the difference, "
                  f"this run minus {table[0][1]}, its p-value, and {MARKS}."
                  + (f" The {CEILING} row: the searching expert playing the same eval games "
                     "at the run's step limit (the runs it was measured in)."

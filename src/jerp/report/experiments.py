@@ -52,6 +52,10 @@ from jerp.report.load import (
 from jerp.report.seeds import fmt_spread, normalized, seed_groups, setting_labels, spread
 
 WORKSPACE = "workspace"
+# Table II's paired columns against its first run: the column's name, and how the test's
+# `what` starts (analysis.compare_iterations)
+PAIRED = {"success": "eval success", "agreement": "expert agreement",
+          "top-1": "reference action ranked 1st"}
 
 
 @dataclass
@@ -128,7 +132,7 @@ def table2(runs: list[Run], seed: int = 0, at_k: bool = False
     ref = runs[0].label if runs else "-"
     header = ["method", "run", "iteration", "seeds", *[short_type(t) for t in types],
               "all (95% CI)", "expert agreement", "expert top-1"] + (
-              ["score"] if webshop else []) + [f"success vs {ref}", f"top-1 vs {ref}"]
+              ["score"] if webshop else []) + [f"{what} vs {ref}" for what in PAIRED]
     rows, paired, first = [], [], []
     groups = seed_groups([r.params for r in runs])
     settings = setting_labels([runs[g[0]].params for g in groups])
@@ -184,16 +188,17 @@ def ceiling_rows(runs: list[Run], types: list[str], webshop: bool) -> list[list[
         score = fmt_estimate(top.score) if group[0].env == "webshop" else "-"
         rows.append([CEILING, ", ".join(r.label for r in group), "-", "-",
                      *[fmt_rate(top.by_type.get(t)) for t in types], fmt_rate(top.success),
-                     "-", "-", *([score] if webshop else []), "-", "-"])
+                     "-", "-", *([score] if webshop else []), *["-"] * len(PAIRED)])
     return rows
 
 
 def against_first(runs: list[Run], group: list[int], seed: int = 0, at_k: bool = False
                   ) -> list[PairedResult | None] | None:
     """The paired tests of a single-seed run against the table's first run, on the games
-    and reference states both evaluated at their last iterations: [success (exact
-    McNemar), top-1 (paired bootstrap over games)], None for a test without data. None
-    for the first run itself, seed groups and runs on other games (nothing to pair)."""
+    and reference states both evaluated at their last iterations, in PAIRED's order:
+    success (exact McNemar), each game's expert agreement and top-1 (paired bootstraps
+    over games); None for a test without data. None for the first run itself, seed
+    groups and runs on other games (nothing to pair)."""
     if group == [0]:
         return None
     run, first = runs[group[0]], runs[0]
@@ -203,13 +208,13 @@ def against_first(runs: list[Run], group: list[int], seed: int = 0, at_k: bool =
     a, b = first.data[-1], run.data[-1]
     results = compare_iterations(final_view(a) if at_k else a, final_view(b) if at_k else b,
                                  seed=seed)
-    return [next((r for r in results if r.b_only is not None), None),
-            next((r for r in results if "ranked 1st" in r.what), None)]
+    return [next((r for r in results if r.what.startswith(start)), None)
+            for start in PAIRED.values()]
 
 
 def paired_cells(paired: list[list[PairedResult | None] | None],
                  reference: list[bool]) -> list[list[str]]:
-    """The last two cells of each row from `against_first`'s results (`reference`: the row
+    """The paired cells of each row from `against_first`'s results (`reference`: the row
     is the first run itself): the difference this run minus the first and its p-value,
     '*' where significant at 5% and HOLM where Holm's correction over every test in the
     table keeps it so; '-' where nothing was paired."""
@@ -223,8 +228,8 @@ def paired_cells(paired: list[list[PairedResult | None] | None],
             f" {HOLM}" if adjusted[id(r)] < stats.ALPHA else "")
         return f"{r.diff:+.3f} ({fmt_p(r.p)}){marks}"
 
-    return [["(reference)", "(reference)"] if ref else
-            ["-", "-"] if row is None else [cell(r) for r in row]
+    return [["(reference)"] * len(PAIRED) if ref else
+            ["-"] * len(PAIRED) if row is None else [cell(r) for r in row]
             for row, ref in zip(paired, reference, strict=True)]
 
 

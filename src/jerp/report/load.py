@@ -115,12 +115,14 @@ def _games(text: str, where: str) -> tuple[list[EvalGame], list[EvalGame] | None
     """One game per eval episode: its first attempt, and its last trial where Reflexion
     retried (eval.jsonl holds every trial), else None."""
     trajs = _jsonl(text, Trajectory, where)
-
-    def games(ts: list[Trajectory]) -> list[EvalGame]:
-        return [EvalGame(t.task_id, t.task_type, t.won, t.reward, agreement_by_kind([t]))
-                for t in ts]
     retried = any(t.trial for t in trajs)
-    return games(first_trials(trajs)), games(final_trials(trajs)) if retried else None
+    return eval_games(first_trials(trajs)), eval_games(final_trials(trajs)) if retried else None
+
+
+def eval_games(trajs: list[Trajectory]) -> list[EvalGame]:
+    """A game per episode, what the paired tests compare."""
+    return [EvalGame(t.task_id, t.task_type, t.won, t.reward, agreement_by_kind([t]))
+            for t in trajs]
 
 
 def load_iteration(read: Source, i: int, evaluated: bool = True) -> IterationData:
