@@ -384,7 +384,7 @@ def paired_agreement(a: list[EvalGame], b: list[EvalGame], seed: int = 0
     game is the unit."""
     def shares(games: list[EvalGame]) -> dict[str, float]:
         counts = {g.task_id: game_agreement(g) for g in games}
-        return {t: a / n for t, (a, n) in counts.items() if n}
+        return {t: k / n for t, (k, n) in counts.items() if n}
 
     return _paired_bootstrap("expert agreement per game (paired bootstrap)", "games",
                              shares(a), shares(b), seed)
