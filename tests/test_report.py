@@ -353,7 +353,7 @@ def test_success_plot_draws_the_ceiling_and_expert_plot_the_agreement(monkeypatc
     assert "searching expert (ceiling)" not in figs[-1].axes[0].get_legend_handles_labels()[1]
     plots.expert(rows)
     labels = figs[-1].axes[0].get_legend_handles_labels()[1]
-    assert labels == ["expert agreement: own decisions = expert's (95% Wilson)"]
+    assert labels == ["expert agreement: own decisions = expert's (95%, games resampled)"]
 
 
 def test_dagger_rounds_continue_the_warm_start_loss_curve():

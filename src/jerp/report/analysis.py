@@ -249,8 +249,8 @@ def headline(rows: list[IterationSummary], top: IterationSummary | None) -> str:
         text += f"; the {CEILING} {fmt_rate(top.success)} on the same games"
     if last.agreement is not None:
         text += (f"; expert agreement (its decisions equal to the expert's) "
-                 f"{fmt_rate(last.agreement)}")
-    return text + " (95% Wilson intervals)."
+                 f"{fmt_rate(last.agreement)}, games resampled")
+    return text + " (95% intervals; success: Wilson)."
 
 
 # ---------------------------------------------------------------- competence

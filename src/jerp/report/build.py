@@ -146,11 +146,12 @@ def _expert_blocks(rows: list[IterationSummary]) -> list[Block]:
         head,
         Text("Expert agreement (the headline proxy for success): the share of the policy's "
              "own eval decisions that equal the searching expert's action at the state the "
-             "policy reached (95% Wilson interval over the labelled decisions). Secondary: "
-             "at each walkthrough state of an eval game the policy ranks the admissible "
-             "commands; walkthrough top-1 is the share of states where the walkthrough "
-             "action comes first (95% Wilson interval), MRR the mean reciprocal rank of that "
-             "action (95% bootstrap interval, when the per-state ranks are recorded)."),
+             "policy reached. Secondary: at each walkthrough state of an eval game the "
+             "policy ranks the admissible commands; walkthrough top-1 is the share of "
+             "states where the walkthrough action comes first, MRR the mean reciprocal rank "
+             "of that action. Their 95% intervals resample whole games (a game's decisions "
+             "and states are not independent), where the per-game counts are recorded; "
+             "else agreement's is Wilson's over decisions."),
         Figure("expert.png", "expert agreement, walkthrough top-1 and MRR per iteration"),
         Table(["iteration", "expert agreement (95% CI)", "walkthrough top-1 (95% CI)",
                "MRR (95% CI)", *[f"top-1 {short_type(t)}" for t in types]],

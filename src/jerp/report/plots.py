@@ -105,8 +105,8 @@ def _ceiling_line(ax, rate: Rate) -> None:
 
 
 def expert(rows: list[IterationSummary]) -> bytes:
-    """Expert agreement on the policy's own states (the headline proxy, Wilson) beside
-    walkthrough top-1 (Wilson) and MRR (bootstrap) under the acting prompt."""
+    """Expert agreement on the policy's own states (the headline proxy) beside walkthrough
+    top-1 and MRR under the acting prompt, each with an interval that resamples games."""
     if not any("shown" in r.top1 or r.agreement for r in rows):
         return _empty("expert agreement and walkthrough top-1",
                       "neither expert_agreement nor expert_top1 was recorded in this run")
@@ -114,11 +114,11 @@ def expert(rows: list[IterationSummary]) -> bytes:
     its = [r.iteration for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
     _rate_line(ax, its, [r.agreement for r in rows], "D-", "tab:purple",
-               "expert agreement: own decisions = expert's (95% Wilson)", -0.05)
+               "expert agreement: own decisions = expert's (95%, games resampled)", -0.05)
     _rate_line(ax, its, [r.top1.get("shown") for r in rows], "o:", "tab:blue",
-               "walkthrough top-1, secondary (95% Wilson)")
+               "walkthrough top-1, secondary (95%, games resampled)")
     _rate_line(ax, its, [r.mrr.get("shown") for r in rows], "s--", "tab:green",
-               "walkthrough MRR (95% bootstrap)", 0.05)
+               "walkthrough MRR (95%, games resampled)", 0.05)
     _axes(ax, its, "share of decisions or states / MRR",
           "expert agreement and walkthrough reference states")
     ax.legend(fontsize=8)
