@@ -469,6 +469,32 @@ def test_stale_stages_are_those_run_under_other_params_and_what_follows_them():
     assert stale_stages({}, everything) == set()
 
 
+def test_a_stage_that_ran_on_other_outputs_than_its_producer_recorded_is_stale():
+    """`dvc exp run -S finetune.lr=... evaluate@2`: finetune@1 re-ran (new adapter hash),
+    evaluate@1 kept the parent's entry, whose dep is the parent's adapter: it and what
+    follows it are stale, though no param of theirs changed."""
+    from jerp.report.load import stale_stages
+
+    lock = {"stages": {
+        "finetune@1": _stage(outs=["data/iter_1/adapter"]),
+        "evaluate@1": _stage(deps=["data/iter_1/adapter"], outs=["metrics/iter_1.json"]),
+        "finetune@2": _stage(deps=["data/iter_1/adapter"], outs=["data/iter_2/adapter"]),
+        "evaluate@2": _stage(deps=["data/iter_2/adapter"], outs=["metrics/iter_2.json"]),
+        "report": _stage(deps=["metrics/iter_1.json", "metrics/iter_2.json"]),
+    }}
+    hashes = {"finetune@1": {"data/iter_1/adapter": "new.dir"},
+              "evaluate@1": {"data/iter_1/adapter": "old.dir", "metrics/iter_1.json": "m1"},
+              "finetune@2": {"data/iter_1/adapter": "new.dir", "data/iter_2/adapter": "b.dir"},
+              "evaluate@2": {"data/iter_2/adapter": "b.dir", "metrics/iter_2.json": "m2"},
+              "report": {"metrics/iter_1.json": "m1", "metrics/iter_2.json": "m2"}}
+    for name, st in lock["stages"].items():
+        for entry in (*st["deps"], *st["outs"]):
+            entry["md5"] = hashes[name][entry["path"]]
+    assert stale_stages(lock, {}) == {"evaluate@1", "report"}
+    lock["stages"]["evaluate@1"]["deps"][0]["md5"] = "new.dir"  # re-run on the new adapter
+    assert stale_stages(lock, {}) == set()
+
+
 def test_a_partial_experiment_is_read_only_where_it_ran_under_its_params(tmp_path):
     """Its parent's later metrics are not its own: `jerp compare` reads the iterations its
     params produced, Table II (complete=True) leaves it out with the reason."""

@@ -193,22 +193,30 @@ def _param(params: dict, dotted: str) -> object:
 
 
 def stale_stages(lock: dict, params: dict) -> set[str]:
-    """The stages of a dvc.lock that did not run under `params` (params.yaml's), and every
-    stage downstream of one: what a `dvc exp run` of part of the pipeline (`dvc exp run
-    -S ... evaluate@1`) keeps of its parent, whose later outputs its metrics files then
-    still hold."""
+    """The stages of a dvc.lock that did not run under `params` (params.yaml's) or on the
+    outputs the lock now records for their deps, and every stage downstream of one: what
+    a `dvc exp run` of part of the pipeline keeps of its parent, whose outputs its metrics
+    files then still hold (`-S ... evaluate@1` keeps iteration 2 on; `-S ... evaluate@3`
+    keeps evaluate@1 and @2, which ran on the parent's adapters)."""
     stages = lock.get("stages") or {}
     made = {o["path"].rstrip("/"): name for name, st in stages.items()
             for o in st.get("outs", [])}
+    hashes = {o["path"].rstrip("/"): o.get("md5") for st in stages.values()
+              for o in st.get("outs", [])}
 
     def producer(path: str) -> str | None:
         path = path.rstrip("/")
         return next((n for out, n in made.items() if path == out or
                      path.startswith(out + "/")), None)
 
+    def ran_on_other_inputs(st: dict) -> bool:
+        return any(d.get("md5") and hashes.get(d["path"].rstrip("/")) not in (None, d["md5"])
+                   for d in st.get("deps", []))
+
     stale = {name for name, st in stages.items()
-             if any(_param(params, key) != value
-                    for kv in (st.get("params") or {}).values() for key, value in kv.items())}
+             if ran_on_other_inputs(st) or any(
+                 _param(params, key) != value
+                 for kv in (st.get("params") or {}).values() for key, value in kv.items())}
     grew = True
     while grew:
         grew = False
