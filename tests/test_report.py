@@ -552,3 +552,10 @@ def test_agreement_is_paired_per_game():
     assert r.diff == pytest.approx(0.5) and r.b_only is None
     assert "expert agreement per game" in r.sentence("A", "B")
     assert analysis.paired_agreement(a[:1], b[:1]) is None  # one game: nothing to resample
+
+
+def test_a_difference_near_zero_does_not_name_millions_of_pairs():
+    r = analysis.PairedResult("expert agreement per game (paired bootstrap)", "games", 48,
+                              0.631, 0.632, 0.001, 0.99, -0.08, 0.08, needed=2_054_836)
+    text = r.sentence("A", "B")
+    assert "more than 100,000 paired games would be needed" in text and "2054836" not in text

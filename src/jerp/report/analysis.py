@@ -35,6 +35,7 @@ from jerp.report.load import EvalGame, IterationData, References
 
 ALPHA = stats.ALPHA
 HOLM = "\N{DAGGER}"
+NEEDED_CAP = 100_000  # pairs needed beyond this: the difference is as good as zero
 MARKS = (f"* where significant at the 5% level, {HOLM} where still so after Holm's "
          "correction across all the paired differences of the table; agreement and "
          "reference states are resampled by game")
@@ -355,6 +356,9 @@ class PairedResult:
         if self.needed is None:
             return head + "; the difference is zero, so no number of pairs would make it so."
         unit = self.unit if self.games is None else "games"
+        if self.needed > NEEDED_CAP:
+            return head + (f"; more than {NEEDED_CAP:,} paired {unit} would be needed to "
+                           "make a difference this small significant (alpha 0.05, power 0.8).")
         return head + (f"; about {self.needed} paired {unit} would make a difference "
                        "this size significant (alpha 0.05, power 0.8).")
 
