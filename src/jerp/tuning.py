@@ -30,7 +30,7 @@ from jerp.jobs import AgentSpec, Job, agent, play_episodes
 from jerp.policy.prompts import EpisodeContext
 from jerp.policy.rollout import EpisodeSpec
 from jerp.policy.scoring import SCORINGS, candidate_values, rank_of
-from jerp.records import Trajectory
+from jerp.records import RuleSnapshot, Trajectory
 from jerp.replay import REPLAY_LIMIT, play_references
 from jerp.stats import bootstrap_mean, discordant, mcnemar_p, wilson
 
@@ -238,8 +238,10 @@ def episode_cells(trajs_by_history: dict[int, list[Trajectory]], configured: int
 def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[int],
                   per_type: int) -> EpisodeTuning:
     """Play the tuning games greedily once per history (the configured one added when
-    missing: the others are paired against it), with no rules shown."""
+    missing: the others are paired against it), with no rules shown: an empty pool, as
+    at iteration 0 (H2R's executor still tracks subgoals)."""
     from jerp.agents import policy_version, step_memory_for
+    empty = RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[])
 
     games = tuning_games(p, root, per_type)
     if not games:
@@ -251,7 +253,7 @@ def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[i
                     policy_version=policy_version(adapter), pool_version="none")
         played[h] = play_episodes(q, root, AgentSpec(adapter, seed=p.run.seed),
                                   [EpisodeSpec(t) for t in games], meta, None,
-                                  desc=f"tune history {h}", step_memory=step_memory_for(q, None))
+                                  desc=f"tune history {h}", step_memory=step_memory_for(q, empty))
     return EpisodeTuning(split=TUNING_SPLIT, adapter=str(adapter or "none"),
                          max_steps=p.env.max_steps, games=[t.task_id for t in games],
                          configured=p.policy.history,
