@@ -31,6 +31,16 @@ def _params(args):
         sys.exit(f"{args.params}: {e}")
 
 
+def _adapter(args, cmd: str) -> Path | None:
+    """--adapter resolved, or None (the base model); a clear exit where no folder is."""
+    if not args.adapter:
+        return None
+    adapter = Path(args.adapter).resolve()
+    if not adapter.is_dir():
+        sys.exit(f"jerp {cmd}: no adapter folder at {adapter}")
+    return adapter
+
+
 def _tasks_for(p, root: Path, split: str, all_games: bool, per_type: int | None = None):
     """The run's games of `split` (data/tasks.json), every game of it (`all_games`), or
     `per_type` games per type drawn by the run's seed as prepare draws them (8 gives
@@ -123,9 +133,7 @@ def cmd_evaluate(args) -> None:
                  f"{len(tasks)}: pass the --split, --games-per-type, --all and --limit it "
                  "was played with")
     rules = Path(args.rules).resolve() if pool.rules and p.rules.top_k else None
-    adapter = Path(args.adapter).resolve() if args.adapter else None
-    if adapter and not adapter.is_dir():
-        sys.exit(f"jerp evaluate: no adapter folder at {adapter}")
+    adapter = _adapter(args, "evaluate")
     meta = dict(stage="cli", method=p.run.method, seed=p.run.seed,
                 policy_version=policy_version(adapter), pool_version=str(args.rules or "none"))
     trajs = play_episodes(p, args.root, AgentSpec(adapter, seed=p.run.seed),
@@ -156,9 +164,7 @@ def cmd_tune(args) -> None:
     from jerp.tuning import tune, tune_episodes
 
     p = _params(args)
-    adapter = Path(args.adapter).resolve() if args.adapter else None
-    if adapter and not adapter.is_dir():
-        sys.exit(f"jerp tune: no adapter folder at {adapter}")
+    adapter = _adapter(args, "tune")
     histories = args.history or [p.policy.history]
     try:
         t = (tune_episodes if args.episodes else tune)(p, args.root, adapter, histories,
