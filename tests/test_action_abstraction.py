@@ -94,7 +94,7 @@ def test_wrong_option_on_a_real_goal_yields_a_rule(web_case) -> None:
     assert d is not None and d.kind == "missing"
     assert ref.actions[d.ref_step] != failed.actions[d.failed_step]
     assert f"select the {name} the goal asks for" in d.text
-    (p,) = reflect_contrastive([failed], [ref], RuleSnapshot(iteration=0, capacity=5, rules=[]), 3)
+    (p,) = reflect_contrastive([failed], [ref], RuleSnapshot.empty(5), 3)
     assert p.op == "ADD" and p.scope == task.task_type and p.text == d.text
     assert milestone_progress(failed.actions, ref.actions, ref.goal, "webshop") == pytest.approx(
         1 - 1 / len(milestones(WEBSHOP_ACTIONS.abstract(ref.actions, ref.goal))))

@@ -96,7 +96,7 @@ def test_plan_carried_over_or_default() -> None:
     assert m.plan(Query(COOL, "put a cool apple in countertop."), ALFWORLD_ACTIONS) == [
         "find and take the apple", "cool the apple with the fridge",
         "put the apple in/on the countertop"]
-    empty = H2RMemory(RuleSnapshot(iteration=0, capacity=5, rules=[]))
+    empty = H2RMemory(RuleSnapshot.empty(5))
     assert empty.plan(Query(HEAT, "heat some egg and put it in countertop."),
                       ALFWORLD_ACTIONS) == [
         "find and take the egg", "heat the egg with the microwave",

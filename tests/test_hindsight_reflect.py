@@ -36,7 +36,7 @@ def traj(tid: str, actions: list[str], won: bool, goal: str = GOAL, task_id: str
         rules_shown=list(shown), source="rollout")
 
 
-EMPTY = RuleSnapshot(iteration=0, capacity=20, rules=[])
+EMPTY = RuleSnapshot.empty(20)
 
 
 def test_skipped_subgoal_is_a_planning_insight() -> None:

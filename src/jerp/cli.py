@@ -123,8 +123,7 @@ def cmd_evaluate(args) -> None:
                            per_type=args.games_per_type)[: args.limit]
         against = read_trajectories(Path(args.against)) if args.against else None
         # no --rules: an empty pool, as at iteration 0 (H2R's executor still tracks subgoals)
-        pool = (read_snapshot(args.rules) if args.rules else
-                RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]))
+        pool = read_snapshot(args.rules) if args.rules else RuleSnapshot.empty(p.rules.capacity)
     except (OSError, ValueError) as e:
         sys.exit(f"jerp evaluate: {e}")
     if against is not None and sorted(t.task_id for t in against) != sorted(

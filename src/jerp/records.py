@@ -273,6 +273,12 @@ class RuleSnapshot(BaseModel):
     rules: list[Rule]
     next_id: int = 1
 
+    @classmethod
+    def empty(cls, capacity: int) -> RuleSnapshot:
+        """Iteration 0's pool: what every method starts from, and what a policy sees
+        when it is played with no rules (evaluate, tune, the warm start's prompts)."""
+        return cls(iteration=0, capacity=capacity, rules=[])
+
 
 def write_snapshot(path: str | Path, snap: RuleSnapshot) -> None:
     """Snapshots are immutable: written once, then made read-only."""

@@ -241,7 +241,7 @@ def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[i
     missing: the others are paired against it), with no rules shown: an empty pool, as
     at iteration 0 (H2R's executor still tracks subgoals)."""
     from jerp.agents import policy_version, step_memory_for
-    empty = RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[])
+    empty = RuleSnapshot.empty(p.rules.capacity)
 
     games = tuning_games(p, root, per_type)
     if not games:

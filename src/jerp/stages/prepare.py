@@ -41,8 +41,7 @@ def run(p: Params, root: Path) -> TaskList:
         splits[WARMSTART] = [t.__dict__ for t in warm]
     tl = TaskList(env=p.env.name, seed=p.run.seed, splits=splits)
     write_tasks(root / paths.tasks_file(), tl)
-    write_snapshot(root / paths.rules_file(0),
-                   RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]))
+    write_snapshot(root / paths.rules_file(0), RuleSnapshot.empty(p.rules.capacity))
     write_jsonl(root / paths.wins_file(0), [])
     settings = warmstart_settings(p.run.method, p.rules.subgoal_slot, p.rules.planner)
     write_json(root / paths.warmstart_settings_file(), WarmstartSettings(**settings).model_dump())

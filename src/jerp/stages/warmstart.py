@@ -122,7 +122,7 @@ def planner_teacher(p: Params):
     from jerp.memory.planner import EpisodePlanner
 
     spec = env_spec(p.env.name)
-    empty = RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[])
+    empty = RuleSnapshot.empty(p.rules.capacity)
     # k: memories shown, none from an empty pool whatever rules.top_k (not an input here)
     return EpisodePlanner(empty, spec.actions, spec.task_types, k=0).realised_choices
 
@@ -137,6 +137,6 @@ def slot_memory(p: Params, settings: WarmstartSettings) -> StepMemory | None:
 
     executor = None
     if settings.subgoal_slots:
-        executor = SubgoalMemory(RuleSnapshot(iteration=0, capacity=p.rules.capacity, rules=[]),
+        executor = SubgoalMemory(RuleSnapshot.empty(p.rules.capacity),
                                  p.env.name, p.rules.execution_top_k, p.rules.subgoal_budget)
     return VisitedMemory(executor) if p.policy.visited else executor
