@@ -130,3 +130,33 @@ def test_evaluate_draws_games_per_type_and_pairs_against_an_earlier_evaluation(
         main(["evaluate", "--games-per-type", "1", "--against", "a.jsonl"])
     with pytest.raises(SystemExit, match="give --all or --games-per-type, not both"):
         main(["evaluate", "--all", "--games-per-type", "1"])
+
+
+def test_paired_compares_two_evaluations_on_the_games_both_played(tmp_path, capsys):
+    """jerp paired: first attempts only (a Reflexion retry is not success@1), the games in
+    both files (a subset of a larger evaluation works), per type and paired tests; two
+    files with no game in common are refused by name."""
+    from report_fixtures import game
+
+    from jerp.records import write_trajectories
+
+    heat = "pick_heat_then_place_in_recep"
+    before = [game("g1", heat, False, 0), game("g2", heat, False, 0), game("g3", heat, True, 0),
+              game("g4", heat, True, 0)]  # g4: not in the after file
+    retry = game("g1", heat, True, 0).model_copy(update={"trial": 1})
+    after = [game("g1", heat, False, 0), retry, game("g2", heat, True, 0),
+             game("g3", heat, True, 0)]
+    write_trajectories(tmp_path / "a.jsonl", before)
+    write_trajectories(tmp_path / "b.jsonl", after)
+    main(["paired", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")])
+    out = capsys.readouterr().out
+    assert out.startswith(f"3 games in both ({tmp_path / 'a.jsonl'} holds 4, ")
+    all_row = next(line for line in out.splitlines() if "all" in line)
+    assert [c.strip() for c in all_row.strip("│ ").split("│")] == ["all", "3", "1", "2", "0", "1"]
+    assert ("eval success (exact McNemar): a.jsonl 0.333 vs b.jsonl 0.667 on the same 3 games"
+            in out)
+    write_trajectories(tmp_path / "c.jsonl", [game("g9", heat, True, 0)])
+    with pytest.raises(SystemExit, match=r"c.jsonl \(1\) share no game"):
+        main(["paired", str(tmp_path / "a.jsonl"), str(tmp_path / "c.jsonl")])
+    with pytest.raises(SystemExit, match="jerp paired: .*missing.jsonl"):
+        main(["paired", str(tmp_path / "missing.jsonl"), str(tmp_path / "a.jsonl")])

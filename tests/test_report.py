@@ -56,6 +56,25 @@ def test_webshop_score_is_paired_on_games():
     assert "on the same 3 games" in score.sentence("iteration 0", "iteration 1")
 
 
+def test_success_by_type_counts_each_side_on_the_games_both_played():
+    """Per type and in all, on the shared games only: where a paired difference comes from."""
+    from jerp.report.load import EvalGame
+
+    def games(spec):
+        return [EvalGame(g, t, won, float(won)) for g, t, won in spec]
+
+    a = games([("p1", "put", True), ("p2", "put", False), ("h1", "heat", False),
+               ("h2", "heat", True), ("x", "heat", True)])  # x: only A played it
+    b = games([("h2", "heat", False), ("h1", "heat", True), ("p2", "put", True),
+               ("p1", "put", True), ("y", "put", True)])  # y: only B
+    rows = {r.task_type: r for r in analysis.success_by_type(a, b)}
+    assert list(rows) == ["put", "heat", "all"]
+    assert rows["put"] == analysis.TypeSplit("put", 2, 1, 2, 0, 1)
+    assert rows["heat"] == analysis.TypeSplit("heat", 2, 1, 1, 1, 1)
+    assert rows["all"] == analysis.TypeSplit("all", 4, 2, 3, 1, 2)
+    assert analysis.success_by_type(a, games([("z", "put", True)])) == []
+
+
 def test_competence_verdict_says_whether_gap_shrank(tmp_path):
     rows = [analysis.summarize(d) for d in load_run(workspace(write_run(tmp_path)), [0, 1])]
     # gaps: iteration 0 = 2/4 - 0/4 = 0.5, iteration 1 = 3/4 - 2/4 = 0.25

@@ -3,6 +3,7 @@
   jerp tasks                  list the run's tasks (data/tasks.json) or a whole split
   jerp play                   play one game, showing the model's ranked choices each step
   jerp evaluate               evaluate a policy (+ pool) on a split, print the metrics
+  jerp paired A.jsonl B.jsonl  two evaluations compared on the games both played
   jerp rules show|diff|history   read rule-pool snapshots across iterations and revisions
   jerp compare A B            two runs (git revisions / DVC experiments) side by side, paired
   jerp compare --table [RUN...]  the JERP paper's Table II over runs (methods as rows; runs
@@ -142,18 +143,53 @@ def cmd_evaluate(args) -> None:
         write_trajectories(args.out, trajs)
     print(json.dumps(summarize(trajs), indent=2))
     if against is not None:
-        print("\n".join(paired_against(against, trajs, args.against, p.run.seed)))
+        print("\n".join(paired_against(against, trajs, args.against, "this evaluation",
+                                        p.run.seed)))
 
 
-def paired_against(before: list, after: list, label: str, seed: int) -> list[str]:
-    """Paired sentences, this evaluation against an earlier one's trajectories on the
-    same games: exact McNemar on success, paired bootstrap on each game's agreement."""
+def paired_against(before: list, after: list, label_a: str, label_b: str, seed: int
+                   ) -> list[str]:
+    """Paired sentences, one evaluation's trajectories against another's on the games both
+    played: exact McNemar on success, paired bootstrap on each game's agreement."""
     from jerp.report.analysis import paired_agreement, paired_success
     from jerp.report.load import eval_games
 
     a, b = eval_games(before), eval_games(after)
     tests = [paired_success(a, b), paired_agreement(a, b, seed=seed)]
-    return [r.sentence(label, "this evaluation") for r in tests if r is not None]
+    return [r.sentence(label_a, label_b) for r in tests if r is not None]
+
+
+def cmd_paired(args) -> None:
+    """Two evaluations already played, compared on the games both hold: per task type
+    (where a difference comes from), then the paired tests. A subset works too: the
+    48 games of `--games-per-type 8` inside an `--all` evaluation."""
+    from statistics import mean
+
+    from jerp.records import first_trials, read_trajectories
+    from jerp.report.analysis import short_type, success_by_type
+    from jerp.report.load import eval_games
+
+    try:
+        a, b = (first_trials(read_trajectories(Path(f))) for f in (args.before, args.after))
+    except (OSError, ValueError) as e:
+        sys.exit(f"jerp paired: {e}")
+    common = {t.task_id for t in a} & {t.task_id for t in b}
+    if not common:
+        sys.exit(f"jerp paired: {args.before} ({len(a)} games) and {args.after} ({len(b)}) "
+                 "share no game: pass two `jerp evaluate --out` files (or a stage's "
+                 "eval.jsonl) of the same split")
+    print(f"{len(common)} games in both ({args.before} holds {len(a)}, {args.after} "
+          f"{len(b)}); success@1: first attempts only")
+    a, b = ([t for t in x if t.task_id in common] for x in (a, b))
+    la, lb = Path(args.before).name, Path(args.after).name
+    _print_table(["task type", "games", f"won: {la}", f"won: {lb}", f"only {la}",
+                  f"only {lb}"],
+                 [[short_type(r.task_type), str(r.games), str(r.won_a), str(r.won_b),
+                   str(r.only_a), str(r.only_b)]
+                  for r in success_by_type(eval_games(a), eval_games(b))])
+    print(f"mean steps: {la} {mean(t.n_steps for t in a):.1f}, "
+          f"{lb} {mean(t.n_steps for t in b):.1f}")
+    print("\n".join(paired_against(a, b, la, lb, args.seed)))
 
 
 def cmd_tune(args) -> None:
@@ -285,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "agreement (an evaluation per choice) instead of ranking walkthrough states")
     tu.add_argument("--json", default=None, help="also write the figures here")
     tu.set_defaults(func=cmd_tune)
+
+    pa = sub.add_parser("paired", help="two evaluations' trajectories (jerp evaluate --out) "
+                        "compared on the games both played: per task type, paired tests")
+    pa.add_argument("before", help="trajectories file (JSON Lines): A")
+    pa.add_argument("after", help="trajectories file: B, tested against A")
+    pa.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    pa.set_defaults(func=cmd_paired)
 
     c = sub.add_parser("compare", help="two runs side by side with paired tests, or Table II")
     c.add_argument("runs", nargs="*", metavar="RUN",

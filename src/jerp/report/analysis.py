@@ -380,6 +380,36 @@ def paired_success(a: list[EvalGame], b: list[EvalGame]) -> PairedResult | None:
     )
 
 
+@dataclass(frozen=True)
+class TypeSplit:
+    """Two evaluations' wins on the games of one task type both played."""
+
+    task_type: str
+    games: int
+    won_a: int
+    won_b: int
+    only_a: int  # games A won and B lost
+    only_b: int
+
+
+def success_by_type(a: list[EvalGame], b: list[EvalGame]) -> list[TypeSplit]:
+    """Where a paired success difference comes from: per task type (in order of first
+    appearance in A), then "all", on the games both played (matched by task id)."""
+    wb = {g.task_id: g.won for g in b}
+    pairs: dict[str, list[tuple[bool, bool]]] = {}
+    for g in a:
+        if g.task_id in wb:
+            pairs.setdefault(g.task_type, []).append((g.won, wb[g.task_id]))
+    pairs["all"] = [x for v in list(pairs.values()) for x in v]
+
+    def split(task_type: str, xs: list[tuple[bool, bool]]) -> TypeSplit:
+        only_a, only_b = stats.discordant([x for x, _ in xs], [y for _, y in xs])
+        return TypeSplit(task_type, len(xs), sum(x for x, _ in xs), sum(y for _, y in xs),
+                         only_a, only_b)
+
+    return [split(t, xs) for t, xs in pairs.items()] if pairs["all"] else []
+
+
 def paired_agreement(a: list[EvalGame], b: list[EvalGame], seed: int = 0
                      ) -> PairedResult | None:
     """Paired bootstrap on each game's expert agreement (its decisions equal to the
