@@ -75,6 +75,20 @@ def test_success_by_type_counts_each_side_on_the_games_both_played():
     assert analysis.success_by_type(a, games([("z", "put", True)])) == []
 
 
+def test_steps_are_paired_on_the_games_both_won():
+    """A lost game, or one without recorded steps, carries no steps to a win."""
+    from jerp.report.load import EvalGame
+
+    a = [EvalGame("g1", "t", True, 1.0, steps=10), EvalGame("g2", "t", True, 1.0, steps=20),
+         EvalGame("g3", "t", False, 0.0, steps=30), EvalGame("g4", "t", True, 1.0)]
+    b = [EvalGame("g1", "t", True, 1.0, steps=6), EvalGame("g2", "t", True, 1.0, steps=14),
+         EvalGame("g3", "t", True, 1.0, steps=5), EvalGame("g4", "t", True, 1.0, steps=3)]
+    r = analysis.paired_steps(a, b)
+    assert (r.pairs, r.a, r.b, r.diff) == (2, 15.0, 10.0, -5.0)
+    assert r.what.startswith("steps to a win, on the games both won")
+    assert analysis.paired_steps(a[:1], b[:1]) is None  # one pair: no interval
+
+
 def test_competence_verdict_says_whether_gap_shrank(tmp_path):
     rows = [analysis.summarize(d) for d in load_run(workspace(write_run(tmp_path)), [0, 1])]
     # gaps: iteration 0 = 2/4 - 0/4 = 0.5, iteration 1 = 3/4 - 2/4 = 0.25

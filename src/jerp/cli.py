@@ -150,12 +150,13 @@ def cmd_evaluate(args) -> None:
 def paired_against(before: list, after: list, label_a: str, label_b: str, seed: int
                    ) -> list[str]:
     """Paired sentences, one evaluation's trajectories against another's on the games both
-    played: exact McNemar on success, paired bootstrap on each game's agreement."""
-    from jerp.report.analysis import paired_agreement, paired_success
+    played: exact McNemar on success, paired bootstrap on each game's agreement and on the
+    steps of the games both won."""
+    from jerp.report.analysis import paired_agreement, paired_steps, paired_success
     from jerp.report.load import eval_games
 
     a, b = eval_games(before), eval_games(after)
-    tests = [paired_success(a, b), paired_agreement(a, b, seed=seed)]
+    tests = [paired_success(a, b), paired_agreement(a, b, seed=seed), paired_steps(a, b, seed)]
     return [r.sentence(label_a, label_b) for r in tests if r is not None]
 
 

@@ -16,7 +16,8 @@
   (JERP's claim: stable behaviours move from the pool into the weights);
 - the paired comparison of two iterations (or runs) on the same games and
   states: exact McNemar on success, paired bootstrap on each game's expert
-  agreement and on state accuracy that resamples games (each state's task id),
+  agreement, on the steps of the games both won, and on state accuracy that
+  resamples games (each state's task id),
   with the number of pairs (games, for states) that would make the observed
   difference significant.
 """
@@ -424,6 +425,17 @@ def paired_agreement(a: list[EvalGame], b: list[EvalGame], seed: int = 0
                              shares(a), shares(b), seed)
 
 
+def paired_steps(a: list[EvalGame], b: list[EvalGame], seed: int = 0) -> PairedResult | None:
+    """Paired bootstrap on the steps a win took, on the games both runs won: a policy
+    that wins the same games sooner has learnt something success cannot show. Conditioned
+    on both winning, so it says nothing of the games either lost."""
+    def steps(games: list[EvalGame]) -> dict[str, float]:
+        return {g.task_id: float(g.steps) for g in games if g.won and g.steps is not None}
+
+    return _paired_bootstrap("steps to a win, on the games both won (paired bootstrap)",
+                             "games", steps(a), steps(b), seed)
+
+
 def paired_states(a: list[StateRank], b: list[StateRank], prompt: str = "shown",
                   seed: int = 0) -> PairedResult | None:
     """Paired bootstrap on reference-state top-1, states matched by (task id, step) and
@@ -470,6 +482,8 @@ def compare_iterations(a: IterationData, b: IterationData, seed: int = 0
     if a.games and b.games and (r := paired_success(a.games, b.games)):
         out.append(r)
     if a.games and b.games and (r := paired_agreement(a.games, b.games, seed=seed)):
+        out.append(r)
+    if a.games and b.games and (r := paired_steps(a.games, b.games, seed=seed)):
         out.append(r)
     partial = any(0 < g.reward < 1 for g in (*a.games, *b.games)) if a.games and b.games else False
     if partial and (r := paired_score(a.games, b.games, seed=seed)):

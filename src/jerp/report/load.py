@@ -54,6 +54,7 @@ class EvalGame:
     reward: float
     # (agreeing, labelled) decisions per kind of the expert's action (metrics.agreement_by_kind)
     agreement: dict[str, tuple[int, int]] = field(default_factory=dict)
+    steps: int | None = None  # the episode's steps (None: not recorded)
 
 
 @dataclass
@@ -121,7 +122,7 @@ def _games(text: str, where: str) -> tuple[list[EvalGame], list[EvalGame] | None
 
 def eval_games(trajs: list[Trajectory]) -> list[EvalGame]:
     """A game per episode, what the paired tests compare."""
-    return [EvalGame(t.task_id, t.task_type, t.won, t.reward, agreement_by_kind([t]))
+    return [EvalGame(t.task_id, t.task_type, t.won, t.reward, agreement_by_kind([t]), t.n_steps)
             for t in trajs]
 
 
