@@ -214,6 +214,50 @@ def test_rollouts_visit_the_next_warm_start_games_each_iteration():
     assert rollout_tasks(train, [], 4, 1) == train
 
 
+def test_fresh_games_come_before_warm_start_games_and_are_dealt_the_same_way():
+    """rollout.fresh_games k: after the train games, iteration i's k fresh games (dealt as
+    the warm-start games are), then its warm-start games; k 0: none of them."""
+    from jerp.envs.base import Task
+    from jerp.stages.rollout import rollout_tasks
+
+    def task(ty: str, n: int) -> Task:
+        return Task(f"train/{ty}-{n}", "alfworld", "train", ty, f"{ty}-{n}")
+
+    train, warm = [task("heat", 9)], [task("pick", 5)]
+    fresh = [task(ty, n) for ty in ("pick", "heat") for n in (1, 0)]
+    names = [[t.task_id.removeprefix("train/")
+              for t in rollout_tasks(train, warm, 1, i, fresh, 2)] for i in (1, 2, 3)]
+    assert names == [["heat-9", "heat-0", "pick-0", "pick-5"],
+                     ["heat-9", "heat-1", "pick-1", "pick-5"],
+                     ["heat-9", "heat-0", "pick-0", "pick-5"]]
+    assert rollout_tasks(train, warm, 0, 1, fresh, 0) == train
+
+
+def test_fresh_games_are_the_train_games_outside_the_train_and_warm_start_splits(
+        tmp_path, alf_root):
+    """prepare's `fresh` split: every train game of the run's types that neither the loop's
+    train games nor the warm start hold; the references stage demonstrates them with the
+    others. Off (the default), tasks.json has no such split: runs without it are as before."""
+    from jerp.envs.registry import FRESH, WARMSTART, sample_split
+    from jerp.stages import prepare, references
+
+    env = {"data_dir": str(alf_root), "train_per_type": 1,
+           "task_types": ["pick_cool_then_place_in_recep"]}
+    base = {"env": env, "warmstart": {"games_per_type": 3}}
+    off = prepare.run(parse_params(base), tmp_path)
+    assert FRESH not in off.splits
+    tl = prepare.run(parse_params({**base, "rollout": {"fresh_games": 1}}), tmp_path)
+    assert {s: tl.splits[s] for s in off.splits} == off.splits  # the other splits unchanged
+    ids = {s: {t.task_id for t in tl.tasks(s)} for s in ("train", WARMSTART, FRESH)}
+    every = {t.task_id for t in sample_split(parse_params(base).env, alf_root, "train", 0,
+                                               per_type=1000)}
+    assert len(ids["train"]) == 1 and len(ids[WARMSTART]) == 3
+    assert ids[FRESH] == every - ids["train"] - ids[WARMSTART] and len(every) >= 20
+
+    learned = {t.task_id for t in references.demonstrated(tl)}
+    assert learned == ids["train"] | ids[WARMSTART] | ids[FRESH]
+
+
 def test_rft_data_counts_a_rolled_out_warm_start_game_as_its_own(tmp_path):
     """A warm-start game the iteration rolled out gives RFT its reference as a rollout
     task's own, once: not again in the rotating share of the other warm-start games."""

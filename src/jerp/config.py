@@ -203,6 +203,12 @@ class RolloutParams(Section):
         "train games: the next k of them, every task type in turn, so the iterations visit "
         "different games (their references and DAgger labels serve as the train games' do). "
         "0: the train games only.")
+    fresh_games: int = Field(
+        0, ge=0, description="Train games outside the warm start also rolled out each "
+        "iteration: the next k of them, every task type in turn (split `fresh`: every train "
+        "game in neither the train nor the warm-start split; the references stage demonstrates "
+        "them, so RFT and reflection learn from them as from the train games). Unlike "
+        "warmstart_games, games the policy has not trained on until their iteration. 0: none.")
 
 
 class LoraParams(Section):

@@ -26,6 +26,7 @@ from jerp.envs.webshop.actions import WEBSHOP_ACTIONS
 
 SPLITS = ("train", "eval_in", "eval_out")
 WARMSTART = "warmstart"  # train games whose references the warm start learns (tasks.json)
+FRESH = "fresh"  # train games outside the warm start, rolled out k an iteration (tasks.json)
 
 
 @dataclass(frozen=True)

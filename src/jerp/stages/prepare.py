@@ -3,7 +3,8 @@ start's settings that follow from run.method (a file the warm start depends on i
 of run.method, so methods with equal settings share one warm start through DVC).
 
 Splits: train (rollouts and reflection), eval_in, eval_out, warmstart: other
-train games whose reference successes the warm start (and RFT) learn from. The
+train games whose reference successes the warm start (and RFT) learn from; fresh (with
+rollout.fresh_games): train games in neither, rolled out a few an iteration. The
 eval games whose reference states are only ranked are stage `states`' own (states.py),
 so that ranking more of them leaves every training stage's inputs as they were.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
-from jerp.envs.registry import SPLITS, WARMSTART, data_root, sample_split
+from jerp.envs.registry import FRESH, SPLITS, WARMSTART, data_root, sample_split
 from jerp.methods import warmstart_settings
 from jerp.records import (
     RuleSnapshot,
@@ -26,6 +27,8 @@ from jerp.records import (
     write_snapshot,
     write_tasks,
 )
+
+ALL = 1 << 30  # per_type: every game of the type
 
 
 def run(p: Params, root: Path) -> TaskList:
@@ -39,6 +42,10 @@ def run(p: Params, root: Path) -> TaskList:
         warm = sample_split(p.env, droot, "train", p.run.seed + 1,
                             per_type=p.warmstart.games_per_type, exclude=train_ids)
         splits[WARMSTART] = [t.__dict__ for t in warm]
+    if p.rollout.fresh_games:  # every train game in neither split, dealt k an iteration
+        taken = {t["task_id"] for t in splits["train"] + splits.get(WARMSTART, [])}
+        fresh = sample_split(p.env, droot, "train", p.run.seed, per_type=ALL, exclude=taken)
+        splits[FRESH] = [t.__dict__ for t in fresh]
     tl = TaskList(env=p.env.name, seed=p.run.seed, splits=splits)
     write_tasks(root / paths.tasks_file(), tl)
     write_snapshot(root / paths.rules_file(0), RuleSnapshot.empty(p.rules.capacity))

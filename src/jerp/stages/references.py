@@ -1,6 +1,6 @@
 """references: each game's reference success, and the expert's ceiling on the eval games.
 
-Train (and warm-start) references are what the warm start and RFT imitate and what
+Train (warm-start, fresh) references are what the warm start and RFT imitate and what
 reflection contrasts failures with: by default the searching expert's wins
 (`env.demos: expert`), a game it cannot win replayed from its walkthrough instead.
 Eval references stay walkthroughs: `evaluate` ranks the walkthrough action at their
@@ -15,16 +15,23 @@ from pathlib import Path
 
 from jerp import paths
 from jerp.config import Params
-from jerp.envs.registry import WARMSTART, env_spec
+from jerp.envs.base import Task
+from jerp.envs.registry import FRESH, WARMSTART, env_spec
 from jerp.metrics import demo_stats, summarize
 from jerp.metrics_schema import DemoStats, EpisodeSummary, ReferenceStats, write_record
-from jerp.records import Trajectory, read_tasks, write_trajectories
+from jerp.records import TaskList, Trajectory, read_tasks, write_trajectories
 from jerp.replay import EXPERT_LIMIT, REPLAY_LIMIT, play_references
+
+
+def demonstrated(tl: TaskList) -> list[Task]:
+    """The games whose references training learns from: train, warm-start, fresh."""
+    return [t for split in ("train", WARMSTART, FRESH) if split in tl.splits
+            for t in tl.tasks(split)]
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:
     tl = read_tasks(root / paths.tasks_file())
-    learn = tl.tasks("train") + (tl.tasks(WARMSTART) if WARMSTART in tl.splits else [])
+    learn = demonstrated(tl)
     evals = tl.tasks(p.env.eval_split)
     expert = env_spec(p.env.name).expert
     who = "expert" if expert and p.env.demos == "expert" else "walkthrough"

@@ -1,5 +1,6 @@
 """rollout@i: G episodes per train task with policy i-1 and pool i-1 (sampled actions),
-and per game of the iteration's share of the warm-start games (rollout.warmstart_games).
+and per game of the iteration's share of the fresh games (rollout.fresh_games: train games
+outside the warm start) and of the warm-start games (rollout.warmstart_games).
 
 Besides the trajectories it reports whether they can teach: the share of groups
 whose episodes are identical and the distinct actions per episode."""
@@ -12,7 +13,7 @@ from jerp import paths
 from jerp.agents import policy_version, step_memory_for
 from jerp.config import Params
 from jerp.envs.base import Task
-from jerp.envs.registry import WARMSTART
+from jerp.envs.registry import FRESH, WARMSTART
 from jerp.jobs import AgentSpec, play_episodes
 from jerp.methods import parts
 from jerp.metrics import summarize
@@ -23,18 +24,23 @@ from jerp.policy.rollout import EpisodeSpec
 from jerp.records import Trajectory, read_snapshot, read_tasks, write_trajectories
 
 
-def rollout_tasks(train: list[Task], warm: list[Task], k: int, iteration: int) -> list[Task]:
-    """The train games, then iteration i's k warm-start games. The warm-start games are
-    dealt one task type at a time (each type's games in id order), so consecutive
-    iterations play new games and every type comes round; with k a multiple of the
-    types, every iteration plays each type equally."""
+def rollout_tasks(train: list[Task], warm: list[Task], k: int, iteration: int,
+                  fresh: list[Task] = (), k_fresh: int = 0) -> list[Task]:
+    """The train games, then iteration i's k_fresh fresh games and k warm-start games."""
+    return train + dealt(fresh, k_fresh, iteration) + dealt(warm, k, iteration)
+
+
+def dealt(games: list[Task], k: int, iteration: int) -> list[Task]:
+    """Iteration i's k of `games`, dealt one task type at a time (each type's games in id
+    order), so consecutive iterations play new games and every type comes round; with k a
+    multiple of the types, every iteration plays each type equally."""
     by_type: dict[str, list[Task]] = {}
-    for t in sorted(warm, key=lambda t: t.task_id):
+    for t in sorted(games, key=lambda t: t.task_id):
         by_type.setdefault(t.task_type, []).append(t)
     types = sorted(by_type)
-    dealt = [by_type[ty][n] for n in range(max(map(len, by_type.values()), default=0))
+    order = [by_type[ty][n] for n in range(max(map(len, by_type.values()), default=0))
              for ty in types if n < len(by_type[ty])]
-    return train + rotate(dealt, k, iteration)
+    return rotate(order, k, iteration)
 
 
 def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
@@ -46,7 +52,9 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
         return []
     tl = read_tasks(root / paths.tasks_file())
     warm = tl.tasks(WARMSTART) if WARMSTART in tl.splits else []
-    tasks = rollout_tasks(tl.tasks("train"), warm, p.rollout.warmstart_games, iteration)
+    fresh = tl.tasks(FRESH) if FRESH in tl.splits else []
+    tasks = rollout_tasks(tl.tasks("train"), warm, p.rollout.warmstart_games, iteration,
+                          fresh, p.rollout.fresh_games)
     rules_file = root / paths.rules_file(prev)
     pool = read_snapshot(rules_file)
     rules = rules_file if method.rules and pool.rules and p.rules.top_k else None
