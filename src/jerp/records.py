@@ -115,6 +115,10 @@ class TaskList(BaseModel):
             raise KeyError(f"split {split!r} not in task list; have {sorted(self.splits)}")
         return [Task(**t) for t in self.splits[split]]
 
+    def optional(self, split: str) -> list[Task]:
+        """A split only some runs have (warmstart, fresh): none of its games where absent."""
+        return self.tasks(split) if split in self.splits else []
+
 
 def write_tasks(path: str | Path, tasks: TaskList) -> None:
     write_json(path, tasks.model_dump())

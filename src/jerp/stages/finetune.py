@@ -142,8 +142,7 @@ def rft_data(p: Params, root: Path, iteration: int, refs: list[Trajectory],
     finetune.rft_wins off)."""
     tl = read_tasks(root / paths.tasks_file())
     own_ids = {t.task_id for t in tl.tasks("train")} | set(rolled)
-    warm_ids = ({t.task_id for t in tl.tasks(WARMSTART)} if WARMSTART in tl.splits
-                else set()) - own_ids
+    warm_ids = {t.task_id for t in tl.optional(WARMSTART)} - own_ids
     own = [r for r in refs if r.task_id in own_ids]
     warm = sorted((r for r in refs if r.task_id in warm_ids), key=lambda r: r.task_id)
     wins = (read_trajectories(root / paths.wins_file(iteration)) if p.finetune.rft_wins

@@ -25,8 +25,7 @@ from jerp.replay import EXPERT_LIMIT, REPLAY_LIMIT, play_references
 
 def demonstrated(tl: TaskList) -> list[Task]:
     """The games whose references training learns from: train, warm-start, fresh."""
-    return [t for split in ("train", WARMSTART, FRESH) if split in tl.splits
-            for t in tl.tasks(split)]
+    return tl.tasks("train") + tl.optional(WARMSTART) + tl.optional(FRESH)
 
 
 def run(p: Params, root: Path) -> list[Trajectory]:

@@ -51,10 +51,8 @@ def run(p: Params, root: Path, iteration: int, prev: int) -> list[Trajectory]:
                      RolloutStats(iteration=iteration, episodes=0, skipped=p.run.method))
         return []
     tl = read_tasks(root / paths.tasks_file())
-    warm = tl.tasks(WARMSTART) if WARMSTART in tl.splits else []
-    fresh = tl.tasks(FRESH) if FRESH in tl.splits else []
-    tasks = rollout_tasks(tl.tasks("train"), warm, p.rollout.warmstart_games, iteration,
-                          fresh, p.rollout.fresh_games)
+    tasks = rollout_tasks(tl.tasks("train"), tl.optional(WARMSTART), p.rollout.warmstart_games,
+                          iteration, tl.optional(FRESH), p.rollout.fresh_games)
     rules_file = root / paths.rules_file(prev)
     pool = read_snapshot(rules_file)
     rules = rules_file if method.rules and pool.rules and p.rules.top_k else None
