@@ -6,7 +6,7 @@ import json
 import pytest
 
 from jerp import paths
-from jerp.config import parse_params
+from jerp.config import ParamsError, parse_params
 from jerp.memory.pool import empty_pool, normalise
 from jerp.records import (
     StepRecord,
@@ -193,6 +193,35 @@ def test_rft_data_without_own_wins_is_the_supervised_control(tmp_path):
     control = rft_data(parse_params({"finetune": {"rft_wins": False}}), tmp_path, 1, [ref])
     assert [t.traj_id for t in both] == [ref.traj_id, win.traj_id]
     assert [t.traj_id for t in control] == [ref.traj_id]
+
+
+def test_rft_data_without_fallbacks_keeps_expert_demonstrations_only(tmp_path):
+    """finetune.rft_fallbacks off: the walkthrough references (games the expert lost) leave
+    RFT, own and rotating ones alike; the rotation then deals the expert's games only.
+    Without expert demonstrations there is nothing to keep: a clear error."""
+    from jerp.records import TaskList, write_tasks
+    from jerp.stages.finetune import rft_data
+
+    def ref(tid: str, kind: str) -> Trajectory:
+        return _traj(f"ref:{tid}", ["go to a"], True, "reference").model_copy(
+            update={"task_id": tid, "reference_kind": kind})
+
+    def task(tid: str, split: str) -> dict:
+        return {"task_id": tid, "env": "alfworld", "split": split,
+                "task_type": "pick_heat_then_place_in_recep", "source": tid}
+
+    write_tasks(tmp_path / paths.tasks_file(), TaskList(env="alfworld", seed=0, splits={
+        "train": [task("t1", "train"), task("t2", "train")],
+        "warmstart": [task(w, "train") for w in ("w1", "w2", "w3")]}))
+    write_trajectories(tmp_path / paths.wins_file(1), [])
+    refs = [ref("t1", "expert"), ref("t2", "walkthrough"), ref("w1", "walkthrough"),
+            ref("w2", "expert"), ref("w3", "expert")]
+    on = parse_params({"finetune": {"rft_references": 2}})
+    off = parse_params({"finetune": {"rft_references": 2, "rft_fallbacks": False}})
+    assert [t.task_id for t in rft_data(on, tmp_path, 1, refs)] == ["t1", "t2", "w1", "w2"]
+    assert [t.task_id for t in rft_data(off, tmp_path, 1, refs)] == ["t1", "w2", "w3"]
+    with pytest.raises(ParamsError, match=r"rft_fallbacks.*env\.demos: expert"):
+        parse_params({"env": {"demos": "walkthrough"}, "finetune": {"rft_fallbacks": False}})
 
 
 def test_rollouts_visit_the_next_warm_start_games_each_iteration():

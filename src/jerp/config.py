@@ -312,6 +312,10 @@ class FinetuneParams(Section):
     rft_wins: bool = Field(
         True, description="RFT also imitates the agent's own wins; false: reference "
         "successes only (with algorithm rft, the supervised-only control).")
+    rft_fallbacks: bool = Field(
+        True, description="RFT also imitates the references that replay a walkthrough "
+        "(with env.demos expert: the games the searching expert could not win); false: "
+        "expert demonstrations only, so RFT never learns to go straight to a hidden object.")
     optimizer_steps: int | None = Field(
         None, ge=1, description="Optimizer steps per update, whatever the data's size (a "
         "control matched to another run's metrics/train_i.json); None: from epochs.")
@@ -372,6 +376,15 @@ class Params(Section):
     runner: RunnerParams = RunnerParams()
     iterations: dict[int, Iteration] = Field(default_factory=dict)
     eval_iterations: list[int] = Field(default_factory=lambda: [0])
+
+    @model_validator(mode="after")
+    def _fallbacks_need_expert_demos(self) -> Params:
+        if not self.finetune.rft_fallbacks and self.env.demos != "expert":
+            raise ValueError(
+                "finetune.rft_fallbacks = false drops walkthrough references, but with "
+                f"env.demos = {self.env.demos!r} every reference is one: set env.demos: "
+                "expert, or leave finetune.rft_fallbacks true")
+        return self
 
     @model_validator(mode="after")
     def _iterations_chain(self) -> Params:

@@ -139,10 +139,13 @@ def rft_data(p: Params, root: Path, iteration: int, refs: list[Trajectory],
     """References of the rollout tasks (the train games and any warm-start games rolled
     out: `rolled`), a rotating share of the other warm-start games', and the agent's own
     wins up to this iteration (reflect@i wrote them, this iteration's included; none with
-    finetune.rft_wins off)."""
+    finetune.rft_wins off). finetune.rft_fallbacks off drops the walkthrough references
+    (a rotating share then rotates over the expert-demonstrated games only)."""
     tl = read_tasks(root / paths.tasks_file())
     own_ids = {t.task_id for t in tl.tasks("train")} | set(rolled)
     warm_ids = {t.task_id for t in tl.optional(WARMSTART)} - own_ids
+    if not p.finetune.rft_fallbacks:
+        refs = [r for r in refs if r.reference_kind != "walkthrough"]
     own = [r for r in refs if r.task_id in own_ids]
     warm = sorted((r for r in refs if r.task_id in warm_ids), key=lambda r: r.task_id)
     wins = (read_trajectories(root / paths.wins_file(iteration)) if p.finetune.rft_wins
