@@ -98,9 +98,12 @@ def test_params_read_sees_fields_aliases_and_whole_sections(tmp_path):
         "    fp = p.finetune\n"
         "    x = fp.lr + job.params.rules.top_k\n"
         "    use(p.env)\n"
-        "    return p.policy.model_copy(update={}), task.env, x\n")
+        "    return p.policy.model_copy(update={}), task.env, x\n"
+        "def b(PARAMS):\n"
+        "    return PARAMS.learned_iterations, PARAMS.eval_iterations, other.iterations\n")
     got = deps.params_read(f, deps._sections())
-    assert got == {"finetune.lr", "rules.top_k", "env", "policy"}
+    assert got == {"finetune.lr", "rules.top_k", "env", "policy", "iterations",
+                   "eval_iterations"}
 
 
 def test_check_exits_1_with_a_diff_when_dvc_yaml_is_stale(tmp_path, capsys):

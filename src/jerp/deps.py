@@ -6,7 +6,9 @@ a package's `__init__` included, with the data files (prompt templates) of every
 package reached. A package folder is listed when the whole folder is in the closure,
 else its files. A stage's params are the ones that code reads: `p.<section>.<field>`
 (on any params object: `p`, `params`, `PARAMS`, `full`, `x.params`, or an alias
-`fp = p.finetune`), and the whole section where one is passed along or copied.
+`fp = p.finetune`), and the whole section where one is passed along or copied; a
+top-level key (`p.eval_iterations`, or `p.learned_iterations`, which reads `iterations`)
+by its name.
 Over-approximate on purpose: a param read anywhere in a file of the closure counts.
 `runner` and `policy.threads` are left out (NOT_INPUTS).
 Whole-params dumps (MLflow's logged params, the chunk cache key) are bookkeeping,
@@ -34,6 +36,8 @@ PARAM_ROOTS = {"p", "params", "PARAMS", "full"}  # names a Params object goes by
 # stage runs, never what it returns (jobs.py).
 NOT_INPUTS = {"runner", "policy.threads"}
 DUMPS = {"model_dump", "model_dump_json"}
+# Properties of Params, by the top-level key they read.
+DERIVED = {"learned_iterations": "iterations"}
 
 
 def module_file(src: Path, name: str) -> Path | None:
@@ -148,6 +152,13 @@ def _sections() -> dict[str, set[str]]:
     return out
 
 
+def _top_level(sections: dict[str, set[str]]) -> dict[str, str]:
+    """Params' keys that are no section (iterations, eval_iterations), and the
+    properties that read one, each mapped to the key it is."""
+    keys = {k: k for k in Params.model_fields if k not in sections}
+    return keys | {prop: key for prop, key in DERIVED.items() if key in keys}
+
+
 def _is_root(node: ast.AST) -> bool:
     return (isinstance(node, ast.Name) and node.id in PARAM_ROOTS) or \
         (isinstance(node, ast.Attribute) and node.attr == "params")
@@ -164,6 +175,7 @@ def params_read(path: Path, sections: dict[str, set[str]]) -> set[str]:
                 _is_root(n.value.value) and n.value.attr in sections:
             aliases[n.targets[0].id] = n.value.attr
     out: set[str] = set()
+    top = _top_level(sections)
 
     def use(node: ast.AST, sec: str) -> None:
         up = parent.get(node)
@@ -178,6 +190,8 @@ def params_read(path: Path, sections: dict[str, set[str]]) -> set[str]:
     for n in ast.walk(tree):
         if isinstance(n, ast.Attribute) and n.attr in sections and _is_root(n.value):
             use(n, n.attr)
+        elif isinstance(n, ast.Attribute) and n.attr in top and _is_root(n.value):
+            out.add(top[n.attr])
         elif isinstance(n, ast.Name) and n.id in aliases and isinstance(n.ctx, ast.Load):
             use(n, aliases[n.id])
     return out
@@ -201,7 +215,7 @@ def stage_params(root: Path, flow: str) -> list[str]:
             continue
         out += [f"{sec}.{x}" for x in sorted(fields)
                 if f"{sec}.{x}" in read and f"{sec}.{x}" not in NOT_INPUTS]
-    return out
+    return out + [k for k in Params.model_fields if k not in sections and k in read]
 
 
 def _yaml():
