@@ -31,6 +31,17 @@ def _traj(tid, actions, won, source="rollout"):
         reward=float(won), won=won, n_steps=len(actions), source=source)
 
 
+def _task_row(tid):
+    """A tasks.json row of a train game (rft_data reads only ids and splits)."""
+    return {"task_id": tid, "env": "alfworld", "split": "train",
+            "task_type": "pick_heat_then_place_in_recep", "source": tid}
+
+
+def _ref(tid, kind=None):
+    return _traj(f"ref:{tid}", ["go to a"], True, "reference").model_copy(
+        update={"task_id": tid, "reference_kind": kind})
+
+
 @pytest.fixture
 def run_dir(tmp_path, alf_root):
     walk = json.loads((alf_root / "json_2.1.1" / GAME / "game.tw-pddl").read_text())["walkthrough"]
@@ -202,20 +213,12 @@ def test_rft_data_without_fallbacks_keeps_expert_demonstrations_only(tmp_path):
     from jerp.records import TaskList, write_tasks
     from jerp.stages.finetune import rft_data
 
-    def ref(tid: str, kind: str) -> Trajectory:
-        return _traj(f"ref:{tid}", ["go to a"], True, "reference").model_copy(
-            update={"task_id": tid, "reference_kind": kind})
-
-    def task(tid: str, split: str) -> dict:
-        return {"task_id": tid, "env": "alfworld", "split": split,
-                "task_type": "pick_heat_then_place_in_recep", "source": tid}
-
     write_tasks(tmp_path / paths.tasks_file(), TaskList(env="alfworld", seed=0, splits={
-        "train": [task("t1", "train"), task("t2", "train")],
-        "warmstart": [task(w, "train") for w in ("w1", "w2", "w3")]}))
+        "train": [_task_row("t1"), _task_row("t2")],
+        "warmstart": [_task_row(w) for w in ("w1", "w2", "w3")]}))
     write_trajectories(tmp_path / paths.wins_file(1), [])
-    refs = [ref("t1", "expert"), ref("t2", "walkthrough"), ref("w1", "walkthrough"),
-            ref("w2", "expert"), ref("w3", "expert")]
+    refs = [_ref("t1", "expert"), _ref("t2", "walkthrough"), _ref("w1", "walkthrough"),
+            _ref("w2", "expert"), _ref("w3", "expert")]
     on = parse_params({"finetune": {"rft_references": 2}})
     off = parse_params({"finetune": {"rft_references": 2, "rft_fallbacks": False}})
     assert [t.task_id for t in rft_data(on, tmp_path, 1, refs)] == ["t1", "t2", "w1", "w2"]
@@ -293,18 +296,10 @@ def test_rft_data_counts_a_rolled_out_warm_start_game_as_its_own(tmp_path):
     from jerp.records import TaskList, write_tasks
     from jerp.stages.finetune import rft_data
 
-    def task(tid: str) -> dict:
-        return {"task_id": tid, "env": "alfworld", "split": "train",
-                "task_type": "pick_heat_then_place_in_recep", "source": tid}
-
-    def ref(tid: str) -> Trajectory:
-        return _traj(f"ref:{tid}", ["go to a"], True, "reference").model_copy(
-            update={"task_id": tid})
-
     write_tasks(tmp_path / paths.tasks_file(), TaskList(env="alfworld", seed=0, splits={
-        "train": [task("t")], "warmstart": [task("w1"), task("w2"), task("w3")]}))
+        "train": [_task_row("t")], "warmstart": [_task_row(w) for w in ("w1", "w2", "w3")]}))
     write_trajectories(tmp_path / paths.wins_file(1), [])
-    refs = [ref(x) for x in ("t", "w1", "w2", "w3")]
+    refs = [_ref(x) for x in ("t", "w1", "w2", "w3")]
     p = parse_params({"finetune": {"rft_references": 2}})
     assert [t.task_id for t in rft_data(p, tmp_path, 1, refs)] == ["t", "w1", "w2"]
     assert [t.task_id for t in rft_data(p, tmp_path, 1, refs, {"t", "w2"})] == [

@@ -152,10 +152,14 @@ def _sections() -> dict[str, set[str]]:
     return out
 
 
+def _top_keys(sections: dict[str, set[str]]) -> list[str]:
+    """Params' keys that are no section (iterations, eval_iterations), in schema order."""
+    return [k for k in Params.model_fields if k not in sections]
+
+
 def _top_level(sections: dict[str, set[str]]) -> dict[str, str]:
-    """Params' keys that are no section (iterations, eval_iterations), and the
-    properties that read one, each mapped to the key it is."""
-    keys = {k: k for k in Params.model_fields if k not in sections}
+    """The top-level keys, and the properties that read one, each mapped to the key."""
+    keys = {k: k for k in _top_keys(sections)}
     return keys | {prop: key for prop, key in DERIVED.items() if key in keys}
 
 
@@ -215,7 +219,7 @@ def stage_params(root: Path, flow: str) -> list[str]:
             continue
         out += [f"{sec}.{x}" for x in sorted(fields)
                 if f"{sec}.{x}" in read and f"{sec}.{x}" not in NOT_INPUTS]
-    return out + [k for k in Params.model_fields if k not in sections and k in read]
+    return out + [k for k in _top_keys(sections) if k in read]
 
 
 def _yaml():
