@@ -8,7 +8,13 @@ from jerp.config import PolicyParams
 from jerp.envs.base import Observation
 from jerp.policy.agent import Agent, parse_generated
 from jerp.policy.prompts import EpisodeContext
-from jerp.policy.scoring import choose, encode_candidates, score_naive, score_shared_prefix
+from jerp.policy.scoring import (
+    best_untaken,
+    choose,
+    encode_candidates,
+    score_naive,
+    score_shared_prefix,
+)
 
 PROMPT = (
     "You are a household robot in a text world. Each turn you give one command.\n"
@@ -51,6 +57,39 @@ def test_rank_mode_picks_the_obvious_command(policy_fp32):
         goal="open the fridge.", task_type="pick_cool_then_place_in_recep")
     d = agent.decide([ctx], [ob])[0]
     assert d.action == "open fridge 1" and d.valid and d.logprob < 0
+
+
+def test_avoid_repeats_takes_the_next_command_at_a_seen_observation(policy_fp32):
+    """policy.avoid_repeats: at an observation where the episode already took the greedy
+    command, the agent takes the best-valued command it has not taken there; at a new
+    observation, or without the param, it is the plain greedy choice."""
+    ctx_seen = EpisodeContext(env="alfworld", goal="open the fridge.",
+                              rules=["To open the fridge, the command is: open fridge 1"])
+    ob = Observation(
+        text="You are in front of fridge 1. It is closed. Type: open fridge 1",
+        admissible=["open fridge 1", "go to countertop 3", "examine stoveburner 2",
+                    "take potato 2 from countertop 1"],
+        goal="open the fridge.", task_type="pick_cool_then_place_in_recep")
+    ctx_seen.history = [(ob.text, "open fridge 1"), ("Nothing happens.", "look")]
+    plain = Agent(policy_fp32, PolicyParams(history=0), seed=0)
+    avoid = Agent(policy_fp32, PolicyParams(history=0, avoid_repeats=True), seed=0)
+    assert plain.decide([ctx_seen], [ob])[0].action == "open fridge 1"
+    values = plain.values(ctx_seen, ob)
+    runner_up = max(range(1, 4), key=values.__getitem__)
+    d = avoid.decide([ctx_seen], [ob])[0]
+    assert d.action == ob.admissible[runner_up] and d.prob == 1.0
+    elsewhere = [("You are in the kitchen.", "open fridge 1")]
+    ctx_new = EpisodeContext(env="alfworld", goal=ctx_seen.goal, rules=ctx_seen.rules,
+                             history=elsewhere)
+    assert avoid.decide([ctx_new], [ob])[0].action == "open fridge 1"
+
+
+def test_best_untaken():
+    cmds = ["a", "b", "c"]
+    assert best_untaken([0.0, 2.0, 1.0], cmds, set()) == 1
+    assert best_untaken([0.0, 2.0, 1.0], cmds, {"b"}) == 2
+    assert best_untaken([0.0, 2.0, 2.0], cmds, {"a"}) == 1  # ties: the earlier
+    assert best_untaken([0.0, 2.0, 1.0], cmds, {"a", "b", "c"}) == 1  # all tried: greedy
 
 
 def test_choose_greedy_and_mean_and_sampling():

@@ -86,6 +86,11 @@ class PolicyParams(Section):
         False, description="Show the places the episode's `go to` commands reached in the "
         "per-step memory slot (memory/visited.py): the searching expert's next `go to` "
         "depends on them, and the history window drops them.")
+    avoid_repeats: bool = Field(
+        False, description="Greedy decisions (temperature 0, rank mode) skip the commands "
+        "the episode already took at the same observation text, taking the best one not "
+        "yet tried there (all tried: the plain greedy one). A greedy policy otherwise "
+        "repeats itself at a repeated observation and loops; sampling is unchanged.")
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         "auto", description="auto: bf16 where the device has native bf16, else fp32."
     )

@@ -20,6 +20,7 @@ from jerp.policy.kvcache import PrefixCache, score_trie
 from jerp.policy.model import Policy
 from jerp.policy.prompts import EpisodeContext, build_prompt, prompt_pieces, window_start
 from jerp.policy.scoring import (
+    best_untaken,
     candidate_probs,
     candidate_values,
     encode_candidates,
@@ -161,7 +162,14 @@ class Agent:
         scores, lengths = self.scores(ctx, ob)
         rng = self._state(ctx).rng
         temp = self.params.temperature
-        probs = candidate_probs(scores, lengths, self.params.score, temp, self.offsets(ctx, ob))
+        offsets = self.offsets(ctx, ob)
+        if temp <= 0 and self.params.avoid_repeats:
+            # Deterministic, so the command taken has probability 1 under this rule.
+            taken = {a for o, a in ctx.history if o == ob.text}
+            values = candidate_values(scores, lengths, self.params.score, offsets)
+            i = best_untaken(values, ob.admissible, taken)
+            return Decision(ob.admissible[i], scores[i], True, prob=1.0, temperature=temp)
+        probs = candidate_probs(scores, lengths, self.params.score, temp, offsets)
         i = pick(probs, temp, rng)
         return Decision(ob.admissible[i], scores[i], True, prob=probs[i], temperature=temp)
 

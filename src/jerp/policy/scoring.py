@@ -125,6 +125,19 @@ def pick(probs: Sequence[float], temperature: float, rng: random.Random) -> int:
     return rng.choices(range(len(probs)), weights=probs)[0]
 
 
+def best_untaken(values: Sequence[float], commands: Sequence[str], taken: set[str]) -> int:
+    """The greedy choice among the commands not in `taken` (ties to the earlier, as `max`
+    does); the plain greedy choice when every command is in `taken`.
+
+    A greedy policy that sees an observation again takes the same command again, and a
+    history window cannot show it that it did: `policy.avoid_repeats` passes the
+    commands it already took at this observation as `taken`, so it tries the next one.
+    """
+    best = max(range(len(values)), key=values.__getitem__)
+    fresh = [i for i, c in enumerate(commands) if c not in taken]
+    return max(fresh, key=values.__getitem__) if fresh else best
+
+
 def rank_of(values: Sequence[float], index: int) -> int:
     """1-based rank of candidate `index` under greedy choice: ties go to the earlier
     candidate, as `max` does, so rank 1 is exactly "greedy picks it"."""
