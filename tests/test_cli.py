@@ -97,6 +97,12 @@ def test_tune_with_a_missing_adapter_is_a_clear_error(workspace):
         main(["tune", "--episodes", "--adapter", "nowhere", "--history", "1", "3"])
 
 
+def test_tune_avoid_repeats_needs_episodes(workspace):
+    """policy.avoid_repeats is a rule for episodes: reference-state ranking cannot see it."""
+    with pytest.raises(SystemExit, match="--avoid-repeats needs --episodes"):
+        main(["tune", "--avoid-repeats"])
+
+
 @pytest.mark.slow
 def test_evaluate_draws_games_per_type_and_pairs_against_an_earlier_evaluation(
         workspace, alf_root, model_cache, capsys):

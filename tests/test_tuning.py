@@ -9,8 +9,10 @@ from jerp.envs.alfworld import list_tasks
 from jerp.records import StepRecord, Trajectory
 from jerp.tuning import (
     TUNING_SPLIT,
+    Choice,
     EpisodeTuning,
     Tuning,
+    choice_of,
     episode_cells,
     grid_cells,
     rank_rows,
@@ -109,21 +111,34 @@ def test_episode_cells_pair_games_against_the_configured_history():
           _episode("c", False, [False]), _episode("d", False, [False, False])]
     h1 = [_episode("a", False, [False]), _episode("b", True, [True]),
           _episode("c", True, [True]), _episode("d", True, [True])]
-    cells = {c.history: c for c in episode_cells({3: h3, 1: h1}, configured=3)}
+    cells = {c.history: c for c in episode_cells({Choice(3): h3, Choice(1): h1},
+                                                 configured=Choice(3))}
     c3, c1 = cells[3], cells[1]
     assert (c3.won, c3.games, c3.only_here, c3.p) == (2, 4, None, None)
     assert (c1.won, c1.only_here, c1.only_configured) == (3, 2, 1) and c1.p == 1.0
     assert c3.agreement == 0.5 and c1.agreement == 0.75
     assert c3.low < 0.5 < c3.high and c3.agreement_low < 0.5 < c3.agreement_high
     assert (c3.mean_steps, c1.mean_steps) == (1.5, 1.0)
-    t = EpisodeTuning("eval_in", "none", 30, list("abcd"), 3, list(cells.values()))
+    t = EpisodeTuning("eval_in", "none", 30, list("abcd"), Choice(3), list(cells.values()))
     assert t.best().history == 1
     marks = {r[0]: (r[-2], r[-1]) for r in t.table()[1]}
     assert marks == {"3": ("-", "configured"), "1": ("+2 / -1, p = 1", "best")}
-    with pytest.raises(ValueError, match="configured history 5 was not played"):
-        episode_cells({3: h3}, configured=5)
+    with pytest.raises(ValueError, match=r"configured choice \(history 5\) was not played"):
+        episode_cells({Choice(3): h3}, configured=Choice(5))
     with pytest.raises(ValueError, match="history 1: its episodes are not"):
-        episode_cells({3: h3, 1: h1[::-1]}, configured=3)
+        episode_cells({Choice(3): h3, Choice(1): h1[::-1]}, configured=Choice(3))
+
+
+def test_episode_cells_tell_avoid_repeats_apart_from_its_history():
+    """The same history with and without policy.avoid_repeats: two rows, paired."""
+    plain = [_episode("a", True, [True]), _episode("b", False, [False])]
+    avoid = [_episode("a", True, [True]), _episode("b", True, [True])]
+    cells = episode_cells({Choice(3): plain, Choice(3, True): avoid}, configured=Choice(3))
+    assert [choice_of(c) for c in cells] == [Choice(3), Choice(3, True)]
+    assert (cells[1].won, cells[1].only_here, cells[1].only_configured) == (2, 1, 0)
+    t = EpisodeTuning("eval_in", "none", 30, ["a", "b"], Choice(3), cells)
+    rows = {r[0]: r[-1] for r in t.table()[1]}
+    assert rows == {"3": "configured", "3, avoid repeats": "best"}
 
 
 @pytest.mark.slow
@@ -132,10 +147,12 @@ def test_tune_episodes_plays_each_history_on_the_tuning_games(alf_root, model_ca
     for, every history plays the same valid_seen games, and the step limit reaches them."""
     p = _params(alf_root, model_cache, history=2)
     p = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": 3})})
-    t = tune_episodes(p, tmp_path, None, [1], per_type=1)
-    assert [c.history for c in t.cells] == [1, 2] and t.configured == 2
+    t = tune_episodes(p, tmp_path, None, [1], per_type=1, avoid_repeats=True)
+    assert [choice_of(c) for c in t.cells] == [Choice(1), Choice(1, True), Choice(2),
+                                               Choice(2, True)]
+    assert t.configured == Choice(2)
     assert t.games == [g.task_id for g in tuning_games(p, tmp_path, 1)] and len(t.games) == 1
     assert all(c.games == 1 and 1 <= c.mean_steps <= 3 for c in t.cells)
     # the searching expert labels every step, so agreement is measured on each history
     assert all(c.agreement is not None and 0 <= c.agreement <= 1 for c in t.cells)
-    assert t.cells[1].p is None and t.cells[0].p is not None
+    assert [c.p is None for c in t.cells] == [False, False, True, False]

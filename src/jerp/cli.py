@@ -202,17 +202,22 @@ def cmd_tune(args) -> None:
     p = _params(args)
     adapter = _adapter(args, "tune")
     histories = args.history or [p.policy.history]
+    if args.avoid_repeats and not args.episodes:
+        sys.exit("jerp tune: --avoid-repeats needs --episodes (policy.avoid_repeats is a "
+                 "rule for episodes; reference states are ranked the same either way)")
     try:
-        t = (tune_episodes if args.episodes else tune)(p, args.root, adapter, histories,
-                                                        args.games_per_type)
+        t = (tune_episodes(p, args.root, adapter, histories, args.games_per_type,
+                           args.avoid_repeats) if args.episodes else
+             tune(p, args.root, adapter, histories, args.games_per_type))
     except ValueError as e:
         sys.exit(f"jerp tune: {e}")
     _print_table(*t.table())
     b = t.best()
     if args.episodes:
         print(f"On {len(t.games)} {t.split} (valid_seen) games, greedy, {t.max_steps} steps: "
-              f"best history {b.history}; params.yaml has {p.policy.history}. A difference in "
-              "games won is told apart only where McNemar's p is below 0.05.")
+              f"best history {b.history}, avoid_repeats {b.avoid_repeats}; params.yaml has "
+              f"{p.policy.history}, {p.policy.avoid_repeats}. A difference in games won is "
+              "told apart only where McNemar's p is below 0.05.")
     else:
         print(f"On {len(t.games)} {t.split} (valid_seen) games: best history {b.history}, "
               f"score {b.score}; params.yaml has history {p.policy.history}, score "
@@ -320,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--episodes", action="store_true",
                     help="play greedy episodes per history and measure success and expert "
                     "agreement (an evaluation per choice) instead of ranking walkthrough states")
+    tu.add_argument("--avoid-repeats", action="store_true",
+                    help="with --episodes: also play each history with policy.avoid_repeats "
+                    "flipped (greedy decisions that skip commands already taken at the same "
+                    "observation)")
     tu.add_argument("--json", default=None, help="also write the figures here")
     tu.set_defaults(func=cmd_tune)
 

@@ -15,6 +15,8 @@ plan that never searches. `--episodes` plays greedy episodes on the same games i
 one set per history, and measures what the results report: success (paired against
 the configured history, exact McNemar) and expert agreement on the states the policy
 reaches (interval over resampled games). It costs an evaluation per choice.
+`--avoid-repeats` also plays each history with `policy.avoid_repeats` flipped (a
+decision rule for episodes: reference-state ranking does not see it).
 """
 
 from __future__ import annotations
@@ -146,13 +148,25 @@ def tune(p: Params, root: Path, adapter: Path | None, histories: list[int],
                   cells=grid_cells(rows, seed=p.run.seed))
 
 
-@dataclass(frozen=True)
-class EpisodeCell:
-    """One history's greedy episodes: success with its Wilson interval, expert agreement
-    with its interval over resampled games, and the games won only here and only with
-    the configured history (exact McNemar p; None for the configured history itself)."""
+@dataclass(frozen=True, order=True)
+class Choice:
+    """What one set of tuning episodes was played with."""
 
     history: int
+    avoid_repeats: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.history}, avoid repeats" if self.avoid_repeats else str(self.history)
+
+
+@dataclass(frozen=True)
+class EpisodeCell:
+    """One choice's greedy episodes: success with its Wilson interval, expert agreement
+    with its interval over resampled games, and the games won only here and only with
+    the configured choice (exact McNemar p; None for the configured choice itself)."""
+
+    history: int
+    avoid_repeats: bool
     won: int
     games: int
     low: float
@@ -174,7 +188,7 @@ class EpisodeTuning:
     adapter: str
     max_steps: int
     games: list[str]
-    configured: int  # the params file's policy.history
+    configured: Choice  # the params file's policy.history and policy.avoid_repeats
     cells: list[EpisodeCell]
 
     def best(self) -> EpisodeCell:
@@ -182,7 +196,7 @@ class EpisodeTuning:
         return max(self.cells, key=lambda c: (c.won, c.agreement or 0.0))
 
     def table(self) -> tuple[list[str], list[list[str]]]:
-        """(header, rows): a row per history, the configured one and the best marked."""
+        """(header, rows): a row per choice, the configured one and the best marked."""
         best = self.best()
 
         def vs(c: EpisodeCell) -> str:
@@ -193,10 +207,10 @@ class EpisodeTuning:
             return ("-" if c.agreement is None else
                     f"{c.agreement:.3f} ({c.agreement_low:.3f}-{c.agreement_high:.3f})")
 
-        rows = [[str(c.history), f"{c.won}/{c.games} ({c.low:.2f}-{c.high:.2f})", agree(c),
-                 f"{c.mean_steps:.1f}", vs(c),
+        rows = [[str(choice_of(c)), f"{c.won}/{c.games} ({c.low:.2f}-{c.high:.2f})",
+                 agree(c), f"{c.mean_steps:.1f}", vs(c),
                  " ".join(m for m, on in (("best", c == best),
-                                          ("configured", c.history == self.configured))
+                                          ("configured", choice_of(c) == self.configured))
                           if on)]
                 for c in self.cells]
         return ["history", "success (95% CI)", "expert agreement (95% CI, games resampled)",
@@ -204,19 +218,24 @@ class EpisodeTuning:
                 ""], rows
 
 
-def episode_cells(trajs_by_history: dict[int, list[Trajectory]], configured: int,
+def choice_of(c: EpisodeCell) -> Choice:
+    return Choice(c.history, c.avoid_repeats)
+
+
+def episode_cells(trajs_by_choice: dict[Choice, list[Trajectory]], configured: Choice,
                   seed: int = 0) -> list[EpisodeCell]:
-    """A cell per history from its episodes, one per game in the same game order for
-    every history (paired), the configured history among them."""
-    if configured not in trajs_by_history:
-        raise ValueError(f"the configured history {configured} was not played: pairing "
-                         f"needs it (played: {sorted(trajs_by_history)})")
-    order = [t.task_id for t in trajs_by_history[configured]]
-    base = [t.won for t in trajs_by_history[configured]]
+    """A cell per choice from its episodes, one per game in the same game order for
+    every choice (paired), the configured choice among them."""
+    if configured not in trajs_by_choice:
+        raise ValueError(f"the configured choice (history {configured}) was not played: "
+                         "pairing needs it (played: "
+                         f"{'; '.join(map(str, sorted(trajs_by_choice)))})")
+    order = [t.task_id for t in trajs_by_choice[configured]]
+    base = [t.won for t in trajs_by_choice[configured]]
     cells = []
-    for h, trajs in sorted(trajs_by_history.items()):
+    for choice, trajs in sorted(trajs_by_choice.items()):
         if [t.task_id for t in trajs] != order:
-            raise ValueError(f"history {h}: its episodes are not the configured history's "
+            raise ValueError(f"history {choice}: its episodes are not the configured choice's "
                              "games in the same order, so they cannot be paired")
         won = [t.won for t in trajs]
         labelled = [(t.task_id, float(s.action == s.expert)) for t in trajs for s in t.steps
@@ -225,9 +244,10 @@ def episode_cells(trajs_by_history: dict[int, list[Trajectory]], configured: int
                                 clusters=[g for g, _ in labelled]) if labelled
                  else (None, None, None))
         b, c = discordant(won, base)
-        mine = h == configured
+        mine = choice == configured
         cells.append(EpisodeCell(
-            h, sum(won), len(won), *(round(x, 4) for x in wilson(sum(won), len(won))),
+            choice.history, choice.avoid_repeats, sum(won), len(won),
+            *(round(x, 4) for x in wilson(sum(won), len(won))),
             *(None if x is None else round(x, 4) for x in agree),
             round(sum(t.n_steps for t in trajs) / max(len(trajs), 1), 2),
             None if mine else b, None if mine else c,
@@ -236,25 +256,30 @@ def episode_cells(trajs_by_history: dict[int, list[Trajectory]], configured: int
 
 
 def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[int],
-                  per_type: int) -> EpisodeTuning:
+                  per_type: int, avoid_repeats: bool = False) -> EpisodeTuning:
     """Play the tuning games greedily once per history (the configured one added when
-    missing: the others are paired against it), with no rules shown: an empty pool, as
-    at iteration 0 (H2R's executor still tracks subgoals)."""
+    missing: the others are paired against it), and with `avoid_repeats` once more per
+    history with policy.avoid_repeats flipped; no rules shown: an empty pool, as at
+    iteration 0 (H2R's executor still tracks subgoals)."""
     from jerp.agents import policy_version, step_memory_for
     empty = RuleSnapshot.empty(p.rules.capacity)
 
     games = tuning_games(p, root, per_type)
     if not games:
         raise ValueError("no valid_seen games to play: check env.task_types")
+    configured = Choice(p.policy.history, p.policy.avoid_repeats)
+    avoids = {p.policy.avoid_repeats, *((not p.policy.avoid_repeats,) if avoid_repeats else ())}
+    choices = sorted({configured, *(Choice(h, a) for h in histories for a in avoids)})
     played = {}
-    for h in sorted({*histories, p.policy.history}):
-        q = p.model_copy(update={"policy": p.policy.model_copy(update={"history": h})})
+    for c in choices:
+        q = p.model_copy(update={"policy": p.policy.model_copy(
+            update={"history": c.history, "avoid_repeats": c.avoid_repeats})})
         meta = dict(stage="tune", method=p.run.method, seed=p.run.seed,
                     policy_version=policy_version(adapter), pool_version="none")
-        played[h] = play_episodes(q, root, AgentSpec(adapter, seed=p.run.seed),
+        played[c] = play_episodes(q, root, AgentSpec(adapter, seed=p.run.seed),
                                   [EpisodeSpec(t) for t in games], meta, None,
-                                  desc=f"tune history {h}", step_memory=step_memory_for(q, empty))
+                                  desc=f"tune history {c}", step_memory=step_memory_for(q, empty))
     return EpisodeTuning(split=TUNING_SPLIT, adapter=str(adapter or "none"),
                          max_steps=p.env.max_steps, games=[t.task_id for t in games],
-                         configured=p.policy.history,
-                         cells=episode_cells(played, p.policy.history, seed=p.run.seed))
+                         configured=configured,
+                         cells=episode_cells(played, configured, seed=p.run.seed))
