@@ -269,7 +269,7 @@ def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[i
         raise ValueError("no valid_seen games to play: check env.task_types")
     configured = Choice(p.policy.history, p.policy.avoid_repeats)
     avoids = {p.policy.avoid_repeats, *((not p.policy.avoid_repeats,) if avoid_repeats else ())}
-    choices = sorted({configured, *(Choice(h, a) for h in histories for a in avoids)})
+    choices = sorted(Choice(h, a) for h in {*histories, p.policy.history} for a in avoids)
     played = {}
     for c in choices:
         q = p.model_copy(update={"policy": p.policy.model_copy(
