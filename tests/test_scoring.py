@@ -25,6 +25,19 @@ CANDS = ["go to sinkbasin 1", "take mug 1 from countertop 1", "look", "inventory
          "clean mug 1 with sinkbasin 1"]
 
 
+# One state with an obvious command, for the agent's decisions.
+FRIDGE = Observation(
+    text="You are in front of fridge 1. It is closed. Type: open fridge 1",
+    admissible=["open fridge 1", "go to countertop 3", "examine stoveburner 2",
+                "take potato 2 from countertop 1"],
+    goal="open the fridge.", task_type="pick_cool_then_place_in_recep")
+
+
+def _fridge_context(history: list[tuple[str, str]] | None = None) -> EpisodeContext:
+    return EpisodeContext(env="alfworld", goal=FRIDGE.goal, history=list(history or []),
+                          rules=["To open the fridge, the command is: open fridge 1"])
+
+
 def test_shared_prefix_equals_naive_fp32(policy_fp32):
     tok = policy_fp32.tokenizer
     ids = tok(PROMPT, add_special_tokens=False)["input_ids"]
@@ -48,14 +61,8 @@ def test_shared_prefix_bf16_close_to_fp32(policy_fp32, policy_bf16):
 
 def test_rank_mode_picks_the_obvious_command(policy_fp32):
     agent = Agent(policy_fp32, PolicyParams(history=0), seed=0)
-    ctx = EpisodeContext(env="alfworld", goal="open the fridge.",
-                         rules=["To open the fridge, the command is: open fridge 1"])
-    ob = Observation(
-        text="You are in front of fridge 1. It is closed. Type: open fridge 1",
-        admissible=["open fridge 1", "go to countertop 3", "examine stoveburner 2",
-                    "take potato 2 from countertop 1"],
-        goal="open the fridge.", task_type="pick_cool_then_place_in_recep")
-    d = agent.decide([ctx], [ob])[0]
+    ob = FRIDGE
+    d = agent.decide([_fridge_context()], [ob])[0]
     assert d.action == "open fridge 1" and d.valid and d.logprob < 0
 
 
@@ -63,14 +70,8 @@ def test_avoid_repeats_takes_the_next_command_at_a_seen_observation(policy_fp32)
     """policy.avoid_repeats: at an observation where the episode already took the greedy
     command, the agent takes the best-valued command it has not taken there; at a new
     observation, or without the param, it is the plain greedy choice."""
-    ctx_seen = EpisodeContext(env="alfworld", goal="open the fridge.",
-                              rules=["To open the fridge, the command is: open fridge 1"])
-    ob = Observation(
-        text="You are in front of fridge 1. It is closed. Type: open fridge 1",
-        admissible=["open fridge 1", "go to countertop 3", "examine stoveburner 2",
-                    "take potato 2 from countertop 1"],
-        goal="open the fridge.", task_type="pick_cool_then_place_in_recep")
-    ctx_seen.history = [(ob.text, "open fridge 1"), ("Nothing happens.", "look")]
+    ob = FRIDGE
+    ctx_seen = _fridge_context(history=[(ob.text, "open fridge 1"), ("Nothing happens.", "look")])
     plain = Agent(policy_fp32, PolicyParams(history=0), seed=0)
     avoid = Agent(policy_fp32, PolicyParams(history=0, avoid_repeats=True), seed=0)
     assert plain.decide([ctx_seen], [ob])[0].action == "open fridge 1"
@@ -79,8 +80,7 @@ def test_avoid_repeats_takes_the_next_command_at_a_seen_observation(policy_fp32)
     d = avoid.decide([ctx_seen], [ob])[0]
     assert d.action == ob.admissible[runner_up] and d.prob == 1.0
     elsewhere = [("You are in the kitchen.", "open fridge 1")]
-    ctx_new = EpisodeContext(env="alfworld", goal=ctx_seen.goal, rules=ctx_seen.rules,
-                             history=elsewhere)
+    ctx_new = _fridge_context(history=elsewhere)
     assert avoid.decide([ctx_new], [ob])[0].action == "open fridge 1"
 
 
