@@ -325,16 +325,20 @@ def test_a_method_that_learns_nothing_evaluates_as_iteration_0():
     assert acting_iteration("jerp", 3) == 3 and acting_iteration("react", 0) == 0
 
 
-def test_the_warm_start_reads_no_method_param(root):
-    """DVC shares the warm start between methods only if it depends on no method param, and
-    brings a warm start back from its run cache (jerp -> h2r -> jerp trains two, not three)
-    only if no output of it is `persist` (DVC's run cache skips such stages)."""
+@pytest.mark.parametrize("stage", ["references", "states", "warmstart"])
+def test_a_shared_stage_reads_no_method_param(root, stage):
+    """DVC shares these stages between methods only if they depend on no method param, and
+    brings their outputs back from its run cache (jerp -> h2r -> jerp trains two warm
+    starts, not three; policy_only after jerp plays no reference again) only if no output
+    of them is `persist` (DVC's run cache skips such stages)."""
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())
-    ws = dvc["stages"]["warmstart"]
-    assert not [k for k in ws["params"] if k == "run" or k.startswith("run.method")]
-    assert "data/warmstart_settings.json" in ws["deps"]
+    st = dvc["stages"][stage]
+    method_keys = ("run.method", "rules.planner", "rules.subgoal_slot")  # via prepare's files
+    assert not [k for k in st["params"] if k in ("run", "rules", *method_keys)]
     assert "run.method" in dvc["stages"]["prepare"]["params"]
-    outs = [o for o in ws["outs"] + ws["metrics"] if isinstance(o, dict)]
+    if stage == "warmstart":
+        assert "data/warmstart_settings.json" in st["deps"]
+    outs = [o for o in st["outs"] + st.get("metrics", []) if isinstance(o, dict)]
     assert not [o for o in outs for spec in o.values() if spec.get("persist")]
 
 
