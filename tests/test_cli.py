@@ -101,6 +101,8 @@ def test_tune_avoid_repeats_needs_episodes(workspace):
     """policy.avoid_repeats is a rule for episodes: reference-state ranking cannot see it."""
     with pytest.raises(SystemExit, match="--avoid-repeats needs --episodes"):
         main(["tune", "--avoid-repeats"])
+    with pytest.raises(SystemExit, match="--temperatures needs --episodes"):
+        main(["tune", "--temperatures", "1"])
 
 
 @pytest.mark.slow

@@ -141,18 +141,36 @@ def test_episode_cells_tell_avoid_repeats_apart_from_its_history():
     assert rows == {"3": "configured", "3, avoid repeats": "best"}
 
 
+def test_episode_cells_tell_temperatures_apart():
+    """The configured greedy history against itself sampled at T = 1: two rows, paired,
+    and a choice's name says all three of what it was played with."""
+    greedy = [_episode("a", False, [False]), _episode("b", False, [False])]
+    sampled = [_episode("a", True, [True]), _episode("b", False, [True])]
+    cells = episode_cells({Choice(3): greedy, Choice(3, False, 1.0): sampled},
+                          configured=Choice(3))
+    assert [choice_of(c) for c in cells] == [Choice(3), Choice(3, False, 1.0)]
+    assert (cells[1].won, cells[1].only_here, cells[1].only_configured) == (1, 1, 0)
+    assert cells[1].agreement == 1.0 and cells[0].agreement == 0.0
+    t = EpisodeTuning("eval_in", "none", 30, ["a", "b"], Choice(3), cells)
+    assert {r[0]: r[-1] for r in t.table()[1]} == {"3": "configured", "3, T = 1": "best"}
+    assert str(Choice(5, True, 0.5)) == "5, avoid repeats, T = 0.5"
+
+
 @pytest.mark.slow
 def test_tune_episodes_plays_each_history_on_the_tuning_games(alf_root, model_cache, tmp_path):
     """On the real engine and model: the configured history is played even when not asked
     for, every history plays the same valid_seen games, and the step limit reaches them."""
     p = _params(alf_root, model_cache, history=2)
     p = p.model_copy(update={"env": p.env.model_copy(update={"max_steps": 3})})
-    t = tune_episodes(p, tmp_path, None, [1], per_type=1, avoid_repeats=True)
+    t = tune_episodes(p, tmp_path, None, [1], per_type=1, avoid_repeats=True,
+                      temperatures=[1.0])
     assert [choice_of(c) for c in t.cells] == [Choice(1), Choice(1, True), Choice(2),
-                                               Choice(2, True)]
+                                               Choice(2, False, 1.0), Choice(2, True)]
     assert t.configured == Choice(2)
     assert t.games == [g.task_id for g in tuning_games(p, tmp_path, 1)] and len(t.games) == 1
     assert all(c.games == 1 and 1 <= c.mean_steps <= 3 for c in t.cells)
     # the searching expert labels every step, so agreement is measured on each history
     assert all(c.agreement is not None and 0 <= c.agreement <= 1 for c in t.cells)
-    assert [c.p is None for c in t.cells] == [False, False, True, False]
+    assert [c.p is None for c in t.cells] == [False, False, True, False, False]
+    with pytest.raises(ValueError, match="temperatures must be >= 0"):
+        tune_episodes(p, tmp_path, None, [1], per_type=1, temperatures=[-1.0])

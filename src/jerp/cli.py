@@ -202,22 +202,25 @@ def cmd_tune(args) -> None:
     p = _params(args)
     adapter = _adapter(args, "tune")
     histories = args.history or [p.policy.history]
-    if args.avoid_repeats and not args.episodes:
-        sys.exit("jerp tune: --avoid-repeats needs --episodes (policy.avoid_repeats is a "
-                 "rule for episodes; reference states are ranked the same either way)")
+    for flag, given in (("--avoid-repeats", args.avoid_repeats),
+                        ("--temperatures", args.temperatures)):
+        if given and not args.episodes:
+            sys.exit(f"jerp tune: {flag} needs --episodes (it is a rule for acting in "
+                     "episodes; reference states are ranked the same either way)")
     try:
         t = (tune_episodes(p, args.root, adapter, histories, args.games_per_type,
-                           args.avoid_repeats) if args.episodes else
+                           args.avoid_repeats, args.temperatures) if args.episodes else
              tune(p, args.root, adapter, histories, args.games_per_type))
     except ValueError as e:
         sys.exit(f"jerp tune: {e}")
     _print_table(*t.table())
     b = t.best()
     if args.episodes:
-        print(f"On {len(t.games)} {t.split} (valid_seen) games, greedy, {t.max_steps} steps: "
-              f"best history {b.history}, avoid_repeats {b.avoid_repeats}; params.yaml has "
-              f"{p.policy.history}, {p.policy.avoid_repeats}. A difference in games won is "
-              "told apart only where McNemar's p is below 0.05.")
+        print(f"On {len(t.games)} {t.split} (valid_seen) games, {t.max_steps} steps: best "
+              f"history {b.history}, avoid_repeats {b.avoid_repeats}, temperature "
+              f"{b.temperature:g}; params.yaml has {p.policy.history}, "
+              f"{p.policy.avoid_repeats}, {p.policy.temperature:g}. A difference in games "
+              "won is told apart only where McNemar's p is below 0.05.")
     else:
         print(f"On {len(t.games)} {t.split} (valid_seen) games: best history {b.history}, "
               f"score {b.score}; params.yaml has history {p.policy.history}, score "
@@ -323,12 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="history windows to compare (default: params' policy.history)")
     tu.add_argument("--games-per-type", type=int, default=2, help="valid_seen games per type")
     tu.add_argument("--episodes", action="store_true",
-                    help="play greedy episodes per history and measure success and expert "
-                    "agreement (an evaluation per choice) instead of ranking walkthrough states")
+                    help="play episodes per history and measure success and expert agreement "
+                    "(an evaluation per choice) instead of ranking walkthrough states")
     tu.add_argument("--avoid-repeats", action="store_true",
                     help="with --episodes: also play each history with policy.avoid_repeats "
                     "flipped (greedy decisions that skip commands already taken at the same "
                     "observation)")
+    tu.add_argument("--temperatures", type=float, nargs="+", default=None, metavar="T",
+                    help="with --episodes: also play the configured history at these acting "
+                    "temperatures (policy.temperature; 0 = greedy, sampling seeded by run.seed)")
     tu.add_argument("--json", default=None, help="also write the figures here")
     tu.set_defaults(func=cmd_tune)
 

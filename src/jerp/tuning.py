@@ -11,12 +11,15 @@ games, since states of one game are correlated.
     .venv/bin/jerp tune --adapter data/iter_0/adapter --history 1 3 5 --json tuning.json
 
 Reference states only ask what the policy does where the walkthrough went, an oracle
-plan that never searches. `--episodes` plays greedy episodes on the same games instead,
-one set per history, and measures what the results report: success (paired against
-the configured history, exact McNemar) and expert agreement on the states the policy
+plan that never searches. `--episodes` plays episodes on the same games instead, one
+set per history, and measures what the results report: success (paired against the
+configured choice, exact McNemar) and expert agreement on the states the policy
 reaches (interval over resampled games). It costs an evaluation per choice.
-`--avoid-repeats` also plays each history with `policy.avoid_repeats` flipped (a
-decision rule for episodes: reference-state ranking does not see it).
+`--avoid-repeats` also plays each history with `policy.avoid_repeats` flipped, and
+`--temperatures` the configured history at other acting temperatures (decision rules
+for episodes: reference-state ranking sees neither). Why temperature: a greedy policy
+repeats itself wherever a state repeats, and the weak warm starts that win 0-1 of 12
+eval games greedily win about half of their sampled (T = 1) rollouts.
 """
 
 from __future__ import annotations
@@ -150,23 +153,27 @@ def tune(p: Params, root: Path, adapter: Path | None, histories: list[int],
 
 @dataclass(frozen=True, order=True)
 class Choice:
-    """What one set of tuning episodes was played with."""
+    """What one set of tuning episodes was played with (policy.history, avoid_repeats
+    and temperature)."""
 
     history: int
     avoid_repeats: bool = False
+    temperature: float = 0.0
 
     def __str__(self) -> str:
-        return f"{self.history}, avoid repeats" if self.avoid_repeats else str(self.history)
+        return ", ".join([str(self.history)] + ["avoid repeats"] * self.avoid_repeats
+                         + [f"T = {self.temperature:g}"] * (self.temperature > 0))
 
 
 @dataclass(frozen=True)
 class EpisodeCell:
-    """One choice's greedy episodes: success with its Wilson interval, expert agreement
+    """One choice's episodes: success with its Wilson interval, expert agreement
     with its interval over resampled games, and the games won only here and only with
     the configured choice (exact McNemar p; None for the configured choice itself)."""
 
     history: int
     avoid_repeats: bool
+    temperature: float
     won: int
     games: int
     low: float
@@ -188,7 +195,7 @@ class EpisodeTuning:
     adapter: str
     max_steps: int
     games: list[str]
-    configured: Choice  # the params file's policy.history and policy.avoid_repeats
+    configured: Choice  # the params file's policy.history, avoid_repeats and temperature
     cells: list[EpisodeCell]
 
     def best(self) -> EpisodeCell:
@@ -213,13 +220,13 @@ class EpisodeTuning:
                                           ("configured", choice_of(c) == self.configured))
                           if on)]
                 for c in self.cells]
-        return ["history", "success (95% CI)", "expert agreement (95% CI, games resampled)",
-                "mean steps", "vs configured (games won only here / only there, McNemar)",
-                ""], rows
+        return ["choice (history, ...)", "success (95% CI)",
+                "expert agreement (95% CI, games resampled)", "mean steps",
+                "vs configured (games won only here / only there, McNemar)", ""], rows
 
 
 def choice_of(c: EpisodeCell) -> Choice:
-    return Choice(c.history, c.avoid_repeats)
+    return Choice(c.history, c.avoid_repeats, c.temperature)
 
 
 def episode_cells(trajs_by_choice: dict[Choice, list[Trajectory]], configured: Choice,
@@ -246,7 +253,7 @@ def episode_cells(trajs_by_choice: dict[Choice, list[Trajectory]], configured: C
         b, c = discordant(won, base)
         mine = choice == configured
         cells.append(EpisodeCell(
-            choice.history, choice.avoid_repeats, sum(won), len(won),
+            choice.history, choice.avoid_repeats, choice.temperature, sum(won), len(won),
             *(round(x, 4) for x in wilson(sum(won), len(won))),
             *(None if x is None else round(x, 4) for x in agree),
             round(sum(t.n_steps for t in trajs) / max(len(trajs), 1), 2),
@@ -256,24 +263,32 @@ def episode_cells(trajs_by_choice: dict[Choice, list[Trajectory]], configured: C
 
 
 def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[int],
-                  per_type: int, avoid_repeats: bool = False) -> EpisodeTuning:
-    """Play the tuning games greedily once per history (the configured one added when
-    missing: the others are paired against it), and with `avoid_repeats` once more per
-    history with policy.avoid_repeats flipped; no rules shown: an empty pool, as at
-    iteration 0 (H2R's executor still tracks subgoals)."""
+                  per_type: int, avoid_repeats: bool = False,
+                  temperatures: list[float] | None = None) -> EpisodeTuning:
+    """Play the tuning games once per history (the configured one added when missing:
+    the others are paired against it), with `avoid_repeats` once more per history with
+    policy.avoid_repeats flipped, and once per temperature with the configured history
+    and avoid_repeats (sampling seeded by run.seed); no rules shown: an empty pool, as
+    at iteration 0 (H2R's executor still tracks subgoals)."""
     from jerp.agents import policy_version, step_memory_for
     empty = RuleSnapshot.empty(p.rules.capacity)
 
     games = tuning_games(p, root, per_type)
     if not games:
         raise ValueError("no valid_seen games to play: check env.task_types")
-    configured = Choice(p.policy.history, p.policy.avoid_repeats)
-    avoids = {p.policy.avoid_repeats, *((not p.policy.avoid_repeats,) if avoid_repeats else ())}
-    choices = sorted(Choice(h, a) for h in {*histories, p.policy.history} for a in avoids)
+    if any(x < 0 for x in temperatures or []):
+        raise ValueError(f"temperatures must be >= 0 (0 = greedy), got {temperatures}")
+    pol = p.policy
+    configured = Choice(pol.history, pol.avoid_repeats, pol.temperature)
+    avoids = {pol.avoid_repeats, *((not pol.avoid_repeats,) if avoid_repeats else ())}
+    choices = sorted({*(Choice(h, a, pol.temperature) for h in {*histories, pol.history}
+                        for a in avoids),
+                      *(Choice(pol.history, pol.avoid_repeats, x) for x in temperatures or [])})
     played = {}
     for c in choices:
-        q = p.model_copy(update={"policy": p.policy.model_copy(
-            update={"history": c.history, "avoid_repeats": c.avoid_repeats})})
+        q = p.model_copy(update={"policy": pol.model_copy(update={
+            "history": c.history, "avoid_repeats": c.avoid_repeats,
+            "temperature": c.temperature})})
         meta = dict(stage="tune", method=p.run.method, seed=p.run.seed,
                     policy_version=policy_version(adapter), pool_version="none")
         played[c] = play_episodes(q, root, AgentSpec(adapter, seed=p.run.seed),
