@@ -15,6 +15,7 @@ from jerp.tuning import (
     choice_of,
     episode_cells,
     grid_cells,
+    policy_for,
     rank_rows,
     tune,
     tune_episodes,
@@ -172,5 +173,19 @@ def test_tune_episodes_plays_each_history_on_the_tuning_games(alf_root, model_ca
     # the searching expert labels every step, so agreement is measured on each history
     assert all(c.agreement is not None and 0 <= c.agreement <= 1 for c in t.cells)
     assert [c.p is None for c in t.cells] == [False, False, True, False, False]
-    with pytest.raises(ValueError, match="temperatures must be >= 0"):
-        tune_episodes(p, tmp_path, None, [1], per_type=1, temperatures=[-1.0])
+
+
+def test_a_choice_the_schema_refuses_stops_tuning_before_any_game(tmp_path):
+    """Each choice's policy goes through PolicyParams (a model_copy would not validate):
+    a negative temperature or history is named before a game is listed (the data folder
+    here does not exist, so reaching the games would fail differently)."""
+    p = parse_params({"env": {"data_dir": str(tmp_path / "absent")}})
+    with pytest.raises(ValueError, match=r"policy\.temperature = -1\.0: input should be "
+                       "greater than or equal to 0"):
+        tune_episodes(p, tmp_path, None, [3], per_type=1, temperatures=[0.5, -1.0])
+    with pytest.raises(ValueError, match=r"policy\.history = -2: input should be greater"):
+        tune_episodes(p, tmp_path, None, [-2], per_type=1)
+    q = policy_for(p.policy, Choice(5, True, 0.5))
+    assert (q.history, q.avoid_repeats, q.temperature) == (5, True, 0.5)
+    assert q.model_dump(exclude={"history", "avoid_repeats", "temperature"}) == \
+        p.policy.model_dump(exclude={"history", "avoid_repeats", "temperature"})

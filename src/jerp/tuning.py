@@ -28,7 +28,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from jerp.config import Params
+from pydantic import ValidationError
+
+from jerp.config import Params, PolicyParams
 from jerp.envs.base import Observation, Task
 from jerp.envs.registry import data_root, sample_split
 from jerp.jobs import AgentSpec, Job, agent, play_episodes
@@ -262,6 +264,19 @@ def episode_cells(trajs_by_choice: dict[Choice, list[Trajectory]], configured: C
     return cells
 
 
+def policy_for(pol: PolicyParams, choice: Choice) -> PolicyParams:
+    """`pol` acting by `choice`, validated by the schema: `model_copy` does not validate,
+    so a negative history or temperature would otherwise reach the agent."""
+    try:
+        return PolicyParams.model_validate({**pol.model_dump(), "history": choice.history,
+                                            "avoid_repeats": choice.avoid_repeats,
+                                            "temperature": choice.temperature})
+    except ValidationError as e:
+        bad = "; ".join(f"policy.{'.'.join(map(str, x['loc']))} = {x['input']!r}: "
+                        f"{x['msg'].lower()}" for x in e.errors())
+        raise ValueError(f"a choice to play is not a valid policy: {bad}") from None
+
+
 def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[int],
                   per_type: int, avoid_repeats: bool = False,
                   temperatures: list[float] | None = None) -> EpisodeTuning:
@@ -273,22 +288,19 @@ def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[i
     from jerp.agents import policy_version, step_memory_for
     empty = RuleSnapshot.empty(p.rules.capacity)
 
-    games = tuning_games(p, root, per_type)
-    if not games:
-        raise ValueError("no valid_seen games to play: check env.task_types")
-    if any(x < 0 for x in temperatures or []):
-        raise ValueError(f"temperatures must be >= 0 (0 = greedy), got {temperatures}")
     pol = p.policy
     configured = Choice(pol.history, pol.avoid_repeats, pol.temperature)
     avoids = {pol.avoid_repeats, *((not pol.avoid_repeats,) if avoid_repeats else ())}
     choices = sorted({*(Choice(h, a, pol.temperature) for h in {*histories, pol.history}
                         for a in avoids),
                       *(Choice(pol.history, pol.avoid_repeats, x) for x in temperatures or [])})
+    policies = {c: policy_for(pol, c) for c in choices}  # a bad choice stops before any game
+    games = tuning_games(p, root, per_type)
+    if not games:
+        raise ValueError("no valid_seen games to play: check env.task_types")
     played = {}
     for c in choices:
-        q = p.model_copy(update={"policy": pol.model_copy(update={
-            "history": c.history, "avoid_repeats": c.avoid_repeats,
-            "temperature": c.temperature})})
+        q = p.model_copy(update={"policy": policies[c]})
         meta = dict(stage="tune", method=p.run.method, seed=p.run.seed,
                     policy_version=policy_version(adapter), pool_version="none")
         played[c] = play_episodes(q, root, AgentSpec(adapter, seed=p.run.seed),
