@@ -79,6 +79,18 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda it: rank.get(it.nodeid.split("::")[0], len(rank)))  # stable
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_temporary_server():
+    """An in-process flow with no server to report to starts Prefect's temporary server,
+    which Prefect stops at exit, logging it to a stream pytest has closed by then (a
+    'Logging error' traceback after the last test). Stopped here, as Prefect's own test
+    fixtures stop it, while output is still captured."""
+    yield
+    from prefect.server.api.server import SubprocessASGIServer
+
+    SubprocessASGIServer().stop()
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
