@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jerp.config import parse_params
+from jerp.config import ParamsError, parse_params
 from jerp.envs.alfworld import list_tasks
 from jerp.records import StepRecord, Trajectory
 from jerp.tuning import (
@@ -15,7 +15,7 @@ from jerp.tuning import (
     choice_of,
     episode_cells,
     grid_cells,
-    policy_for,
+    params_for,
     rank_rows,
     tune,
     tune_episodes,
@@ -176,16 +176,17 @@ def test_tune_episodes_plays_each_history_on_the_tuning_games(alf_root, model_ca
 
 
 def test_a_choice_the_schema_refuses_stops_tuning_before_any_game(tmp_path):
-    """Each choice's policy goes through PolicyParams (a model_copy would not validate):
-    a negative temperature or history is named before a game is listed (the data folder
-    here does not exist, so reaching the games would fail differently)."""
+    """Each choice's params go through the schema (a model_copy would not validate): a
+    negative temperature or history is named before a game is listed (the data folder here
+    does not exist, so reaching the games would fail differently)."""
     p = parse_params({"env": {"data_dir": str(tmp_path / "absent")}})
-    with pytest.raises(ValueError, match=r"policy\.temperature = -1\.0: input should be "
+    with pytest.raises(ParamsError, match=r"'policy\.temperature' = -1\.0: Input should be "
                        "greater than or equal to 0"):
         tune_episodes(p, tmp_path, None, [3], per_type=1, temperatures=[0.5, -1.0])
-    with pytest.raises(ValueError, match=r"policy\.history = -2: input should be greater"):
+    with pytest.raises(ParamsError, match=r"'policy\.history' = -2: Input should be greater"):
         tune_episodes(p, tmp_path, None, [-2], per_type=1)
-    q = policy_for(p.policy, Choice(5, True, 0.5))
-    assert (q.history, q.avoid_repeats, q.temperature) == (5, True, 0.5)
-    assert q.model_dump(exclude={"history", "avoid_repeats", "temperature"}) == \
+    q = params_for(p, Choice(5, True, 0.5))
+    assert (q.policy.history, q.policy.avoid_repeats, q.policy.temperature) == (5, True, 0.5)
+    assert q.model_dump(exclude={"policy"}) == p.model_dump(exclude={"policy"})
+    assert q.policy.model_dump(exclude={"history", "avoid_repeats", "temperature"}) == \
         p.policy.model_dump(exclude={"history", "avoid_repeats", "temperature"})

@@ -28,9 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from jerp.config import Params, PolicyParams
+from jerp.config import Params, parse_params
 from jerp.envs.base import Observation, Task
 from jerp.envs.registry import data_root, sample_split
 from jerp.jobs import AgentSpec, Job, agent, play_episodes
@@ -264,17 +262,12 @@ def episode_cells(trajs_by_choice: dict[Choice, list[Trajectory]], configured: C
     return cells
 
 
-def policy_for(pol: PolicyParams, choice: Choice) -> PolicyParams:
-    """`pol` acting by `choice`, validated by the schema: `model_copy` does not validate,
-    so a negative history or temperature would otherwise reach the agent."""
-    try:
-        return PolicyParams.model_validate({**pol.model_dump(), "history": choice.history,
-                                            "avoid_repeats": choice.avoid_repeats,
-                                            "temperature": choice.temperature})
-    except ValidationError as e:
-        bad = "; ".join(f"policy.{'.'.join(map(str, x['loc']))} = {x['input']!r}: "
-                        f"{x['msg'].lower()}" for x in e.errors())
-        raise ValueError(f"a choice to play is not a valid policy: {bad}") from None
+def params_for(p: Params, choice: Choice) -> Params:
+    """`p` acting by `choice`, validated by the schema (`model_copy` does not validate, so
+    a negative history or temperature would otherwise reach the agent)."""
+    return parse_params({**p.model_dump(), "policy": {
+        **p.policy.model_dump(), "history": choice.history,
+        "avoid_repeats": choice.avoid_repeats, "temperature": choice.temperature}})
 
 
 def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[int],
@@ -294,13 +287,13 @@ def tune_episodes(p: Params, root: Path, adapter: Path | None, histories: list[i
     choices = sorted({*(Choice(h, a, pol.temperature) for h in {*histories, pol.history}
                         for a in avoids),
                       *(Choice(pol.history, pol.avoid_repeats, x) for x in temperatures or [])})
-    policies = {c: policy_for(pol, c) for c in choices}  # a bad choice stops before any game
+    variants = {c: params_for(p, c) for c in choices}  # a bad choice stops before any game
     games = tuning_games(p, root, per_type)
     if not games:
         raise ValueError("no valid_seen games to play: check env.task_types")
     played = {}
     for c in choices:
-        q = p.model_copy(update={"policy": policies[c]})
+        q = variants[c]
         meta = dict(stage="tune", method=p.run.method, seed=p.run.seed,
                     policy_version=policy_version(adapter), pool_version="none")
         played[c] = play_episodes(q, root, AgentSpec(adapter, seed=p.run.seed),
