@@ -86,23 +86,17 @@ def _agent_scores(agent, traj, k):
 
 
 def test_alfworld_records_rebuild_the_scored_prompt(policy_fp32, alf_root):
-    tasks = list_tasks(alf_root, "eval_out")[:2]
-    rules = [RuleShown(id="R1", text="Find and take the target object first.")]
-    agent, trajs = _rollout(policy_fp32, env_factory(EnvParams(max_steps=50), alf_root),
-                            tasks, rules)
-    assert all(t.rules_shown == rules for t in trajs)
-    assert trajs[0].initial_observation.startswith("You are in the middle of a room")
-    _check(policy_fp32, agent, trajs)
-
-
-def test_records_with_a_changing_memory_slot_rebuild_the_scored_prompt(policy_fp32, alf_root):
-    """H2R's executor changes the slot between steps: training packs a window per
-    (window start, slot) and still scores exactly what the agent acted with."""
+    """Rules in the header and a memory slot that changes between steps (H2R's executor):
+    training packs a window per (window start, slot) and still scores exactly what the
+    agent acted with. (Both in one rollout: each game's start costs ~11 s on one core.)"""
     from slot_fixtures import ScriptedStepMemory
 
     tasks = list_tasks(alf_root, "eval_out")[:2]
+    rules = [RuleShown(id="R1", text="Find and take the target object first.")]
     agent, trajs = _rollout(policy_fp32, env_factory(EnvParams(max_steps=50), alf_root),
-                            tasks, step_memory=ScriptedStepMemory(per_subgoal=3))
+                            tasks, rules, step_memory=ScriptedStepMemory(per_subgoal=3))
+    assert all(t.rules_shown == rules for t in trajs)
+    assert trajs[0].initial_observation.startswith("You are in the middle of a room")
     assert len({s.slot for s in trajs[0].steps}) == 3
     assert all(s.slot.startswith(f"Current subgoal: {s.subgoal}\n") for s in trajs[0].steps)
     _check(policy_fp32, agent, trajs)

@@ -124,23 +124,18 @@ def episodes(alf_root, model_cache, tmp_path_factory):
     specs = [EpisodeSpec(t, g) for t in tasks for g in range(2)]
     root = tmp_path_factory.mktemp("runner")
     ref = _play(_params(alf_root, model_cache, "local"), root, specs)
-    return root, specs, ref
-
-
-@pytest.mark.slow
-def test_process_pool_plays_the_same_episodes(episodes, alf_root, model_cache, prefect_server):
-    root, specs, ref = episodes
-    # the two episodes of a group differ (sampled), so equality below is not vacuous
+    # the two episodes differ (sampled), so a runner playing them alike is not vacuous
     assert _fingerprint(ref)[0][2] != _fingerprint(ref)[1][2]
-    got = _in_flow(_params(alf_root, model_cache, "process"), root, specs)
-    assert _fingerprint(got) == _fingerprint(ref)
+    return root, specs, ref
 
 
 @pytest.mark.slow
 def test_process_pool_plays_the_same_episodes_with_a_memory_slot(
         episodes, alf_root, model_cache, prefect_server):
-    """A Job carrying a step memory (the scripted test fixture) pickles to the workers,
-    which play the same actions and record the same subgoals and memories as local."""
+    """A process pool plays the same episodes as the stage's own process, and a Job
+    carrying a step memory (the scripted test fixture) pickles to the workers, which
+    record the same subgoals and memories too (the pool without a memory:
+    test_finished_chunks_are_not_replayed's first run)."""
     root, specs, _ = episodes
     memory = ScriptedStepMemory(per_subgoal=2)
 
