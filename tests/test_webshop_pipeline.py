@@ -28,7 +28,7 @@ def run_dir(tmp_path_factory, root, model_cache):
 
     p = parse_params({
         "env": {"name": "webshop", "data_dir": str(resolve_data_dir(None, root)),
-                "max_steps": 5, "train_per_type": 1, "eval_per_type": 1,
+                "max_steps": 3, "train_per_type": 1, "eval_per_type": 1,
                 "task_types": ["beauty", "grocery"]},
         "policy": {"cache_dir": str(model_cache), "batch_envs": 2, "history": 1},
         "rollout": {"group_size": 2},
@@ -64,7 +64,7 @@ def test_evaluation_reports_score_and_success(run_dir):
     d, m1 = run_dir
     assert {"score", "success", "success_by_type", "expert_top1"} <= set(m1)
     trajs = read_trajectories(d / paths.eval_file(1))
-    assert len(trajs) == 2 and all(1 <= t.n_steps <= 5 for t in trajs)
+    assert len(trajs) == 2 and all(1 <= t.n_steps <= 3 for t in trajs)
     assert all(t.steps[0].action.startswith("search[") for t in trajs)
 
 
