@@ -151,9 +151,11 @@ def test_process_pool_plays_the_same_episodes_with_a_memory_slot(
 
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_dask_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, prefect_server):
+@pytest.mark.parametrize("kind", ["dask", "ray"])
+def test_cluster_plays_the_same_episodes(kind, episodes, alf_root, model_cache, prefect_server):
+    """A local Dask cluster and a local Ray cluster (prefect-dask, prefect-ray)."""
     root, specs, ref = episodes
-    got = _in_flow(_params(alf_root, model_cache, "dask"), root, specs)
+    got = _in_flow(_params(alf_root, model_cache, kind), root, specs)
     assert _fingerprint(got) == _fingerprint(ref)
 
 
@@ -216,14 +218,6 @@ def test_finished_chunks_are_not_replayed(episodes, alf_root, model_cache, prefe
         _, s3 = go(key[::-1], calls[:1])
     assert s1["cached"] == 0 and s2["cached"] == len(calls) and s3["cached"] == 0
     assert _fingerprint(first) == _fingerprint(second) == _fingerprint(ref)
-
-
-@pytest.mark.slow
-@pytest.mark.cluster
-def test_ray_cluster_plays_the_same_episodes(episodes, alf_root, model_cache, prefect_server):
-    root, specs, ref = episodes
-    got = _in_flow(_params(alf_root, model_cache, "ray"), root, specs)
-    assert _fingerprint(got) == _fingerprint(ref)
 
 
 def test_thread_plan_per_worker_and_inline(alf_root, model_cache):
