@@ -88,7 +88,8 @@ def _agent_scores(agent, traj, k):
 def test_alfworld_records_rebuild_the_scored_prompt(policy_fp32, alf_root):
     """Rules in the header and a memory slot that changes between steps (H2R's executor):
     training packs a window per (window start, slot) and still scores exactly what the
-    agent acted with. (Both in one rollout: each game's start costs ~11 s on one core.)"""
+    agent acted with. (Both in one rollout: re-scoring one, window by window, takes ~40 s
+    on one core.)"""
     from slot_fixtures import ScriptedStepMemory
 
     tasks = list_tasks(alf_root, "eval_out")[:2]

@@ -119,7 +119,7 @@ def prefect_server(prefect_api):
 
 @pytest.fixture(scope="module")
 def episodes(alf_root, model_cache, tmp_path_factory):
-    # One game, two sampled episodes: a chunk each (a game's start costs ~11 s on one core)
+    # One game, two sampled episodes: a chunk each
     tasks = list_tasks(alf_root, "eval_out")[:1]
     specs = [EpisodeSpec(t, g) for t in tasks for g in range(2)]
     root = tmp_path_factory.mktemp("runner")
