@@ -52,9 +52,10 @@ install-dev: install $(VENV)/.installed-dev
 
 # PRESET=quick|standard|paper|tiny: params.yaml becomes presets/base.yaml with
 # presets/$(PRESET).yaml over it (jerp.presets; refused while params.yaml has edits that are
-# not committed, so none is lost).
+# not committed, so none is lost). It needs the venv's interpreter, so a fresh clone's
+# `make params PRESET=...` installs first.
 PRESET ?=
-params:
+params: $(VENV)/.installed
 ifneq ($(PRESET),)
 	$(PY) -m jerp.presets $(PRESET)
 endif
